@@ -1,0 +1,253 @@
+//! The one wgpu context of a process: instance, adapter, device and queue, built once.
+//!
+//! wgpu reports validation errors and device loss through callbacks; we collect them in
+//! a shared sink and turn them into `Error`s at the next synchronisation point, so a bad
+//! dispatch surfaces as an error naming what we were doing, never as a panic or a hang.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::PipelineCache;
+
+/// wgpu's power preference, as chosen with `--adapter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerPreference {
+    #[default]
+    HighPerformance,
+    LowPower,
+}
+
+impl PowerPreference {
+    pub fn to_wgpu(self) -> wgpu::PowerPreference {
+        match self {
+            PowerPreference::HighPerformance => wgpu::PowerPreference::HighPerformance,
+            PowerPreference::LowPower => wgpu::PowerPreference::LowPower,
+        }
+    }
+}
+
+/// A backend restriction, as chosen with `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl BackendChoice {
+    pub fn to_wgpu(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+            BackendChoice::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// How to pick an adapter. `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` are honoured; an
+/// explicit `--backend` wins over `WGPU_BACKEND`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdapterRequest {
+    pub power: PowerPreference,
+    pub backend: Option<BackendChoice>,
+}
+
+impl AdapterRequest {
+    pub fn instance(&self) -> wgpu::Instance {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(backend) = self.backend {
+            desc.backends = backend.to_wgpu();
+        }
+        wgpu::Instance::new(desc)
+    }
+
+    /// The backends this request may use.
+    pub fn backends(&self) -> wgpu::Backends {
+        match self.backend {
+            Some(b) => b.to_wgpu(),
+            None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+        }
+    }
+
+    /// A human description of the filter, for the "no adapter" error.
+    fn filter_description(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(b) = self.backend {
+            parts.push(format!("backend {b:?}"));
+        } else if let Ok(b) = std::env::var("WGPU_BACKEND") {
+            parts.push(format!("WGPU_BACKEND={b}"));
+        }
+        if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
+            parts.push(format!("WGPU_ADAPTER_NAME={name}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" (filter: {})", parts.join(", "))
+        }
+    }
+
+    /// Picks the adapter: by `WGPU_ADAPTER_NAME` substring when set, else by wgpu's
+    /// own power-preference ranking.
+    pub fn pick(&self, instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+        if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+            let wanted_lower = wanted.to_lowercase();
+            let adapters = pollster::block_on(instance.enumerate_adapters(self.backends()));
+            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            return adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
+                .ok_or_else(|| Error::NoAdapter {
+                    filter: format!(
+                        " named like WGPU_ADAPTER_NAME={wanted:?} (adapters found: {})",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                });
+        }
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: self.power.to_wgpu(),
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        };
+        pollster::block_on(instance.request_adapter(&options)).map_err(|_| Error::NoAdapter {
+            filter: self.filter_description(),
+        })
+    }
+}
+
+/// Errors reported by wgpu callbacks, drained at synchronisation points.
+#[derive(Default)]
+struct ErrorSink {
+    errors: Vec<String>,
+    lost: Option<(String, String)>,
+}
+
+pub struct GpuContext {
+    pub instance: wgpu::Instance,
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was actually created with.
+    pub limits: wgpu::Limits,
+    pub pipelines: PipelineCache,
+    sink: Arc<Mutex<ErrorSink>>,
+}
+
+impl GpuContext {
+    pub fn new(request: &AdapterRequest) -> Result<Self> {
+        let instance = request.instance();
+        let adapter = request.pick(&instance)?;
+        let info = adapter.get_info();
+        let required_limits = wanted_limits(&adapter.limits());
+        // Timestamp queries make benchmarks exact where the adapter has them.
+        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gan-gpu device"),
+            required_features,
+            required_limits,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+
+        let sink = Arc::new(Mutex::new(ErrorSink::default()));
+        let errors = Arc::clone(&sink);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            errors.lock().unwrap().errors.push(e.to_string());
+        }));
+        let lost = Arc::clone(&sink);
+        device.set_device_lost_callback(move |reason, message| {
+            lost.lock().unwrap().lost = Some((format!("{reason:?}"), message));
+        });
+
+        let limits = device.limits();
+        Ok(GpuContext {
+            instance,
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            pipelines: PipelineCache::default(),
+            sink,
+        })
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// One line naming the adapter, for logs and benchmark headers.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+
+    /// A software rasterizer (llvmpipe, SwiftShader, WARP) rather than a real GPU.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Turns any error wgpu reported since the last check into an `Error` naming
+    /// `context` (what the caller was doing).
+    pub fn check(&self, context: &str) -> Result<()> {
+        let mut sink = self.sink.lock().unwrap();
+        if let Some((reason, message)) = sink.lost.take() {
+            return Err(Error::DeviceLost { reason, message });
+        }
+        if sink.errors.is_empty() {
+            return Ok(());
+        }
+        let message = std::mem::take(&mut sink.errors).join("; ");
+        Err(Error::Gpu {
+            context: context.to_string(),
+            message,
+        })
+    }
+
+    /// Submits `encoder` and reports errors raised while recording it.
+    pub fn submit(&self, encoder: wgpu::CommandEncoder, context: &str) -> Result<()> {
+        self.queue.submit(Some(encoder.finish()));
+        self.check(context)
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait(&self, context: &str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                context: context.to_string(),
+                message: e.to_string(),
+            })?;
+        self.check(context)
+    }
+}
+
+/// wgpu's default limits are far below what real GPUs allow (128 MiB storage bindings,
+/// 256 MiB buffers); ask for everything the adapter offers so large layers and the
+/// uploaded dataset fit in one binding.
+pub fn wanted_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
+    adapter.clone()
+}

@@ -1,0 +1,12 @@
+//! The device layer: one wgpu context, buffers, and the cached pipelines of our shaders.
+
+pub mod adapters;
+pub mod buffer;
+pub mod context;
+pub mod dispatch;
+pub mod pipeline;
+
+pub use context::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
+pub use dispatch::Dispatch;
+pub use pipeline::{Binding, Kernel, KernelSpec, Shader};
+pub mod testing;

@@ -1,0 +1,199 @@
+//! The shader home and the pipeline cache.
+//!
+//! Every `shaders/*.wgsl` file is compiled into the binary with `include_str!`, valid
+//! WGSL as written; tunables are `override` constants set at pipeline creation. A
+//! pipeline is built once per (shader, entry point, constants) and cached, with an
+//! explicit bind-group layout that binds inputs read-only and outputs read-write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// One WGSL kernel family (one file in `shaders/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Gather,
+}
+
+impl Shader {
+    pub const ALL: &'static [Shader] = &[Shader::Gather];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Shader::Gather => "gather.wgsl",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Gather => include_str!("../../shaders/gather.wgsl"),
+        }
+    }
+}
+
+/// How a kernel sees one binding, in binding order within group 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// Everything that identifies one compiled pipeline.
+#[derive(Debug, Clone)]
+pub struct KernelSpec<'a> {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub bindings: &'static [Binding],
+    /// Values for the shader's `override` constants, by name.
+    pub constants: &'a [(&'static str, f64)],
+}
+
+/// A compiled compute pipeline and the layout its bind groups must follow.
+pub struct Kernel {
+    pub label: String,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+type CacheKey = (Shader, &'static str, Vec<(&'static str, u64)>);
+
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    kernels: Mutex<HashMap<CacheKey, Arc<Kernel>>>,
+}
+
+impl GpuContext {
+    /// The pipeline for `spec`, compiled on first use.
+    pub fn kernel(&self, spec: &KernelSpec<'_>) -> Result<Arc<Kernel>> {
+        let key: CacheKey = (
+            spec.shader,
+            spec.entry,
+            spec.constants
+                .iter()
+                .map(|&(name, v)| (name, v.to_bits()))
+                .collect(),
+        );
+        if let Some(kernel) = self.pipelines.kernels.lock().unwrap().get(&key) {
+            return Ok(Arc::clone(kernel));
+        }
+        let kernel = Arc::new(self.build_kernel(spec)?);
+        self.pipelines
+            .kernels
+            .lock()
+            .unwrap()
+            .insert(key, Arc::clone(&kernel));
+        Ok(kernel)
+    }
+
+    fn build_kernel(&self, spec: &KernelSpec<'_>) -> Result<Kernel> {
+        let label = format!("{}::{}", spec.shader.file_name(), spec.entry);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .pipelines
+            .modules
+            .lock()
+            .unwrap()
+            .entry(spec.shader)
+            .or_insert_with(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(spec.shader.file_name()),
+                        source: wgpu::ShaderSource::Wgsl(spec.shader.source().into()),
+                    })
+            })
+            .clone();
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = spec
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, binding)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match binding {
+                    Binding::Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage {
+                            read_only: *binding == Binding::Read,
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&label),
+                entries: &entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(spec.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: spec.constants,
+                    zero_initialize_workgroup_memory: true,
+                },
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                context: format!("building pipeline {label}"),
+                message: e.to_string(),
+            });
+        }
+        Ok(Kernel {
+            label,
+            pipeline,
+            layout,
+        })
+    }
+
+    /// A bind group for `kernel` binding `buffers` in order.
+    pub fn bind(&self, kernel: &Kernel, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, buffer)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&kernel.label),
+            layout: &kernel.layout,
+            entries: &entries,
+        })
+    }
+}
+
+/// Splits `groups` workgroups over x and y so no dimension exceeds the device limit;
+/// shaders rebuild the linear index as `gid.x + gid.y * num_workgroups.x * size`.
+pub fn grid_1d(ctx: &GpuContext, groups: u32) -> (u32, u32) {
+    let max = ctx.limits.max_compute_workgroups_per_dimension.max(1);
+    if groups <= max {
+        (groups, 1)
+    } else {
+        (max, groups.div_ceil(max))
+    }
+}

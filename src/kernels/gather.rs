@@ -1,0 +1,85 @@
+//! Launcher for `shaders/gather.wgsl`: dataset rows to a normalized f32 batch.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::grid_1d;
+use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+
+/// Twin of `Params` in `shaders/gather.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct GatherParams {
+    pub row_len: u32,
+    pub batch: u32,
+    pub rows: u32,
+    pub _pad: u32,
+}
+
+const WORKGROUP: u32 = 256;
+
+const SPEC: KernelSpec<'static> = KernelSpec {
+    shader: Shader::Gather,
+    entry: "gather_rows",
+    bindings: &[
+        Binding::Uniform,
+        Binding::Read,
+        Binding::Read,
+        Binding::ReadWrite,
+    ],
+    constants: &[("WG", WORKGROUP as f64)],
+};
+
+/// Gathers `batch` rows (numbers in `indices`) of a u8 dataset of `rows` rows of
+/// `row_len` bytes, uploaded with [`GpuContext::upload`], into `out` as
+/// `[batch, row_len]` f32 in [-1, 1].
+pub fn gather_rows(
+    ctx: &GpuContext,
+    dataset: &wgpu::Buffer,
+    rows: usize,
+    row_len: usize,
+    indices: &wgpu::Buffer,
+    batch: usize,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let shape_error = |message: String| Error::Shape {
+        op: "gather_rows",
+        message,
+    };
+    let elements = batch
+        .checked_mul(row_len)
+        .filter(|&n| n <= u32::MAX as usize && rows * row_len <= u32::MAX as usize)
+        .ok_or_else(|| shape_error(format!("{batch}x{row_len} from {rows} rows overflows u32")))?;
+    if rows == 0 && batch > 0 {
+        return Err(shape_error("cannot gather from an empty dataset".into()));
+    }
+    if dataset.size() < (rows * row_len) as u64 {
+        return Err(shape_error(format!(
+            "dataset buffer holds {} bytes, {rows} rows of {row_len} need {}",
+            dataset.size(),
+            rows * row_len
+        )));
+    }
+    if indices.size() < (batch * 4) as u64 || out.size() < (elements * 4) as u64 {
+        return Err(shape_error(format!(
+            "index buffer ({} bytes) or output buffer ({} bytes) too small for batch {batch} of {row_len}",
+            indices.size(),
+            out.size()
+        )));
+    }
+    let params = GatherParams {
+        row_len: row_len as u32,
+        batch: batch as u32,
+        rows: rows as u32,
+        _pad: 0,
+    };
+    let kernel = ctx.kernel(&SPEC)?;
+    let uniform = ctx.uniform("gather_rows params", &params);
+    let bind_group = ctx.bind(&kernel, &[&uniform, dataset, indices, out]);
+    let (x, y) = grid_1d(ctx, (elements as u32).div_ceil(WORKGROUP));
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [x, y, 1],
+    })
+}

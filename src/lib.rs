@@ -1,0 +1,13 @@
+//! gan-gpu: a GPU-compute runtime that trains GANs with hand-written WGSL kernels.
+//!
+//! Layers, from the metal up: [`gpu`] (device, buffers, pipelines), [`kernels`] (WGSL
+//! launchers) beside [`cpu`] (their CPU reference twins), and [`data`] (MNIST).
+
+pub mod cpu;
+pub mod data;
+pub mod error;
+pub mod geometry;
+pub mod gpu;
+pub mod kernels;
+
+pub use error::{Error, Result};
