@@ -1,13 +1,16 @@
 //! gan-gpu: a GPU-compute runtime that trains GANs with hand-written WGSL kernels.
 //!
 //! Layers, from the metal up: [`gpu`] (device, buffers, pipelines), [`kernels`] (WGSL
-//! launchers) beside [`cpu`] (their CPU reference twins), and [`data`] (MNIST).
+//! launchers) beside [`cpu`] (their CPU reference twins), [`graph`] (ops, autodiff and
+//! the two executors), and [`data`] (MNIST).
 
 pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod geometry;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
+pub mod model;
 
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! The wgpu executor (being written).

@@ -1,0 +1,320 @@
+//! Lowering: forward passes and reverse-mode autodiff as flat instruction lists.
+//!
+//! Every instruction is one kernel family's call over named buffers, so an executor only
+//! implements this small set and never sees the model. All backward rules live in
+//! [`backward`]'s one `match`: conv2d's input gradient is a transposed conv and the
+//! reverse, dense gradients are GEMMs with a transposed operand.
+
+use std::collections::HashSet;
+
+use crate::cpu::Activation;
+use crate::error::{Error, Result};
+use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
+use crate::graph::{Graph, InputSource, NodeId, Op};
+
+/// A buffer an instruction touches. Node ids are storage roots (reshapes resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Buf {
+    Value(NodeId),
+    Grad(NodeId),
+}
+
+/// One kernel call. `accumulate` adds into the destination instead of overwriting it:
+/// the first gradient written into a buffer in a backward pass overwrites, later ones
+/// add, so no buffer needs zeroing between steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Instr {
+    /// Fills `out` with N(0, 1) noise for this step and `slot`.
+    Noise { out: Buf, len: usize, slot: u32 },
+    /// Fills `out` with `batch` random dataset rows in [-1, 1].
+    DataBatch { out: Buf, batch: usize },
+    /// c[m,n] = op(a)·op(b) (+ bias[n]) (+ c)
+    Gemm {
+        a: Buf,
+        b: Buf,
+        c: Buf,
+        bias: Option<Buf>,
+        m: usize,
+        n: usize,
+        k: usize,
+        trans_a: bool,
+        trans_b: bool,
+        accumulate: bool,
+    },
+    /// db[cols] = Σ_rows dy[rows, cols]
+    BiasGrad { dy: Buf, db: Buf, rows: usize, cols: usize, accumulate: bool },
+    Conv2d { geom: Conv2dGeometry, x: Buf, w: Buf, b: Buf, y: Buf },
+    Conv2dInputGrad { geom: Conv2dGeometry, dy: Buf, w: Buf, dx: Buf, accumulate: bool },
+    Conv2dWeightGrad { geom: Conv2dGeometry, x: Buf, dy: Buf, dw: Buf, accumulate: bool },
+    ConvTranspose2d { geom: ConvTranspose2dGeometry, x: Buf, w: Buf, b: Buf, y: Buf },
+    ConvTranspose2dInputGrad {
+        geom: ConvTranspose2dGeometry,
+        dy: Buf,
+        w: Buf,
+        dx: Buf,
+        accumulate: bool,
+    },
+    ConvTranspose2dWeightGrad {
+        geom: ConvTranspose2dGeometry,
+        x: Buf,
+        dy: Buf,
+        dw: Buf,
+        accumulate: bool,
+    },
+    Activation { act: Activation, x: Buf, y: Buf, len: usize },
+    ActivationGrad {
+        act: Activation,
+        x: Buf,
+        y: Buf,
+        dy: Buf,
+        dx: Buf,
+        len: usize,
+        accumulate: bool,
+    },
+    /// stats = [mean BCE, mean sigmoid] of logits against a constant label.
+    BceLoss { logits: Buf, label: f32, stats: Buf, len: usize },
+    /// dlogits = (sigmoid(logits) - label) / len, the gradient of the mean loss.
+    BceGrad { logits: Buf, label: f32, dlogits: Buf, len: usize, accumulate: bool },
+    /// One Adam step of a parameter from its gradient; `group` picks the optimizer state
+    /// (step counter and hyper-parameters).
+    Adam { param: NodeId, len: usize, group: usize },
+}
+
+/// The instructions that compute `targets` and every node they depend on, in order,
+/// skipping inputs, parameters, reshapes (free) and nodes in `done`.
+pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec<Instr> {
+    let needed = ancestors(graph, targets);
+    let mut out = Vec::new();
+    let v = |n: NodeId| Buf::Value(graph.storage(n));
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if !needed[id] || done.contains(&id) {
+            continue;
+        }
+        match node.op {
+            Op::Input(InputSource::Noise { slot }) => out.push(Instr::Noise {
+                out: v(id),
+                len: node.len(),
+                slot,
+            }),
+            Op::Input(InputSource::DataBatch) => out.push(Instr::DataBatch {
+                out: v(id),
+                batch: node.shape[0],
+            }),
+            Op::Input(InputSource::External) | Op::Param(_) | Op::Reshape { .. } => {}
+            Op::Dense { x, w, b } => out.push(Instr::Gemm {
+                a: v(x),
+                b: v(w),
+                c: v(id),
+                bias: Some(v(b)),
+                m: node.shape[0],
+                n: node.shape[1],
+                k: graph.shape(x)[1],
+                trans_a: false,
+                trans_b: false,
+                accumulate: false,
+            }),
+            Op::Conv2d { x, w, b, geom } => out.push(Instr::Conv2d {
+                geom,
+                x: v(x),
+                w: v(w),
+                b: v(b),
+                y: v(id),
+            }),
+            Op::ConvTranspose2d { x, w, b, geom } => out.push(Instr::ConvTranspose2d {
+                geom,
+                x: v(x),
+                w: v(w),
+                b: v(b),
+                y: v(id),
+            }),
+            Op::Activation { x, act } => out.push(Instr::Activation {
+                act,
+                x: v(x),
+                y: v(id),
+                len: node.len(),
+            }),
+            Op::BceWithLogits { logits, label } => out.push(Instr::BceLoss {
+                logits: v(logits),
+                label,
+                stats: v(id),
+                len: graph.nodes[logits].len(),
+            }),
+        }
+    }
+    out
+}
+
+/// Marks every node that `targets` depend on (targets included).
+fn ancestors(graph: &Graph, targets: &[NodeId]) -> Vec<bool> {
+    let mut mark = vec![false; graph.nodes.len()];
+    let mut stack: Vec<NodeId> = targets.to_vec();
+    while let Some(id) = stack.pop() {
+        if !std::mem::replace(&mut mark[id], true) {
+            stack.extend(graph.nodes[id].op.inputs());
+        }
+    }
+    mark
+}
+
+/// Reverse-mode autodiff: the instructions that leave, in `Grad(p)` for every `p` in
+/// `wrt`, the gradient of the sum of the `losses` (each the mean BCE of its node).
+/// Values of every node on the way must have been computed by [`forward`] first.
+pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<Instr>> {
+    let on_path = ancestors(graph, losses);
+    // A node needs a gradient when it lies between a requested parameter and a loss.
+    let mut needs = vec![false; graph.nodes.len()];
+    for id in 0..graph.nodes.len() {
+        needs[id] = on_path[id]
+            && (wrt.contains(&id) || graph.nodes[id].op.inputs().iter().any(|&i| needs[i]));
+    }
+    for &p in wrt {
+        if !needs[p] {
+            return Err(Error::InvalidArgument(format!(
+                "no loss depends on parameter {}",
+                graph.nodes[p].name
+            )));
+        }
+    }
+    let mut written: HashSet<NodeId> = HashSet::new();
+    // First write into a gradient buffer overwrites, later ones accumulate.
+    let mut target = |n: NodeId| {
+        let root = graph.storage(n);
+        (Buf::Grad(root), !written.insert(root))
+    };
+    let v = |n: NodeId| Buf::Value(graph.storage(n));
+    let g = |n: NodeId| Buf::Grad(graph.storage(n));
+    let mut out = Vec::new();
+    for id in (0..graph.nodes.len()).rev() {
+        if !needs[id] {
+            continue;
+        }
+        let node = &graph.nodes[id];
+        match node.op {
+            Op::Input(_) | Op::Param(_) => {}
+            // Shares storage with its input, so the gradient is already in place.
+            Op::Reshape { .. } => {}
+            Op::BceWithLogits { logits, label } => {
+                if needs[logits] {
+                    let (dlogits, accumulate) = target(logits);
+                    out.push(Instr::BceGrad {
+                        logits: v(logits),
+                        label,
+                        dlogits,
+                        len: graph.nodes[logits].len(),
+                        accumulate,
+                    });
+                }
+            }
+            Op::Activation { x, act } => {
+                if needs[x] {
+                    let (dx, accumulate) = target(x);
+                    out.push(Instr::ActivationGrad {
+                        act,
+                        x: v(x),
+                        y: v(id),
+                        dy: g(id),
+                        dx,
+                        len: node.len(),
+                        accumulate,
+                    });
+                }
+            }
+            Op::Dense { x, w, b } => {
+                let (batch, out_f, in_f) = (node.shape[0], node.shape[1], graph.shape(x)[1]);
+                if needs[x] {
+                    let (dx, accumulate) = target(x);
+                    out.push(Instr::Gemm {
+                        a: g(id),
+                        b: v(w),
+                        c: dx,
+                        bias: None,
+                        m: batch,
+                        n: in_f,
+                        k: out_f,
+                        trans_a: false,
+                        trans_b: true,
+                        accumulate,
+                    });
+                }
+                if needs[w] {
+                    let (dw, accumulate) = target(w);
+                    out.push(Instr::Gemm {
+                        a: v(x),
+                        b: g(id),
+                        c: dw,
+                        bias: None,
+                        m: in_f,
+                        n: out_f,
+                        k: batch,
+                        trans_a: true,
+                        trans_b: false,
+                        accumulate,
+                    });
+                }
+                if needs[b] {
+                    let (db, accumulate) = target(b);
+                    out.push(Instr::BiasGrad {
+                        dy: g(id),
+                        db,
+                        rows: batch,
+                        cols: out_f,
+                        accumulate,
+                    });
+                }
+            }
+            Op::Conv2d { x, w, b, geom } => {
+                if needs[x] {
+                    let (dx, accumulate) = target(x);
+                    out.push(Instr::Conv2dInputGrad { geom, dy: g(id), w: v(w), dx, accumulate });
+                }
+                if needs[w] {
+                    let (dw, accumulate) = target(w);
+                    out.push(Instr::Conv2dWeightGrad { geom, x: v(x), dy: g(id), dw, accumulate });
+                }
+                if needs[b] {
+                    let (db, accumulate) = target(b);
+                    out.push(Instr::BiasGrad {
+                        dy: g(id),
+                        db,
+                        rows: geom.batch * geom.out_h() * geom.out_w(),
+                        cols: geom.out_c,
+                        accumulate,
+                    });
+                }
+            }
+            Op::ConvTranspose2d { x, w, b, geom } => {
+                if needs[x] {
+                    let (dx, accumulate) = target(x);
+                    out.push(Instr::ConvTranspose2dInputGrad { geom, dy: g(id), w: v(w), dx, accumulate });
+                }
+                if needs[w] {
+                    let (dw, accumulate) = target(w);
+                    out.push(Instr::ConvTranspose2dWeightGrad { geom, x: v(x), dy: g(id), dw, accumulate });
+                }
+                if needs[b] {
+                    let (db, accumulate) = target(b);
+                    out.push(Instr::BiasGrad {
+                        dy: g(id),
+                        db,
+                        rows: geom.batch * geom.out_h * geom.out_w,
+                        cols: geom.out_c,
+                        accumulate,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An Adam step for each parameter in `params`, with optimizer state `group`.
+pub fn adam(graph: &Graph, params: &[NodeId], group: usize) -> Vec<Instr> {
+    params
+        .iter()
+        .map(|&param| Instr::Adam {
+            param,
+            len: graph.nodes[param].len(),
+            group,
+        })
+        .collect()
+}

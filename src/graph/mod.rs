@@ -1,0 +1,301 @@
+//! The model graph: an `Op` per node, built in topological order.
+//!
+//! A graph knows shapes and data flow, nothing about GANs or devices. [`lower`] turns
+//! forward passes and reverse-mode autodiff into a flat list of [`Instr`]uctions over
+//! named buffers, and each executor ([`cpu_exec`], [`gpu_exec`]) runs those.
+
+pub mod cpu_exec;
+pub mod gpu_exec;
+pub mod lower;
+
+use rand::{Rng, RngExt};
+
+use crate::cpu::Activation;
+use crate::error::{Error, Result};
+use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
+
+pub use lower::{Buf, Instr};
+
+pub type NodeId = usize;
+
+/// Where an input node's values come from each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputSource {
+    /// N(0, 1) noise from the counter-based generator; `slot` separates streams drawn in
+    /// the same step.
+    Noise { slot: u32 },
+    /// A batch of dataset rows at random indices, scaled to [-1, 1].
+    DataBatch,
+    /// Written by the caller (tests, sampling from given noise).
+    External,
+}
+
+/// Parameter initialisers, Keras's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Uniform in ±sqrt(6 / (fan_in + fan_out)).
+    GlorotUniform { fan_in: usize, fan_out: usize },
+    Zeros,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Input(InputSource),
+    Param(Init),
+    /// x [batch, in] · w [in, out] + b [out]
+    Dense { x: NodeId, w: NodeId, b: NodeId },
+    /// x NHWC, w HWIO, b [cout]
+    Conv2d {
+        x: NodeId,
+        w: NodeId,
+        b: NodeId,
+        geom: Conv2dGeometry,
+    },
+    /// x NHWC, w HWOI, b [cout], Keras semantics
+    ConvTranspose2d {
+        x: NodeId,
+        w: NodeId,
+        b: NodeId,
+        geom: ConvTranspose2dGeometry,
+    },
+    Activation { x: NodeId, act: Activation },
+    /// Same data, new shape (NHWC flatten and its inverse are free).
+    Reshape { x: NodeId },
+    /// Mean binary cross-entropy of logits [batch, 1] against a constant label. Its value
+    /// is `[loss, mean sigmoid(logits)]`.
+    BceWithLogits { logits: NodeId, label: f32 },
+}
+
+impl Op {
+    /// The nodes this op reads.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        match *self {
+            Op::Input(_) | Op::Param(_) => vec![],
+            Op::Dense { x, w, b }
+            | Op::Conv2d { x, w, b, .. }
+            | Op::ConvTranspose2d { x, w, b, .. } => vec![x, w, b],
+            Op::Activation { x, .. } | Op::Reshape { x } => vec![x],
+            Op::BceWithLogits { logits, .. } => vec![logits],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    pub shape: Vec<usize>,
+}
+
+impl Node {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+}
+
+fn shape_error(op: &'static str, message: String) -> Error {
+    Error::Shape { op, message }
+}
+
+impl Graph {
+    fn push(&mut self, name: impl Into<String>, op: Op, shape: Vec<usize>) -> NodeId {
+        self.nodes.push(Node {
+            name: name.into(),
+            op,
+            shape,
+        });
+        self.nodes.len() - 1
+    }
+
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        &self.nodes[id].shape
+    }
+
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    pub fn input(&mut self, name: &str, source: InputSource, shape: Vec<usize>) -> NodeId {
+        self.push(name, Op::Input(source), shape)
+    }
+
+    pub fn param(&mut self, name: &str, init: Init, shape: Vec<usize>) -> NodeId {
+        self.push(name, Op::Param(init), shape)
+    }
+
+    /// Every parameter node, in creation order.
+    pub fn params(&self) -> Vec<NodeId> {
+        (0..self.nodes.len())
+            .filter(|&i| matches!(self.nodes[i].op, Op::Param(_)))
+            .collect()
+    }
+
+    fn expect_shape(&self, op: &'static str, id: NodeId, expected: &[usize]) -> Result<()> {
+        if self.shape(id) == expected {
+            Ok(())
+        } else {
+            Err(shape_error(
+                op,
+                format!(
+                    "{} has shape {:?}, expected {expected:?}",
+                    self.nodes[id].name,
+                    self.shape(id)
+                ),
+            ))
+        }
+    }
+
+    pub fn dense(&mut self, name: &str, x: NodeId, w: NodeId, b: NodeId) -> Result<NodeId> {
+        let &[batch, in_f] = self.shape(x) else {
+            return Err(shape_error("dense", format!("input must be [batch, features], got {:?}", self.shape(x))));
+        };
+        let &[w_in, out_f] = self.shape(w) else {
+            return Err(shape_error("dense", format!("weight must be [in, out], got {:?}", self.shape(w))));
+        };
+        if w_in != in_f {
+            return Err(shape_error("dense", format!("{name}: input has {in_f} features, weight expects {w_in}")));
+        }
+        self.expect_shape("dense", b, &[out_f])?;
+        Ok(self.push(name, Op::Dense { x, w, b }, vec![batch, out_f]))
+    }
+
+    pub fn conv2d(&mut self, name: &str, x: NodeId, w: NodeId, b: NodeId, geom: Conv2dGeometry) -> Result<NodeId> {
+        geom.validate()?;
+        self.expect_shape("conv2d", x, &[geom.batch, geom.in_h, geom.in_w, geom.in_c])?;
+        self.expect_shape("conv2d", w, &[geom.k_h, geom.k_w, geom.in_c, geom.out_c])?;
+        self.expect_shape("conv2d", b, &[geom.out_c])?;
+        let shape = vec![geom.batch, geom.out_h(), geom.out_w(), geom.out_c];
+        Ok(self.push(name, Op::Conv2d { x, w, b, geom }, shape))
+    }
+
+    pub fn conv_transpose2d(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        w: NodeId,
+        b: NodeId,
+        geom: ConvTranspose2dGeometry,
+    ) -> Result<NodeId> {
+        geom.validate()?;
+        self.expect_shape("conv_transpose2d", x, &[geom.batch, geom.in_h, geom.in_w, geom.in_c])?;
+        self.expect_shape("conv_transpose2d", w, &[geom.k_h, geom.k_w, geom.out_c, geom.in_c])?;
+        self.expect_shape("conv_transpose2d", b, &[geom.out_c])?;
+        let shape = vec![geom.batch, geom.out_h, geom.out_w, geom.out_c];
+        Ok(self.push(name, Op::ConvTranspose2d { x, w, b, geom }, shape))
+    }
+
+    pub fn activation(&mut self, name: &str, x: NodeId, act: Activation) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        self.push(name, Op::Activation { x, act }, shape)
+    }
+
+    pub fn reshape(&mut self, name: &str, x: NodeId, shape: Vec<usize>) -> Result<NodeId> {
+        let from: usize = self.shape(x).iter().product();
+        let to: usize = shape.iter().product();
+        if from != to {
+            return Err(shape_error(
+                "reshape",
+                format!("{name}: cannot reshape {:?} ({from} elements) to {shape:?} ({to})", self.shape(x)),
+            ));
+        }
+        Ok(self.push(name, Op::Reshape { x }, shape))
+    }
+
+    pub fn bce_with_logits(&mut self, name: &str, logits: NodeId, label: f32) -> Result<NodeId> {
+        if self.shape(logits).len() != 2 || self.shape(logits)[1] != 1 {
+            return Err(shape_error(
+                "bce_with_logits",
+                format!("{name}: logits must be [batch, 1], got {:?}", self.shape(logits)),
+            ));
+        }
+        Ok(self.push(name, Op::BceWithLogits { logits, label }, vec![2]))
+    }
+
+    /// The node whose buffer holds `id`'s data: reshapes share their input's storage.
+    pub fn storage(&self, mut id: NodeId) -> NodeId {
+        while let Op::Reshape { x } = self.nodes[id].op {
+            id = x;
+        }
+        id
+    }
+
+    /// Initial values for every parameter, drawn in creation order from `rng`.
+    pub fn init_params(&self, rng: &mut impl Rng) -> Vec<(NodeId, Vec<f32>)> {
+        self.params()
+            .into_iter()
+            .map(|id| {
+                let n = self.nodes[id].len();
+                let values = match self.nodes[id].op {
+                    Op::Param(Init::GlorotUniform { fan_in, fan_out }) => {
+                        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+                        (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
+                    }
+                    _ => vec![0.0; n],
+                };
+                (id, values)
+            })
+            .collect()
+    }
+}
+
+/// A u8 dataset held by an executor for `DataBatch` inputs: `rows` rows of `row_len`.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub bytes: Vec<u8>,
+    pub rows: usize,
+    pub row_len: usize,
+}
+
+/// How a run's seed becomes per-step random numbers, identically on every executor:
+/// Philox stream `16·iteration + slot` for noise slot `slot` (< 15), and stream
+/// `16·iteration + 15` for the batch's row indices.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomStreams {
+    pub seed: u64,
+}
+
+impl RandomStreams {
+    pub const MAX_NOISE_SLOTS: u32 = 15;
+
+    pub fn noise_stream(iteration: u64, slot: u32) -> u64 {
+        debug_assert!(slot < Self::MAX_NOISE_SLOTS);
+        iteration * 16 + u64::from(slot)
+    }
+
+    pub fn batch_stream(iteration: u64) -> u64 {
+        iteration * 16 + 15
+    }
+
+    /// The dataset rows of `iteration`'s batch.
+    pub fn batch_indices(&self, iteration: u64, batch: usize, rows: usize) -> Vec<u32> {
+        crate::cpu::uniform_u32(self.seed, Self::batch_stream(iteration), batch)
+            .into_iter()
+            .map(|word| crate::cpu::uniform_index(word, rows as u32))
+            .collect()
+    }
+}
+
+/// What both executors offer: compile an instruction list once, run it every step.
+pub trait Executor {
+    /// Prepares `instrs` (on the GPU: pipelines, bind groups, uniforms) and returns a
+    /// handle for [`Executor::run`].
+    fn compile(&mut self, instrs: &[Instr]) -> Result<usize>;
+    /// Runs a compiled plan for training step `iteration` (which picks the noise, the
+    /// batch and Adam's step number).
+    fn run(&mut self, plan: usize, iteration: u64) -> Result<()>;
+    fn read(&mut self, buf: Buf) -> Result<Vec<f32>>;
+    fn write(&mut self, buf: Buf, data: &[f32]) -> Result<()>;
+    /// Adam's first and second moments of a parameter.
+    fn read_adam(&mut self, param: NodeId) -> Result<(Vec<f32>, Vec<f32>)>;
+    fn write_adam(&mut self, param: NodeId, m: &[f32], v: &[f32]) -> Result<()>;
+    fn graph(&self) -> &Graph;
+}

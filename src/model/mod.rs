@@ -1,0 +1,3 @@
+//! Models built on the graph: the MNIST GAN.
+
+pub mod gan;
