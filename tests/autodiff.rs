@@ -42,20 +42,16 @@ fn setup() -> (Gan, CpuExecutor) {
     (gan, exec)
 }
 
-/// Checks d(sum of losses)/d(param) along random directions, one per parameter tensor.
+/// Checks d(sum of losses)/d(param) element by element on a sample of each parameter
+/// tensor. ReLU kinks make the loss non-smooth at some points; there a central
+/// difference does not converge, so an element counts only where the differences at h
+/// and h/2 agree (the loss is smooth there), and most sampled elements must be smooth.
 fn check(gan: &Gan, exec: &mut CpuExecutor, losses: &[NodeId], params: &[NodeId]) {
     let forward = lower::forward(&gan.graph, losses, &HashSet::new());
     let mut grad_plan = forward.clone();
     grad_plan.extend(lower::backward(&gan.graph, losses, params).unwrap());
     let forward = exec.compile(&forward).unwrap();
     let grad_plan = exec.compile(&grad_plan).unwrap();
-    let loss = |exec: &mut CpuExecutor| -> f64 {
-        exec.run(forward, 0).unwrap();
-        losses
-            .iter()
-            .map(|&l| f64::from(exec.read(Buf::Value(l)).unwrap()[0]))
-            .sum()
-    };
     exec.run(grad_plan, 0).unwrap();
     let mut rng = StdRng::seed_from_u64(3);
     let mut failures = Vec::new();
@@ -63,26 +59,40 @@ fn check(gan: &Gan, exec: &mut CpuExecutor, losses: &[NodeId], params: &[NodeId]
         let name = gan.graph.nodes[p].name.clone();
         let grad = exec.read(Buf::Grad(p)).unwrap();
         let value = exec.read(Buf::Value(p)).unwrap();
-        let direction: Vec<f32> = (0..value.len()).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let analytic: f64 = grad.iter().zip(&direction).map(|(&g, &u)| f64::from(g) * f64::from(u)).sum();
-        // A step that moves the loss well above f32 rounding yet stays local.
-        let h = 1e-2 / (value.len() as f32).sqrt();
-        let shifted = |sign: f32| -> Vec<f32> {
-            value.iter().zip(&direction).map(|(&v, &u)| v + sign * h * u).collect()
+        let mut central = |i: usize, h: f32| -> f64 {
+            let mut loss_at = |delta: f32| -> f64 {
+                let mut shifted = value.clone();
+                shifted[i] += delta;
+                exec.write(Buf::Value(p), &shifted).unwrap();
+                exec.run(forward, 0).unwrap();
+                losses
+                    .iter()
+                    .map(|&l| f64::from(exec.read(Buf::Value(l)).unwrap()[0]))
+                    .sum()
+            };
+            let d = (loss_at(h) - loss_at(-h)) / (2.0 * f64::from(h));
+            exec.write(Buf::Value(p), &value).unwrap();
+            d
         };
-        exec.write(Buf::Value(p), &shifted(1.0)).unwrap();
-        let plus = loss(exec);
-        exec.write(Buf::Value(p), &shifted(-1.0)).unwrap();
-        let minus = loss(exec);
-        exec.write(Buf::Value(p), &value).unwrap();
-        let numeric = (plus - minus) / (2.0 * f64::from(h));
-        let err = (numeric - analytic).abs();
-        // Loose on purpose: this checks the wiring (every branch, transpose and
-        // accumulation), whose mistakes are O(1). In f32 through six layers with ReLU
-        // kinks, the finite difference itself is only good to ~10%; the per-op gradient
-        // checks in cpu_reference.rs are the tight ones (f64).
-        if err > 3e-3 + 0.15 * analytic.abs() {
-            failures.push(format!("{name}: analytic {analytic:.6e}, finite difference {numeric:.6e}"));
+        let samples = 8.min(value.len());
+        let mut smooth = 0;
+        for _ in 0..samples {
+            let i = rng.random_range(0..value.len());
+            let (coarse, fine) = (central(i, 2e-3), central(i, 1e-3));
+            // f32 rounding of the loss (~1e-7) over a 2e-3 step is ~1e-4.
+            if (coarse - fine).abs() > 3e-4 + 0.02 * fine.abs() {
+                continue;
+            }
+            smooth += 1;
+            let analytic = f64::from(grad[i]);
+            // 10%: a kink closer than h to the point shifts both differences alike; wiring
+            // mistakes (a missing branch, a wrong transpose) are O(1).
+            if (fine - analytic).abs() > 3e-4 + 0.1 * analytic.abs() {
+                failures.push(format!("{name}[{i}]: analytic {analytic:.6e}, finite difference {fine:.6e}"));
+            }
+        }
+        if smooth * 2 < samples {
+            failures.push(format!("{name}: only {smooth} of {samples} sampled elements are smooth"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
