@@ -36,6 +36,16 @@ pub enum Error {
     #[error("{op}: {message}")]
     Shape { op: &'static str, message: String },
 
+    #[error("checkpoint {}: {problem}", path.display())]
+    Checkpoint { path: PathBuf, problem: String },
+
+    #[error("training stopped at iteration {iteration}: {what} is {value}")]
+    NonFinite {
+        iteration: u64,
+        what: String,
+        value: f32,
+    },
+
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }

@@ -82,15 +82,42 @@ impl CpuExecutor {
                 let rows = cpu::gather::gather_rows(&data.bytes, data.row_len, &indices);
                 *self.slot(out) = rows;
             }
-            Instr::Gemm { a, b, c, bias, m, n, k, trans_a, trans_b, accumulate } => {
+            Instr::Gemm {
+                a,
+                b,
+                c,
+                bias,
+                m,
+                n,
+                k,
+                trans_a,
+                trans_b,
+                accumulate,
+            } => {
                 let mut result = match bias {
                     Some(bias) => self.get(bias).repeat(m),
                     None => vec![0.0; m * n],
                 };
-                cpu::gemm(m, n, k, self.get(a), trans_a, self.get(b), trans_b, &mut result, bias.is_some())?;
+                cpu::gemm(
+                    m,
+                    n,
+                    k,
+                    self.get(a),
+                    trans_a,
+                    self.get(b),
+                    trans_b,
+                    &mut result,
+                    bias.is_some(),
+                )?;
                 store(self.slot(c), result, accumulate);
             }
-            Instr::BiasGrad { dy, db, rows, cols, accumulate } => {
+            Instr::BiasGrad {
+                dy,
+                db,
+                rows,
+                cols,
+                accumulate,
+            } => {
                 let result = cpu::bias_grad(self.get(dy), rows, cols)?;
                 store(self.slot(db), result, accumulate);
             }
@@ -98,11 +125,23 @@ impl CpuExecutor {
                 let result = cpu::conv2d_forward(&geom, self.get(x), self.get(w), self.get(b))?;
                 *self.slot(y) = result;
             }
-            Instr::Conv2dInputGrad { geom, dy, w, dx, accumulate } => {
+            Instr::Conv2dInputGrad {
+                geom,
+                dy,
+                w,
+                dx,
+                accumulate,
+            } => {
                 let result = cpu::conv2d_backward_input(&geom, self.get(dy), self.get(w))?;
                 store(self.slot(dx), result, accumulate);
             }
-            Instr::Conv2dWeightGrad { geom, x, dy, dw, accumulate } => {
+            Instr::Conv2dWeightGrad {
+                geom,
+                x,
+                dy,
+                dw,
+                accumulate,
+            } => {
                 let result = cpu::conv2d_backward_weight(&geom, self.get(x), self.get(dy))?;
                 store(self.slot(dw), result, accumulate);
             }
@@ -111,11 +150,24 @@ impl CpuExecutor {
                     cpu::conv_transpose2d_forward(&geom, self.get(x), self.get(w), self.get(b))?;
                 *self.slot(y) = result;
             }
-            Instr::ConvTranspose2dInputGrad { geom, dy, w, dx, accumulate } => {
-                let result = cpu::conv_transpose2d_backward_input(&geom, self.get(dy), self.get(w))?;
+            Instr::ConvTranspose2dInputGrad {
+                geom,
+                dy,
+                w,
+                dx,
+                accumulate,
+            } => {
+                let result =
+                    cpu::conv_transpose2d_backward_input(&geom, self.get(dy), self.get(w))?;
                 store(self.slot(dx), result, accumulate);
             }
-            Instr::ConvTranspose2dWeightGrad { geom, x, dy, dw, accumulate } => {
+            Instr::ConvTranspose2dWeightGrad {
+                geom,
+                x,
+                dy,
+                dw,
+                accumulate,
+            } => {
                 let result =
                     cpu::conv_transpose2d_backward_weight(&geom, self.get(x), self.get(dy))?;
                 store(self.slot(dw), result, accumulate);
@@ -124,15 +176,34 @@ impl CpuExecutor {
                 let result = cpu::activation_forward(act, self.get(x));
                 *self.slot(y) = result;
             }
-            Instr::ActivationGrad { act, x, y, dy, dx, accumulate, .. } => {
+            Instr::ActivationGrad {
+                act,
+                x,
+                y,
+                dy,
+                dx,
+                accumulate,
+                ..
+            } => {
                 let result = cpu::activation_backward(act, self.get(x), self.get(y), self.get(dy))?;
                 store(self.slot(dx), result, accumulate);
             }
-            Instr::BceLoss { logits, label, stats, len } => {
+            Instr::BceLoss {
+                logits,
+                label,
+                stats,
+                len,
+            } => {
                 let out = cpu::bce_with_logits(self.get(logits), &vec![label; len])?;
                 *self.slot(stats) = vec![out.loss, out.mean_prob];
             }
-            Instr::BceGrad { logits, label, dlogits, len, accumulate } => {
+            Instr::BceGrad {
+                logits,
+                label,
+                dlogits,
+                len,
+                accumulate,
+            } => {
                 let out = cpu::bce_with_logits(self.get(logits), &vec![label; len])?;
                 store(self.slot(dlogits), out.dlogits, accumulate);
             }
@@ -140,7 +211,14 @@ impl CpuExecutor {
                 let cfg = self.optimizers[group];
                 let t = adam_step_number(iteration)?;
                 let (p, g) = (&mut self.values[param], &self.grads[param]);
-                cpu::adam_step(&cfg, t, p, g, &mut self.adam_m[param], &mut self.adam_v[param])?;
+                cpu::adam_step(
+                    &cfg,
+                    t,
+                    p,
+                    g,
+                    &mut self.adam_m[param],
+                    &mut self.adam_v[param],
+                )?;
             }
         }
         Ok(())
@@ -149,8 +227,11 @@ impl CpuExecutor {
 
 /// Adam's 1-based step for a 0-based iteration; both optimizers step once per iteration.
 pub fn adam_step_number(iteration: u64) -> Result<u32> {
-    u32::try_from(iteration + 1)
-        .map_err(|_| Error::InvalidArgument(format!("iteration {iteration} is beyond Adam's u32 step counter")))
+    u32::try_from(iteration + 1).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "iteration {iteration} is beyond Adam's u32 step counter"
+        ))
+    })
 }
 
 impl Executor for CpuExecutor {

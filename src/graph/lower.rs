@@ -42,11 +42,41 @@ pub enum Instr {
         accumulate: bool,
     },
     /// db[cols] = Σ_rows dy[rows, cols]
-    BiasGrad { dy: Buf, db: Buf, rows: usize, cols: usize, accumulate: bool },
-    Conv2d { geom: Conv2dGeometry, x: Buf, w: Buf, b: Buf, y: Buf },
-    Conv2dInputGrad { geom: Conv2dGeometry, dy: Buf, w: Buf, dx: Buf, accumulate: bool },
-    Conv2dWeightGrad { geom: Conv2dGeometry, x: Buf, dy: Buf, dw: Buf, accumulate: bool },
-    ConvTranspose2d { geom: ConvTranspose2dGeometry, x: Buf, w: Buf, b: Buf, y: Buf },
+    BiasGrad {
+        dy: Buf,
+        db: Buf,
+        rows: usize,
+        cols: usize,
+        accumulate: bool,
+    },
+    Conv2d {
+        geom: Conv2dGeometry,
+        x: Buf,
+        w: Buf,
+        b: Buf,
+        y: Buf,
+    },
+    Conv2dInputGrad {
+        geom: Conv2dGeometry,
+        dy: Buf,
+        w: Buf,
+        dx: Buf,
+        accumulate: bool,
+    },
+    Conv2dWeightGrad {
+        geom: Conv2dGeometry,
+        x: Buf,
+        dy: Buf,
+        dw: Buf,
+        accumulate: bool,
+    },
+    ConvTranspose2d {
+        geom: ConvTranspose2dGeometry,
+        x: Buf,
+        w: Buf,
+        b: Buf,
+        y: Buf,
+    },
     ConvTranspose2dInputGrad {
         geom: ConvTranspose2dGeometry,
         dy: Buf,
@@ -61,7 +91,12 @@ pub enum Instr {
         dw: Buf,
         accumulate: bool,
     },
-    Activation { act: Activation, x: Buf, y: Buf, len: usize },
+    Activation {
+        act: Activation,
+        x: Buf,
+        y: Buf,
+        len: usize,
+    },
     ActivationGrad {
         act: Activation,
         x: Buf,
@@ -72,12 +107,27 @@ pub enum Instr {
         accumulate: bool,
     },
     /// stats = [mean BCE, mean sigmoid] of logits against a constant label.
-    BceLoss { logits: Buf, label: f32, stats: Buf, len: usize },
+    BceLoss {
+        logits: Buf,
+        label: f32,
+        stats: Buf,
+        len: usize,
+    },
     /// dlogits = (sigmoid(logits) - label) / len, the gradient of the mean loss.
-    BceGrad { logits: Buf, label: f32, dlogits: Buf, len: usize, accumulate: bool },
+    BceGrad {
+        logits: Buf,
+        label: f32,
+        dlogits: Buf,
+        len: usize,
+        accumulate: bool,
+    },
     /// One Adam step of a parameter from its gradient; `group` picks the optimizer state
     /// (step counter and hyper-parameters).
-    Adam { param: NodeId, len: usize, group: usize },
+    Adam {
+        param: NodeId,
+        len: usize,
+        group: usize,
+    },
 }
 
 /// The instructions that compute `targets` and every node they depend on, in order,
@@ -265,11 +315,23 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
             Op::Conv2d { x, w, b, geom } => {
                 if needs[x] {
                     let (dx, accumulate) = target(x);
-                    out.push(Instr::Conv2dInputGrad { geom, dy: g(id), w: v(w), dx, accumulate });
+                    out.push(Instr::Conv2dInputGrad {
+                        geom,
+                        dy: g(id),
+                        w: v(w),
+                        dx,
+                        accumulate,
+                    });
                 }
                 if needs[w] {
                     let (dw, accumulate) = target(w);
-                    out.push(Instr::Conv2dWeightGrad { geom, x: v(x), dy: g(id), dw, accumulate });
+                    out.push(Instr::Conv2dWeightGrad {
+                        geom,
+                        x: v(x),
+                        dy: g(id),
+                        dw,
+                        accumulate,
+                    });
                 }
                 if needs[b] {
                     let (db, accumulate) = target(b);
@@ -285,11 +347,23 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
             Op::ConvTranspose2d { x, w, b, geom } => {
                 if needs[x] {
                     let (dx, accumulate) = target(x);
-                    out.push(Instr::ConvTranspose2dInputGrad { geom, dy: g(id), w: v(w), dx, accumulate });
+                    out.push(Instr::ConvTranspose2dInputGrad {
+                        geom,
+                        dy: g(id),
+                        w: v(w),
+                        dx,
+                        accumulate,
+                    });
                 }
                 if needs[w] {
                     let (dw, accumulate) = target(w);
-                    out.push(Instr::ConvTranspose2dWeightGrad { geom, x: v(x), dy: g(id), dw, accumulate });
+                    out.push(Instr::ConvTranspose2dWeightGrad {
+                        geom,
+                        x: v(x),
+                        dy: g(id),
+                        dw,
+                        accumulate,
+                    });
                 }
                 if needs[b] {
                     let (db, accumulate) = target(b);

@@ -34,7 +34,10 @@ pub enum InputSource {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Init {
     /// Uniform in ±sqrt(6 / (fan_in + fan_out)).
-    GlorotUniform { fan_in: usize, fan_out: usize },
+    GlorotUniform {
+        fan_in: usize,
+        fan_out: usize,
+    },
     Zeros,
 }
 
@@ -43,7 +46,11 @@ pub enum Op {
     Input(InputSource),
     Param(Init),
     /// x [batch, in] · w [in, out] + b [out]
-    Dense { x: NodeId, w: NodeId, b: NodeId },
+    Dense {
+        x: NodeId,
+        w: NodeId,
+        b: NodeId,
+    },
     /// x NHWC, w HWIO, b [cout]
     Conv2d {
         x: NodeId,
@@ -58,12 +65,20 @@ pub enum Op {
         b: NodeId,
         geom: ConvTranspose2dGeometry,
     },
-    Activation { x: NodeId, act: Activation },
+    Activation {
+        x: NodeId,
+        act: Activation,
+    },
     /// Same data, new shape (NHWC flatten and its inverse are free).
-    Reshape { x: NodeId },
+    Reshape {
+        x: NodeId,
+    },
     /// Mean binary cross-entropy of logits [batch, 1] against a constant label. Its value
     /// is `[loss, mean sigmoid(logits)]`.
-    BceWithLogits { logits: NodeId, label: f32 },
+    BceWithLogits {
+        logits: NodeId,
+        label: f32,
+    },
 }
 
 impl Op {
@@ -156,19 +171,35 @@ impl Graph {
 
     pub fn dense(&mut self, name: &str, x: NodeId, w: NodeId, b: NodeId) -> Result<NodeId> {
         let &[batch, in_f] = self.shape(x) else {
-            return Err(shape_error("dense", format!("input must be [batch, features], got {:?}", self.shape(x))));
+            return Err(shape_error(
+                "dense",
+                format!("input must be [batch, features], got {:?}", self.shape(x)),
+            ));
         };
         let &[w_in, out_f] = self.shape(w) else {
-            return Err(shape_error("dense", format!("weight must be [in, out], got {:?}", self.shape(w))));
+            return Err(shape_error(
+                "dense",
+                format!("weight must be [in, out], got {:?}", self.shape(w)),
+            ));
         };
         if w_in != in_f {
-            return Err(shape_error("dense", format!("{name}: input has {in_f} features, weight expects {w_in}")));
+            return Err(shape_error(
+                "dense",
+                format!("{name}: input has {in_f} features, weight expects {w_in}"),
+            ));
         }
         self.expect_shape("dense", b, &[out_f])?;
         Ok(self.push(name, Op::Dense { x, w, b }, vec![batch, out_f]))
     }
 
-    pub fn conv2d(&mut self, name: &str, x: NodeId, w: NodeId, b: NodeId, geom: Conv2dGeometry) -> Result<NodeId> {
+    pub fn conv2d(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        w: NodeId,
+        b: NodeId,
+        geom: Conv2dGeometry,
+    ) -> Result<NodeId> {
         geom.validate()?;
         self.expect_shape("conv2d", x, &[geom.batch, geom.in_h, geom.in_w, geom.in_c])?;
         self.expect_shape("conv2d", w, &[geom.k_h, geom.k_w, geom.in_c, geom.out_c])?;
@@ -186,8 +217,16 @@ impl Graph {
         geom: ConvTranspose2dGeometry,
     ) -> Result<NodeId> {
         geom.validate()?;
-        self.expect_shape("conv_transpose2d", x, &[geom.batch, geom.in_h, geom.in_w, geom.in_c])?;
-        self.expect_shape("conv_transpose2d", w, &[geom.k_h, geom.k_w, geom.out_c, geom.in_c])?;
+        self.expect_shape(
+            "conv_transpose2d",
+            x,
+            &[geom.batch, geom.in_h, geom.in_w, geom.in_c],
+        )?;
+        self.expect_shape(
+            "conv_transpose2d",
+            w,
+            &[geom.k_h, geom.k_w, geom.out_c, geom.in_c],
+        )?;
         self.expect_shape("conv_transpose2d", b, &[geom.out_c])?;
         let shape = vec![geom.batch, geom.out_h, geom.out_w, geom.out_c];
         Ok(self.push(name, Op::ConvTranspose2d { x, w, b, geom }, shape))
@@ -204,7 +243,10 @@ impl Graph {
         if from != to {
             return Err(shape_error(
                 "reshape",
-                format!("{name}: cannot reshape {:?} ({from} elements) to {shape:?} ({to})", self.shape(x)),
+                format!(
+                    "{name}: cannot reshape {:?} ({from} elements) to {shape:?} ({to})",
+                    self.shape(x)
+                ),
             ));
         }
         Ok(self.push(name, Op::Reshape { x }, shape))
@@ -214,7 +256,10 @@ impl Graph {
         if self.shape(logits).len() != 2 || self.shape(logits)[1] != 1 {
             return Err(shape_error(
                 "bce_with_logits",
-                format!("{name}: logits must be [batch, 1], got {:?}", self.shape(logits)),
+                format!(
+                    "{name}: logits must be [batch, 1], got {:?}",
+                    self.shape(logits)
+                ),
             ));
         }
         Ok(self.push(name, Op::BceWithLogits { logits, label }, vec![2]))

@@ -22,20 +22,49 @@ pub struct Generator {
     pub params: Vec<NodeId>,
 }
 
-fn glorot(graph: &mut Graph, name: &str, shape: Vec<usize>, fan_in: usize, fan_out: usize) -> NodeId {
+fn glorot(
+    graph: &mut Graph,
+    name: &str,
+    shape: Vec<usize>,
+    fan_in: usize,
+    fan_out: usize,
+) -> NodeId {
     graph.param(name, Init::GlorotUniform { fan_in, fan_out }, shape)
 }
 
 /// Dense(noise -> 7·7·128) -> reshape (7,7,128) -> ConvTranspose(64, 5x5, s2, same)
 /// -> ReLU -> ConvTranspose(1, 5x5, s2, same) -> tanh: [batch, 28, 28, 1] in [-1, 1].
-pub fn generator(graph: &mut Graph, z: NodeId, batch: usize, noise_dim: usize) -> Result<Generator> {
+pub fn generator(
+    graph: &mut Graph,
+    z: NodeId,
+    batch: usize,
+    noise_dim: usize,
+) -> Result<Generator> {
     let seed_c = 128;
-    let dense_w = glorot(graph, "generator.dense.kernel", vec![noise_dim, 7 * 7 * seed_c], noise_dim, 7 * 7 * seed_c);
+    let dense_w = glorot(
+        graph,
+        "generator.dense.kernel",
+        vec![noise_dim, 7 * 7 * seed_c],
+        noise_dim,
+        7 * 7 * seed_c,
+    );
     let dense_b = graph.param("generator.dense.bias", Init::Zeros, vec![7 * 7 * seed_c]);
     // Keras's fans for a (kh, kw, a, b) kernel are kh·kw·a and kh·kw·b.
-    let t1_w = glorot(graph, "generator.deconv1.kernel", vec![5, 5, 64, seed_c], 25 * 64, 25 * seed_c);
+    let t1_w = glorot(
+        graph,
+        "generator.deconv1.kernel",
+        vec![5, 5, 64, seed_c],
+        25 * 64,
+        25 * seed_c,
+    );
     let t1_b = graph.param("generator.deconv1.bias", Init::Zeros, vec![64]);
-    let t2_w = glorot(graph, "generator.deconv2.kernel", vec![5, 5, 1, 64], 25, 25 * 64);
+    let t2_w = glorot(
+        graph,
+        "generator.deconv2.kernel",
+        vec![5, 5, 1, 64],
+        25,
+        25 * 64,
+    );
     let t2_b = graph.param("generator.deconv2.bias", Init::Zeros, vec![1]);
 
     let h = graph.dense("generator.dense", z, dense_w, dense_b)?;
@@ -60,11 +89,29 @@ pub struct Discriminator {
 
 impl Discriminator {
     pub fn new(graph: &mut Graph) -> Self {
-        let c1_w = glorot(graph, "discriminator.conv1.kernel", vec![3, 3, 1, 32], 9, 9 * 32);
+        let c1_w = glorot(
+            graph,
+            "discriminator.conv1.kernel",
+            vec![3, 3, 1, 32],
+            9,
+            9 * 32,
+        );
         let c1_b = graph.param("discriminator.conv1.bias", Init::Zeros, vec![32]);
-        let c2_w = glorot(graph, "discriminator.conv2.kernel", vec![3, 3, 32, 64], 9 * 32, 9 * 64);
+        let c2_w = glorot(
+            graph,
+            "discriminator.conv2.kernel",
+            vec![3, 3, 32, 64],
+            9 * 32,
+            9 * 64,
+        );
         let c2_b = graph.param("discriminator.conv2.bias", Init::Zeros, vec![64]);
-        let d_w = glorot(graph, "discriminator.dense.kernel", vec![6 * 6 * 64, 1], 6 * 6 * 64, 1);
+        let d_w = glorot(
+            graph,
+            "discriminator.dense.kernel",
+            vec![6 * 6 * 64, 1],
+            6 * 6 * 64,
+            1,
+        );
         let d_b = graph.param("discriminator.dense.bias", Init::Zeros, vec![1]);
         Discriminator {
             params: vec![c1_w, c1_b, c2_w, c2_b, d_w, d_b],
@@ -83,7 +130,11 @@ impl Discriminator {
         let g2 = Conv2dGeometry::valid(batch, 13, 13, 32, 64, 3, 3, 2, 2);
         let h = graph.conv2d(&format!("discriminator.{tag}.conv2"), h, c2_w, c2_b, g2)?;
         let h = graph.activation(&format!("discriminator.{tag}.relu2"), h, Activation::Relu);
-        let h = graph.reshape(&format!("discriminator.{tag}.flatten"), h, vec![batch, 6 * 6 * 64])?;
+        let h = graph.reshape(
+            &format!("discriminator.{tag}.flatten"),
+            h,
+            vec![batch, 6 * 6 * 64],
+        )?;
         graph.dense(&format!("discriminator.{tag}.dense"), h, d_w, d_b)
     }
 }
@@ -109,7 +160,11 @@ impl Gan {
         let z = graph.input("z", InputSource::Noise { slot: 0 }, vec![batch, noise_dim]);
         let generator = generator(&mut graph, z, batch, noise_dim)?;
         let discriminator = Discriminator::new(&mut graph);
-        let real = graph.input("real", InputSource::DataBatch, vec![batch, IMAGE_SIDE, IMAGE_SIDE, 1]);
+        let real = graph.input(
+            "real",
+            InputSource::DataBatch,
+            vec![batch, IMAGE_SIDE, IMAGE_SIDE, 1],
+        );
         let real_logits = discriminator.apply(&mut graph, "real", real, batch)?;
         let fake_logits = discriminator.apply(&mut graph, "fake", generator.image, batch)?;
         let d_loss_real = graph.bce_with_logits("d_loss_real", real_logits, 1.0)?;

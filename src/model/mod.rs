@@ -1,3 +1,7 @@
-//! Models built on the graph: the MNIST GAN.
+//! Models built on the graph: the MNIST GAN, its training loop, checkpoints and samples.
 
+pub mod checkpoint;
 pub mod gan;
+pub mod images;
+pub mod sample;
+pub mod train;
