@@ -1,7 +1,7 @@
 //! The training loop: executor choice, the run folder, logging, samples, checkpoints,
 //! resume and Ctrl-C.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -188,6 +188,7 @@ pub struct LossRow {
     pub seconds: f64,
 }
 
+#[derive(Debug)]
 pub struct TrainReport {
     pub executor: String,
     pub rows: Vec<LossRow>,
@@ -373,16 +374,6 @@ fn csv_line(r: &LossRow) -> String {
         r.d_fake_mean,
         r.seconds
     )
-}
-
-/// Writes `bytes` to a temporary file beside `path` and renames it into place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 /// Parameters and Adam moments by name, plus what resuming needs in the metadata.

@@ -1,0 +1,136 @@
+//! Conv2DTranspose (TF semantics: scatter, no kernel flip) as GEMM + col2im.
+//!
+//! It reuses conv's window map with the roles swapped: the windows sit on the input x (one per
+//! input pixel) and the image is the output y, offset by the crop. Input pixel (i, j) with tap
+//! (a, c) writes y[i·s_h + a - crop_top, j·s_w + c - crop_left], exactly as a conv window at
+//! (i, j) with padding = crop reads it; hence the forward is conv's col2im and the input
+//! gradient is conv's im2col.
+
+use super::check_len;
+use super::conv::Patches;
+use super::gemm::gemm;
+use crate::error::Result;
+use crate::geometry::ConvTranspose2dGeometry;
+
+fn patches(g: &ConvTranspose2dGeometry) -> Patches {
+    Patches {
+        img_h: g.out_h,
+        img_w: g.out_w,
+        channels: g.out_c,
+        grid_h: g.in_h,
+        grid_w: g.in_w,
+        k_h: g.k_h,
+        k_w: g.k_w,
+        stride_h: g.stride_h,
+        stride_w: g.stride_w,
+        pad_top: g.crop_top,
+        pad_left: g.crop_left,
+    }
+}
+
+/// x (batch, in_h, in_w, in_c), w (k_h, k_w, out_c, in_c), b (out_c) -> y (batch, out_h, out_w, out_c)
+/// `y[n, p, q, o] = b[o] + Σ x[n, i, j, ci] · w[a, c, o, ci]` over `i·s_h + a = p + crop_top`,
+/// `j·s_w + c = q + crop_left`. As matrices: y = col2im(x · wᵀ) + b, w viewed as (k_h·k_w·out_c, in_c).
+pub fn conv_transpose2d_forward(
+    g: &ConvTranspose2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+) -> Result<Vec<f32>> {
+    g.validate()?;
+    check_len("conv_transpose2d_forward", "x", x.len(), g.input_len())?;
+    check_len("conv_transpose2d_forward", "w", w.len(), g.weight_len())?;
+    check_len("conv_transpose2d_forward", "b", b.len(), g.out_c)?;
+    let p = patches(g);
+    let in_per_image = p.rows_per_image() * g.in_c;
+    let mut y = b.repeat(g.batch * g.out_h * g.out_w);
+    let (chunks, mut cols) = p.chunks(g.batch);
+    for r in chunks {
+        let rows = r.len() * p.rows_per_image();
+        let cols = &mut cols[..rows * p.row_len()];
+        let x = &x[r.start * in_per_image..r.end * in_per_image];
+        gemm(rows, p.row_len(), g.in_c, x, false, w, true, cols, false)?;
+        p.col2im_add(cols, &mut y[r.start * p.image_len()..r.end * p.image_len()]);
+    }
+    Ok(y)
+}
+
+/// dy (batch, out_h, out_w, out_c), w (k_h, k_w, out_c, in_c) -> dx (batch, in_h, in_w, in_c)
+/// dx[n, i, j, ci] = Σ_{a, c, o} dy[n, i·s_h + a - crop_top, j·s_w + c - crop_left, o] · w[a, c, o, ci]
+/// (dy = 0 outside): a conv of dy (`adjoint_conv`), computed as im2col(dy) · w.
+pub fn conv_transpose2d_backward_input(
+    g: &ConvTranspose2dGeometry,
+    dy: &[f32],
+    w: &[f32],
+) -> Result<Vec<f32>> {
+    g.validate()?;
+    check_len(
+        "conv_transpose2d_backward_input",
+        "dy",
+        dy.len(),
+        g.output_len(),
+    )?;
+    check_len(
+        "conv_transpose2d_backward_input",
+        "w",
+        w.len(),
+        g.weight_len(),
+    )?;
+    let p = patches(g);
+    let in_per_image = p.rows_per_image() * g.in_c;
+    let mut dx = vec![0.0; g.input_len()];
+    let (chunks, mut cols) = p.chunks(g.batch);
+    for r in chunks {
+        let rows = r.len() * p.rows_per_image();
+        let cols = &mut cols[..rows * p.row_len()];
+        p.im2col(&dy[r.start * p.image_len()..r.end * p.image_len()], cols);
+        let dx = &mut dx[r.start * in_per_image..r.end * in_per_image];
+        gemm(rows, g.in_c, p.row_len(), cols, false, w, false, dx, false)?;
+    }
+    Ok(dx)
+}
+
+/// x (batch, in_h, in_w, in_c), dy (batch, out_h, out_w, out_c) -> dw (k_h, k_w, out_c, in_c)
+/// dw[a, c, o, ci] = Σ x[n, i, j, ci] · dy[n, i·s_h + a - crop_top, j·s_w + c - crop_left, o]
+/// = im2col(dy)ᵀ · x, summed over the batch. (db is `bias_grad(dy, batch·out_h·out_w, out_c)`.)
+pub fn conv_transpose2d_backward_weight(
+    g: &ConvTranspose2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+) -> Result<Vec<f32>> {
+    g.validate()?;
+    check_len(
+        "conv_transpose2d_backward_weight",
+        "x",
+        x.len(),
+        g.input_len(),
+    )?;
+    check_len(
+        "conv_transpose2d_backward_weight",
+        "dy",
+        dy.len(),
+        g.output_len(),
+    )?;
+    let p = patches(g);
+    let in_per_image = p.rows_per_image() * g.in_c;
+    let mut dw = vec![0.0; g.weight_len()];
+    let (chunks, mut cols) = p.chunks(g.batch);
+    for r in chunks {
+        let rows = r.len() * p.rows_per_image();
+        let cols = &mut cols[..rows * p.row_len()];
+        p.im2col(&dy[r.start * p.image_len()..r.end * p.image_len()], cols);
+        let x = &x[r.start * in_per_image..r.end * in_per_image];
+        gemm(
+            p.row_len(),
+            g.in_c,
+            rows,
+            cols,
+            true,
+            x,
+            false,
+            &mut dw,
+            true,
+        )?;
+    }
+    Ok(dw)
+}

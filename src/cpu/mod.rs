@@ -1,0 +1,49 @@
+//! CPU reference twins of every kernel: the oracle the WGSL kernels are tested against, and a
+//! usable (GEMM-based, multi-threaded) CPU training backend.
+//!
+//! Conventions, shared with the GPU kernels:
+//! - Activations are NHWC (batch, height, width, channels), channels fastest. That is Keras
+//!   `channels_last`, so the TF-Keras golden vectors and weights load without transposes. It
+//!   also suits implicit GEMM / im2col: the reduction index (kh, kw, cin) is contiguous in cin,
+//!   so a patch row is k_h runs of k_w·cin consecutive floats (plain copies on the CPU, coalesced
+//!   loads on the GPU), and a conv output (batch·h·w, channels) is directly the GEMM result.
+//! - Weights use the Keras layouts: Dense (in, out) with y = x·W + b; Conv2D HWIO
+//!   (kh, kw, cin, cout); Conv2DTranspose HWOI (kh, kw, cout, cin), out before in.
+//! - Gradients are vector-Jacobian products: given dy they are the gradients of
+//!   L = Σ y·dy, summed over the batch (no 1/N).
+//! - Every op checks its slice lengths with [`check_len`] and returns [`Error::Shape`] on a
+//!   mismatch instead of panicking.
+
+pub mod activation;
+pub mod adam;
+pub mod bce;
+pub mod conv;
+pub mod conv_transpose;
+pub mod gather;
+pub mod gemm;
+pub mod noise;
+
+pub use activation::{Activation, activation_backward, activation_forward};
+pub use adam::{AdamConfig, adam_step};
+pub use bce::{BceOutput, bce_elementwise, bce_with_logits};
+pub use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+pub use conv_transpose::{
+    conv_transpose2d_backward_input, conv_transpose2d_backward_weight, conv_transpose2d_forward,
+};
+pub use gemm::{bias_grad, dense_backward, dense_forward, gemm};
+pub use noise::{normal_noise, philox4x32_10, uniform_index, uniform_u32};
+
+use crate::error::{Error, Result};
+
+/// `Ok` when `len == expected`, else `Error::Shape` naming the op and the buffer. The one
+/// length check behind every op here.
+pub fn check_len(op: &'static str, what: &str, len: usize, expected: usize) -> Result<()> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            op,
+            message: format!("{what} has {len} elements, expected {expected}"),
+        })
+    }
+}

@@ -1,0 +1,31 @@
+//! Helpers shared by the GPU parity tests. Include with `mod common;`.
+
+/// Fails unless `|gpu - cpu| <= atol + rtol * |cpu|` for every element (NaN fails), naming
+/// the op, the shape, how many elements fail, and the worst one with both values.
+pub fn assert_close(op: &str, shape_desc: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(
+        gpu.len(),
+        cpu.len(),
+        "{op} {shape_desc}: gpu has {} elements, cpu {}",
+        gpu.len(),
+        cpu.len()
+    );
+    let excess = |i: usize| (gpu[i] - cpu[i]).abs() - (atol + rtol * cpu[i].abs());
+    let failing: Vec<usize> = (0..gpu.len()).filter(|&i| !(excess(i) <= 0.0)).collect();
+    // NaN excess sorts above every number under total_cmp, so an unwritten element is "worst".
+    let worst = failing
+        .iter()
+        .copied()
+        .max_by(|&a, &b| excess(a).total_cmp(&excess(b)).then(b.cmp(&a)));
+    if let Some(i) = worst {
+        panic!(
+            "{op} {shape_desc}: {} of {} elements outside atol {atol:e} + rtol {rtol:e}; \
+             worst at {i}: gpu {} cpu {} (diff {:e})",
+            failing.len(),
+            gpu.len(),
+            gpu[i],
+            cpu[i],
+            (gpu[i] - cpu[i]).abs()
+        );
+    }
+}
