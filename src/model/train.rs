@@ -19,7 +19,7 @@ use crate::graph::cpu_exec::CpuExecutor;
 use crate::graph::gpu_exec::GpuExecutor;
 use crate::graph::{Buf, Dataset, Executor, RandomStreams};
 use crate::model::checkpoint::{
-    Checkpoint, NamedTensor, check_tensors, load_checkpoint, save_checkpoint,
+    Checkpoint, NamedTensor, check_tensors, load_checkpoint, save_checkpoint, write_atomically,
 };
 use crate::model::gan::{D_OPTIMIZER, G_OPTIMIZER, Gan, PIXELS};
 use crate::model::sample::{SAMPLE_GRID, generate};
