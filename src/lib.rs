@@ -4,6 +4,7 @@
 //! launchers) beside [`cpu`] (their CPU reference twins), [`graph`] (ops, autodiff and
 //! the two executors), and [`data`] (MNIST).
 
+pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Args, Parser, Subcommand};
 use gan_gpu::data::{Split, default_data_dir, load_mnist, write_idx_images};
 use gan_gpu::gpu::adapters::{list_adapters, render_table};
-use gan_gpu::gpu::{AdapterRequest, BackendChoice, PowerPreference};
+use gan_gpu::bench::{self, BenchOptions};
+use gan_gpu::gpu::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
 use gan_gpu::model::checkpoint::load_checkpoint;
 use gan_gpu::model::images::{to_u8_pixels, write_grid_png};
 use gan_gpu::model::sample::sample_checkpoint;
@@ -52,6 +53,20 @@ enum Command {
         /// Output: a PNG grid, or MNIST's IDX format when the name ends in .idx3-ubyte or .idx
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+    /// Time every kernel at the GAN's shapes, and a whole training step, on the GPU and the CPU
+    Bench {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Which executors to time
+        #[arg(long, value_enum, default_value_t = BenchDevice::Both)]
+        device: BenchDevice,
+        /// One JSON array of rows instead of the table
+        #[arg(long)]
+        json: bool,
+        /// Fewer samples, no 1024³ GEMM: a quick smoke run
+        #[arg(long)]
+        quick: bool,
     },
     /// Load and validate the MNIST files, and print what they hold
     Dataset {
@@ -102,6 +117,13 @@ struct TrainArgs {
     resume: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchDevice {
+    Both,
+    Gpu,
+    Cpu,
 }
 
 #[derive(Args, Clone)]
@@ -162,6 +184,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 write_grid_png(&out, &images, count, 28, count.clamp(1, 16), 2)?;
             }
             println!("wrote {count} digits to {}", out.display());
+        }
+        Command::Bench {
+            adapter,
+            device,
+            json,
+            quick,
+        } => {
+            let ctx = if device == BenchDevice::Cpu {
+                None
+            } else {
+                Some(Arc::new(GpuContext::new(&adapter.request())?))
+            };
+            if let Some(ctx) = &ctx {
+                eprintln!("adapter: {} (timing: {:?})", ctx.describe(), ctx.clock());
+            }
+            let opts = BenchOptions {
+                quick,
+                gpu: device != BenchDevice::Cpu,
+                cpu: device != BenchDevice::Gpu,
+            };
+            let rows = bench::run(ctx.as_ref(), &opts, &mut |row| {
+                if !json {
+                    eprint!("{}", bench::render(std::slice::from_ref(row)).lines().nth(1).unwrap_or_default());
+                    eprintln!();
+                }
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", bench::render(&rows));
+            }
         }
         Command::Dataset { data } => {
             let dir = data.dir();

@@ -10,3 +10,4 @@ pub use context::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
 pub use dispatch::Dispatch;
 pub use pipeline::{Binding, Kernel, KernelSpec, Shader};
 pub mod testing;
+pub mod timer;

@@ -270,6 +270,10 @@ impl Executor for CpuExecutor {
         Ok(())
     }
 
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     fn graph(&self) -> &Graph {
         &self.graph
     }

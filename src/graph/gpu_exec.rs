@@ -427,6 +427,10 @@ impl Executor for GpuExecutor {
         Ok(())
     }
 
+    fn sync(&mut self) -> Result<()> {
+        self.ctx.wait("waiting for the GPU")
+    }
+
     fn graph(&self) -> &Graph {
         &self.graph
     }

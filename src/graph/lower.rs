@@ -130,6 +130,23 @@ pub enum Instr {
     },
 }
 
+impl Instr {
+    /// Floating-point operations of the instruction, a multiply-add counting 2; the
+    /// element-wise ones count 0 (they are bandwidth-bound and negligible here).
+    pub fn flops(&self) -> f64 {
+        match self {
+            Instr::Gemm { m, n, k, .. } => 2.0 * (*m * *n * *k) as f64,
+            Instr::Conv2d { geom, .. }
+            | Instr::Conv2dInputGrad { geom, .. }
+            | Instr::Conv2dWeightGrad { geom, .. } => geom.flops() as f64,
+            Instr::ConvTranspose2d { geom, .. }
+            | Instr::ConvTranspose2dInputGrad { geom, .. }
+            | Instr::ConvTranspose2dWeightGrad { geom, .. } => geom.flops() as f64,
+            _ => 0.0,
+        }
+    }
+}
+
 /// The instructions that compute `targets` and every node they depend on, in order,
 /// skipping inputs, parameters, reshapes (free) and nodes in `done`.
 pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec<Instr> {

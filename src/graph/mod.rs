@@ -342,5 +342,7 @@ pub trait Executor {
     /// Adam's first and second moments of a parameter.
     fn read_adam(&mut self, param: NodeId) -> Result<(Vec<f32>, Vec<f32>)>;
     fn write_adam(&mut self, param: NodeId, m: &[f32], v: &[f32]) -> Result<()>;
+    /// Waits until all submitted work has finished (for timing).
+    fn sync(&mut self) -> Result<()>;
     fn graph(&self) -> &Graph;
 }
