@@ -238,6 +238,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         row_len: PIXELS,
     });
     let gan = Gan::new(cfg.batch_size, cfg.noise_dim)?;
+    if let Some(ckpt) = &resumed {
+        check_tensors(&run.checkpoint(), ckpt, &expected_tensors(&gan))?;
+    }
     let (mut exec, executor_line) =
         make_executor(&gan, &cfg, opts.device, &opts.adapter, Some(dataset))?;
     if !opts.quiet {
@@ -441,8 +444,8 @@ pub fn expected_tensors(gan: &Gan) -> Vec<(String, Vec<usize>)> {
     out
 }
 
+/// Loads a checkpoint already checked with `check_tensors`; returns the next iteration.
 fn restore(exec: &mut dyn Executor, gan: &Gan, path: &Path, ckpt: &Checkpoint) -> Result<u64> {
-    check_tensors(path, ckpt, &expected_tensors(gan))?;
     for id in gan.params() {
         let name = &gan.graph.nodes[id].name;
         let get = |n: String| {

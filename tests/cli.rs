@@ -1,0 +1,281 @@
+//! The `gan-gpu` binary as a user meets it: flags, bad input, and the files it writes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use gan_gpu::data::{default_data_dir, read_idx_images};
+
+fn gan_gpu(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A clean failure: exit status 1, an `error:` paragraph, no panic.
+fn assert_clean_error(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
+    assert!(err.starts_with("error: "), "stderr:\n{err}");
+    assert!(!err.contains("panicked"), "stderr:\n{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_truncated_data_folder_names_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(default_data_dir().join(name), dir.path().join(name)).unwrap();
+    }
+    // The images, decompressed and cut short.
+    let mut images = Vec::new();
+    let gz = std::fs::File::open(default_data_dir().join("train-images-idx3-ubyte.gz")).unwrap();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut images).unwrap();
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte"),
+        &images[..1_000_000],
+    )
+    .unwrap();
+
+    let data = dir.path().to_str().unwrap();
+    let out = gan_gpu(&["dataset", "--data", data]);
+    assert_clean_error(&out, &["train-images-idx3-ubyte", "truncated"]);
+    let out = gan_gpu(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        data,
+        "--out",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["train-images-idx3-ubyte", "truncated"]);
+}
+
+#[test]
+fn a_missing_data_folder_says_where_it_looked() {
+    let out = gan_gpu(&["dataset", "--data", "/nonexistent/mnist"]);
+    assert_clean_error(&out, &["/nonexistent/mnist/train-images-idx3-ubyte.gz"]);
+}
+
+#[test]
+fn the_bundled_dataset_is_found_from_any_directory() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
+        .arg("dataset")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("train: 60000 images of 28x28"), "{text}");
+    assert!(text.contains("t10k: 10000 images"), "{text}");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for args in [
+        &["train", "--batch-size", "many"][..],
+        &["train", "--device", "tpu"],
+        &["train", "--adapter", "fastest"],
+        &["train", "--resume", "a", "--out", "b"],
+        &["sample"],
+        &["frobnicate"],
+    ] {
+        let out = gan_gpu(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"));
+    }
+}
+
+#[test]
+fn nonsense_settings_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = gan_gpu(&[
+        "train",
+        "--device",
+        "cpu",
+        "--log-every",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["--log-every"]);
+    let out = gan_gpu(&[
+        "train",
+        "--device",
+        "cpu",
+        "--beta1",
+        "1.5",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["--beta1"]);
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("x.png");
+    let missing = dir.path().join("missing.safetensors");
+    let out = gan_gpu(&[
+        "sample",
+        "--checkpoint",
+        missing.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["missing.safetensors"]);
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a checkpoint at all").unwrap();
+    let out = gan_gpu(&[
+        "sample",
+        "--checkpoint",
+        garbage.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["garbage.safetensors"]);
+}
+
+fn train_tiny(run: &Path) {
+    let out = gan_gpu(&[
+        "train",
+        "--device",
+        "cpu",
+        "--iterations",
+        "3",
+        "--batch-size",
+        "4",
+        "--log-every",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn train_then_sample_to_png_and_idx() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train_tiny(&run);
+    for file in [
+        "config.json",
+        "loss.csv",
+        "checkpoint.safetensors",
+        "samples/iter_000003.png",
+    ] {
+        assert!(run.join(file).exists(), "{file} missing");
+    }
+    let csv = std::fs::read_to_string(run.join("loss.csv")).unwrap();
+    assert!(
+        csv.starts_with(
+            "iteration,d_loss_real,d_loss_fake,g_loss,d_real_mean,d_fake_mean,seconds\n"
+        )
+    );
+    assert_eq!(csv.lines().count(), 4);
+
+    let ckpt = run.join("checkpoint.safetensors");
+    let idx = dir.path().join("digits.idx3-ubyte");
+    let out = gan_gpu(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--count",
+        "10",
+        "--out",
+        idx.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, count, rows, cols) = read_idx_images(&idx).unwrap();
+    assert_eq!((count, rows, cols), (10, 28, 28));
+    let png = dir.path().join("digits.png");
+    let out = gan_gpu(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(png.exists());
+}
+
+#[test]
+fn a_checkpoint_of_another_architecture_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = gan_gpu(&[
+        "train",
+        "--device",
+        "cpu",
+        "--iterations",
+        "1",
+        "--batch-size",
+        "2",
+        "--noise-dim",
+        "10",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Rename a tensor so the file no longer matches the generator.
+    let ckpt = run.join("checkpoint.safetensors");
+    let mut loaded = gan_gpu::model::checkpoint::load_checkpoint(&ckpt).unwrap();
+    loaded
+        .tensors
+        .retain(|t| t.name != "generator.deconv2.kernel");
+    gan_gpu::model::checkpoint::save_checkpoint(&ckpt, &loaded).unwrap();
+    let png = dir.path().join("x.png");
+    let out = gan_gpu(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["generator.deconv2.kernel"]);
+    let out = gan_gpu(&[
+        "train",
+        "--device",
+        "cpu",
+        "--resume",
+        run.to_str().unwrap(),
+        "--iterations",
+        "2",
+    ]);
+    assert_clean_error(&out, &["generator.deconv2.kernel"]);
+}
+
+#[test]
+fn adapters_json_is_a_list() {
+    let out = gan_gpu(&["adapters", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = v.as_array().unwrap();
+    for a in list {
+        for key in [
+            "index",
+            "name",
+            "backend",
+            "device_type",
+            "driver",
+            "limits",
+            "picked_by",
+        ] {
+            assert!(a.get(key).is_some(), "{key} missing in {a}");
+        }
+    }
+}
