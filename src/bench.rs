@@ -61,12 +61,14 @@ pub struct BenchOptions {
     pub cpu: bool,
 }
 
+/// Builds the GPU dispatches of one call, over buffers of seeded random data.
+type GpuCall = Box<dyn Fn(&GpuContext) -> Result<Vec<Dispatch>>>;
+
 struct Case {
     kernel: &'static str,
     shape: String,
     work: Work,
-    /// The GPU dispatches of one call, over buffers of seeded random data.
-    gpu: Box<dyn Fn(&GpuContext) -> Result<Vec<Dispatch>>>,
+    gpu: GpuCall,
     /// The CPU reference doing the same call.
     cpu: Box<dyn FnMut() -> Result<()>>,
 }
@@ -77,7 +79,14 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn gemm_case(kernel: &'static str, shape: GemmShape, with_bias: bool) -> Case {
-    let GemmShape { m, n, k, trans_a, trans_b, .. } = shape;
+    let GemmShape {
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        ..
+    } = shape;
     let (a, b) = (random(m * k, 1), random(k * n, 2));
     let bias = random(n, 3);
     let (a2, b2) = (a.clone(), b.clone());
@@ -88,25 +97,61 @@ fn gemm_case(kernel: &'static str, shape: GemmShape, with_bias: bool) -> Case {
         shape: format!("{m}x{n}x{k} {}{}", t(trans_a), t(trans_b)),
         work: Work::Flops(2.0 * (m * n * k) as f64),
         gpu: Box::new(move |ctx| {
-            let (ab, bb, cb) = (ctx.upload("a", &a), ctx.upload("b", &b), ctx.storage("c", (m * n * 4) as u64));
+            let (ab, bb, cb) = (
+                ctx.upload("a", &a),
+                ctx.upload("b", &b),
+                ctx.storage("c", (m * n * 4) as u64),
+            );
             let biasb = ctx.upload("bias", &bias);
-            Ok(vec![gemm::gemm(ctx, &shape, &ab, &bb, with_bias.then_some(&biasb), &cb, GemmVariant::Auto)?])
+            Ok(vec![gemm::gemm(
+                ctx,
+                &shape,
+                &ab,
+                &bb,
+                with_bias.then_some(&biasb),
+                &cb,
+                GemmVariant::Auto,
+            )?])
         }),
         cpu: Box::new(move || cpu::gemm(m, n, k, &a2, trans_a, &b2, trans_b, &mut c, false)),
     }
 }
 
 fn nn(m: usize, n: usize, k: usize) -> GemmShape {
-    GemmShape { m, n, k, trans_a: false, trans_b: false, accumulate: false }
+    GemmShape {
+        m,
+        n,
+        k,
+        trans_a: false,
+        trans_b: false,
+        accumulate: false,
+    }
 }
 
 fn conv_cases(name: &'static str, g: Conv2dGeometry) -> Vec<Case> {
-    let (x, w, b) = (random(g.input_len(), 4), random(g.weight_len(), 5), random(g.out_c, 6));
+    let (x, w, b) = (
+        random(g.input_len(), 4),
+        random(g.weight_len(), 5),
+        random(g.out_c, 6),
+    );
     let dy = random(g.output_len(), 7);
-    let shape = format!("{}x{}x{}x{} k{} s{} -> {}x{}", g.batch, g.in_h, g.in_w, g.in_c, g.k_h, g.stride_h, g.out_h(), g.out_c);
+    let shape = format!(
+        "{}x{}x{}x{} k{} s{} -> {}x{}",
+        g.batch,
+        g.in_h,
+        g.in_w,
+        g.in_c,
+        g.k_h,
+        g.stride_h,
+        g.out_h(),
+        g.out_c
+    );
     let work = Work::Flops(g.flops() as f64);
     let up = move |ctx: &GpuContext, len: usize, data: &[f32]| {
-        (ctx.upload("input", data), ctx.storage("output", (len * 4) as u64))
+        (
+            ctx.upload("input", data),
+            ctx.storage("output", (len * 4) as u64),
+        )
     };
     let (x1, w1, b1, dy1) = (x.clone(), w.clone(), b.clone(), dy.clone());
     let (x2, w2, dy2) = (x.clone(), w.clone(), dy.clone());
@@ -147,9 +192,16 @@ fn conv_cases(name: &'static str, g: Conv2dGeometry) -> Vec<Case> {
 }
 
 fn conv_transpose_cases(name: &'static str, g: ConvTranspose2dGeometry) -> Vec<Case> {
-    let (x, w, b) = (random(g.input_len(), 4), random(g.weight_len(), 5), random(g.out_c, 6));
+    let (x, w, b) = (
+        random(g.input_len(), 4),
+        random(g.weight_len(), 5),
+        random(g.out_c, 6),
+    );
     let dy = random(g.output_len(), 7);
-    let shape = format!("{}x{}x{}x{} k{} s{} -> {}x{}x{}", g.batch, g.in_h, g.in_w, g.in_c, g.k_h, g.stride_h, g.out_h, g.out_w, g.out_c);
+    let shape = format!(
+        "{}x{}x{}x{} k{} s{} -> {}x{}x{}",
+        g.batch, g.in_h, g.in_w, g.in_c, g.k_h, g.stride_h, g.out_h, g.out_w, g.out_c
+    );
     let work = Work::Flops(g.flops() as f64);
     let (x1, w1, b1, dy1) = (x.clone(), w.clone(), b.clone(), dy.clone());
     let (x2, w2, dy2) = (x.clone(), w.clone(), dy.clone());
@@ -160,7 +212,11 @@ fn conv_transpose_cases(name: &'static str, g: ConvTranspose2dGeometry) -> Vec<C
             shape: shape.clone(),
             work,
             gpu: Box::new(move |ctx| {
-                let (xb, wb, bb) = (ctx.upload("x", &x), ctx.upload("w", &w), ctx.upload("b", &b));
+                let (xb, wb, bb) = (
+                    ctx.upload("x", &x),
+                    ctx.upload("w", &w),
+                    ctx.upload("b", &b),
+                );
                 let yb = ctx.storage("y", (g.output_len() * 4) as u64);
                 conv::conv_transpose2d_forward(ctx, &g, &xb, &wb, Some(&bb), &yb, false)
             }),
@@ -208,7 +264,9 @@ fn activation_cases(act: Activation, label: &'static str, len: usize, shape: &st
             work: Work::Bytes(8.0 * len as f64),
             gpu: Box::new(move |ctx| {
                 let (xb, yb) = (ctx.upload("x", &x), ctx.storage("y", (len * 4) as u64));
-                Ok(vec![elementwise::activation_forward(ctx, act, &xb, &yb, len)?])
+                Ok(vec![elementwise::activation_forward(
+                    ctx, act, &xb, &yb, len,
+                )?])
             }),
             cpu: Box::new(move || {
                 cpu::activation_forward(act, &x1);
@@ -220,9 +278,15 @@ fn activation_cases(act: Activation, label: &'static str, len: usize, shape: &st
             shape: shape.to_string(),
             work: Work::Bytes(12.0 * len as f64),
             gpu: Box::new(move |ctx| {
-                let (xb, yb, dyb) = (ctx.upload("x", &x2), ctx.upload("y", &y), ctx.upload("dy", &dy));
+                let (xb, yb, dyb) = (
+                    ctx.upload("x", &x2),
+                    ctx.upload("y", &y),
+                    ctx.upload("dy", &dy),
+                );
                 let dxb = ctx.storage("dx", (len * 4) as u64);
-                Ok(vec![elementwise::activation_backward(ctx, act, &xb, &yb, &dyb, &dxb, len, false)?])
+                Ok(vec![elementwise::activation_backward(
+                    ctx, act, &xb, &yb, &dyb, &dxb, len, false,
+                )?])
             }),
             cpu: Box::new(move || cpu::activation_backward(act, &x3, &y2, &dy2).map(drop)),
         },
@@ -232,15 +296,40 @@ fn activation_cases(act: Activation, label: &'static str, len: usize, shape: &st
 fn cases(quick: bool) -> Vec<Case> {
     let batch = 100;
     let mut out = Vec::new();
-    let squares: &[usize] = if quick { &[256, 512] } else { &[256, 512, 1024] };
+    let squares: &[usize] = if quick {
+        &[256, 512]
+    } else {
+        &[256, 512, 1024]
+    };
     for &s in squares {
         out.push(gemm_case("gemm", nn(s, s, s), false));
     }
     out.push(gemm_case("G dense forward", nn(batch, 6272, 100), true));
-    out.push(gemm_case("G dense weight grad", GemmShape { trans_a: true, ..nn(100, 6272, batch) }, false));
+    out.push(gemm_case(
+        "G dense weight grad",
+        GemmShape {
+            trans_a: true,
+            ..nn(100, 6272, batch)
+        },
+        false,
+    ));
     out.push(gemm_case("D dense forward", nn(batch, 1, 2304), true));
-    out.push(gemm_case("D dense input grad", GemmShape { trans_b: true, ..nn(batch, 2304, 1) }, false));
-    out.push(gemm_case("D dense weight grad", GemmShape { trans_a: true, ..nn(2304, 1, batch) }, false));
+    out.push(gemm_case(
+        "D dense input grad",
+        GemmShape {
+            trans_b: true,
+            ..nn(batch, 2304, 1)
+        },
+        false,
+    ));
+    out.push(gemm_case(
+        "D dense weight grad",
+        GemmShape {
+            trans_a: true,
+            ..nn(2304, 1, batch)
+        },
+        false,
+    ));
     let (rows, cols) = (batch * 14 * 14, 64);
     let dy = random(rows * cols, 10);
     let dy2 = dy.clone();
@@ -254,8 +343,14 @@ fn cases(quick: bool) -> Vec<Case> {
         }),
         cpu: Box::new(move || cpu::bias_grad(&dy2, rows, cols).map(drop)),
     });
-    out.extend(conv_cases("D conv1", Conv2dGeometry::valid(batch, 28, 28, 1, 32, 3, 3, 2, 2)));
-    out.extend(conv_cases("D conv2", Conv2dGeometry::valid(batch, 13, 13, 32, 64, 3, 3, 2, 2)));
+    out.extend(conv_cases(
+        "D conv1",
+        Conv2dGeometry::valid(batch, 28, 28, 1, 32, 3, 3, 2, 2),
+    ));
+    out.extend(conv_cases(
+        "D conv2",
+        Conv2dGeometry::valid(batch, 13, 13, 32, 64, 3, 3, 2, 2),
+    ));
     out.extend(conv_transpose_cases(
         "G deconv1",
         ConvTranspose2dGeometry::keras_same(batch, 7, 7, 128, 64, 5, 5, 2, 2, None),
@@ -264,12 +359,34 @@ fn cases(quick: bool) -> Vec<Case> {
         "G deconv2",
         ConvTranspose2dGeometry::keras_same(batch, 14, 14, 64, 1, 5, 5, 2, 2, None),
     ));
-    out.extend(activation_cases(Activation::Relu, "relu", batch * 14 * 14 * 64, "100x14x14x64"));
-    out.extend(activation_cases(Activation::Tanh, "tanh", batch * PIXELS, "100x28x28x1"));
-    out.extend(activation_cases(Activation::Sigmoid, "sigmoid", batch * PIXELS, "100x28x28x1"));
-    out.extend(activation_cases(Activation::LeakyRelu(0.2), "leaky relu", batch * 14 * 14 * 64, "100x14x14x64"));
+    out.extend(activation_cases(
+        Activation::Relu,
+        "relu",
+        batch * 14 * 14 * 64,
+        "100x14x14x64",
+    ));
+    out.extend(activation_cases(
+        Activation::Tanh,
+        "tanh",
+        batch * PIXELS,
+        "100x28x28x1",
+    ));
+    out.extend(activation_cases(
+        Activation::Sigmoid,
+        "sigmoid",
+        batch * PIXELS,
+        "100x28x28x1",
+    ));
+    out.extend(activation_cases(
+        Activation::LeakyRelu(0.2),
+        "leaky relu",
+        batch * 14 * 14 * 64,
+        "100x14x14x64",
+    ));
     out.push(bce_case(batch));
-    out.push(adam_case(100 * 6272 + 6272 + 5 * 5 * 64 * 128 + 64 + 5 * 5 * 64 + 1));
+    out.push(adam_case(
+        100 * 6272 + 6272 + 5 * 5 * 64 * 128 + 64 + 5 * 5 * 64 + 1,
+    ));
     out.push(noise_case(batch * 100));
     out.push(gather_case(batch));
     out
@@ -284,8 +401,19 @@ fn bce_case(batch: usize) -> Case {
         work: Work::Bytes(8.0 * batch as f64),
         gpu: Box::new(move |ctx| {
             let lb = ctx.upload("logits", &logits);
-            let (db, sb) = (ctx.storage("dlogits", (batch * 4) as u64), ctx.storage("stats", 8));
-            Ok(vec![bce_with_logits(ctx, &lb, Labels::Constant(1.0), batch, &db, &sb, BceOptions::default())?])
+            let (db, sb) = (
+                ctx.storage("dlogits", (batch * 4) as u64),
+                ctx.storage("stats", 8),
+            );
+            Ok(vec![bce_with_logits(
+                ctx,
+                &lb,
+                Labels::Constant(1.0),
+                batch,
+                &db,
+                &sb,
+                BceOptions::default(),
+            )?])
         }),
         cpu: Box::new(move || cpu::bce_with_logits(&l2, &vec![1.0; batch]).map(drop)),
     }
@@ -302,10 +430,15 @@ fn adam_case(len: usize) -> Case {
         gpu: Box::new(move |ctx| {
             let step = AdamStep::new(ctx, AdamConfig::default())?;
             let (pb, gb) = (ctx.upload("p", &p), ctx.upload("g", &g));
-            let (mb, vb) = (ctx.storage("m", (len * 4) as u64), ctx.storage("v", (len * 4) as u64));
+            let (mb, vb) = (
+                ctx.storage("m", (len * 4) as u64),
+                ctx.storage("v", (len * 4) as u64),
+            );
             Ok(vec![adam_update(ctx, &step, &pb, &gb, &mb, &vb, len)?])
         }),
-        cpu: Box::new(move || cpu::adam_step(&AdamConfig::default(), 1, &mut p2, &g2, &mut m2, &mut v2)),
+        cpu: Box::new(move || {
+            cpu::adam_step(&AdamConfig::default(), 1, &mut p2, &g2, &mut m2, &mut v2)
+        }),
     }
 }
 
@@ -329,16 +462,23 @@ fn gather_case(batch: usize) -> Case {
     let rows = 60_000;
     let mut rng = StdRng::seed_from_u64(14);
     let data: Vec<u8> = (0..rows * PIXELS).map(|_| rng.random()).collect();
-    let indices: Vec<u32> = (0..batch).map(|_| rng.random_range(0..rows as u32)).collect();
+    let indices: Vec<u32> = (0..batch)
+        .map(|_| rng.random_range(0..rows as u32))
+        .collect();
     let (data2, indices2) = (data.clone(), indices.clone());
     Case {
         kernel: "batch gather",
         shape: format!("{batch}x{PIXELS} of {rows}"),
         work: Work::Bytes(5.0 * (batch * PIXELS) as f64),
         gpu: Box::new(move |ctx| {
-            let (db, ib) = (ctx.upload("dataset", &data), ctx.upload("indices", &indices));
+            let (db, ib) = (
+                ctx.upload("dataset", &data),
+                ctx.upload("indices", &indices),
+            );
             let out = ctx.storage("batch", (batch * PIXELS * 4) as u64);
-            Ok(vec![gather::gather_rows(ctx, &db, rows, PIXELS, &ib, batch, &out)?])
+            Ok(vec![gather::gather_rows(
+                ctx, &db, rows, PIXELS, &ib, batch, &out,
+            )?])
         }),
         cpu: Box::new(move || {
             cpu::gather::gather_rows(&data2, PIXELS, &indices2);
@@ -358,7 +498,14 @@ fn time_cpu(f: &mut dyn FnMut() -> Result<()>, samples: usize) -> Result<f64> {
     Ok(median(&mut times))
 }
 
-fn row(kernel: &str, shape: &str, executor: &'static str, adapter: &str, ms: f64, work: Work) -> BenchRow {
+fn row(
+    kernel: &str,
+    shape: &str,
+    executor: &'static str,
+    adapter: &str,
+    ms: f64,
+    work: Work,
+) -> BenchRow {
     let per_s = |x: f64| x / (ms * 1e-3) / 1e9;
     BenchRow {
         kernel: kernel.to_string(),
@@ -380,7 +527,11 @@ fn row(kernel: &str, shape: &str, executor: &'static str, adapter: &str, ms: f64
 }
 
 /// Runs every case on the chosen executors; `progress` sees each finished row.
-pub fn run(ctx: Option<&Arc<GpuContext>>, opts: &BenchOptions, progress: &mut dyn FnMut(&BenchRow)) -> Result<Vec<BenchRow>> {
+pub fn run(
+    ctx: Option<&Arc<GpuContext>>,
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
     let samples = if opts.quick { 2 } else { 7 };
     let mut rows = Vec::new();
     let cpu_name = "cpu reference (matrixmultiply)";
@@ -389,7 +540,14 @@ pub fn run(ctx: Option<&Arc<GpuContext>>, opts: &BenchOptions, progress: &mut dy
             let dispatches = (case.gpu)(ctx)?;
             let refs: Vec<&Dispatch> = dispatches.iter().collect();
             let ms = ctx.time_dispatches(&refs, if opts.quick { 1 } else { 3 }, samples as u32)?;
-            let r = row(case.kernel, &case.shape, "gpu", &ctx.info.name, ms, case.work);
+            let r = row(
+                case.kernel,
+                &case.shape,
+                "gpu",
+                &ctx.info.name,
+                ms,
+                case.work,
+            );
             progress(&r);
             rows.push(r);
         }
@@ -415,7 +573,11 @@ pub fn run(ctx: Option<&Arc<GpuContext>>, opts: &BenchOptions, progress: &mut dy
 }
 
 /// One whole training iteration at batch 100 on synthetic data.
-fn train_step_row(ctx: Option<&Arc<GpuContext>>, steps: u64, rows: &[BenchRow]) -> Result<BenchRow> {
+fn train_step_row(
+    ctx: Option<&Arc<GpuContext>>,
+    steps: u64,
+    rows: &[BenchRow],
+) -> Result<BenchRow> {
     let batch = 100;
     let gan = Gan::new(batch, 100)?;
     let plan_instrs = gan.train_step()?;
@@ -430,7 +592,13 @@ fn train_step_row(ctx: Option<&Arc<GpuContext>>, steps: u64, rows: &[BenchRow]) 
     let streams = RandomStreams { seed: 1 };
     let (mut exec, executor, adapter): (Box<dyn Executor>, &'static str, String) = match ctx {
         Some(ctx) => (
-            Box::new(GpuExecutor::new(Arc::clone(ctx), &gan.graph, adams, Some(dataset), streams)?),
+            Box::new(GpuExecutor::new(
+                Arc::clone(ctx),
+                &gan.graph,
+                adams,
+                Some(dataset),
+                streams,
+            )?),
             "gpu",
             ctx.info.name.clone(),
         ),
@@ -454,11 +622,20 @@ fn train_step_row(ctx: Option<&Arc<GpuContext>>, steps: u64, rows: &[BenchRow]) 
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     let ms = median(&mut times);
-    let mut r = row("train_step", "batch 100, G+D forward/backward/Adam", executor, &adapter, ms, Work::Flops(flops));
+    let mut r = row(
+        "train_step",
+        "batch 100, G+D forward/backward/Adam",
+        executor,
+        &adapter,
+        ms,
+        Work::Flops(flops),
+    );
     r.images_per_s = Some(batch as f64 / (ms * 1e-3));
     let gemm512 = rows
         .iter()
-        .find(|r| r.kernel == "gemm" && r.executor == executor && r.shape.starts_with("512x512x512"))
+        .find(|r| {
+            r.kernel == "gemm" && r.executor == executor && r.shape.starts_with("512x512x512")
+        })
         .and_then(|r| r.gflops);
     r.fraction_of_gemm512 = gemm512.zip(r.gflops).map(|(g, s)| s / g);
     Ok(r)
@@ -474,7 +651,12 @@ pub fn render(rows: &[BenchRow]) -> String {
         let f = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_default();
         out += &format!(
             "{:<24} {:<34} {:<4} {:>10.3} {:>10} {:>10}",
-            r.kernel, r.shape, r.executor, r.median_ms, f(r.gflops), f(r.gbps)
+            r.kernel,
+            r.shape,
+            r.executor,
+            r.median_ms,
+            f(r.gflops),
+            f(r.gbps)
         );
         if let (Some(ips), Some(frac)) = (r.images_per_s, r.fraction_of_gemm512) {
             out += &format!("  {ips:.0} images/s, {frac:.2} of GEMM 512³");

@@ -33,7 +33,9 @@ fn setup() -> (Gan, CpuExecutor) {
         // at once, which finite differences cannot see past. Larger weights and non-zero
         // biases give varied activations, where the loss is smooth at the step size.
         let values: Vec<f32> = if values.iter().all(|&v| v == 0.0) {
-            (0..values.len()).map(|_| rng.random_range(-0.3..0.3)).collect()
+            (0..values.len())
+                .map(|_| rng.random_range(-0.3..0.3))
+                .collect()
         } else {
             values
         };
@@ -88,11 +90,15 @@ fn check(gan: &Gan, exec: &mut CpuExecutor, losses: &[NodeId], params: &[NodeId]
             // 10%: a kink closer than h to the point shifts both differences alike; wiring
             // mistakes (a missing branch, a wrong transpose) are O(1).
             if (fine - analytic).abs() > 3e-4 + 0.1 * analytic.abs() {
-                failures.push(format!("{name}[{i}]: analytic {analytic:.6e}, finite difference {fine:.6e}"));
+                failures.push(format!(
+                    "{name}[{i}]: analytic {analytic:.6e}, finite difference {fine:.6e}"
+                ));
             }
         }
         if smooth * 2 < samples {
-            failures.push(format!("{name}: only {smooth} of {samples} sampled elements are smooth"));
+            failures.push(format!(
+                "{name}: only {smooth} of {samples} sampled elements are smooth"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -108,7 +114,12 @@ fn discriminator_gradients_match_finite_differences() {
 #[test]
 fn generator_gradients_through_the_discriminator_match_finite_differences() {
     let (gan, mut exec) = setup();
-    check(&gan, &mut exec, &[gan.g_loss], &gan.generator.params.clone());
+    check(
+        &gan,
+        &mut exec,
+        &[gan.g_loss],
+        &gan.generator.params.clone(),
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! The batch gather kernel against its CPU twin: upload, dispatch, readback, compare.
 
+mod common;
+
 use gan_gpu::cpu;
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::kernels::gather::gather_rows;
@@ -11,7 +13,9 @@ fn check(rows: usize, row_len: usize, batch: usize, seed: u64) {
     };
     let mut rng = StdRng::seed_from_u64(seed);
     let dataset: Vec<u8> = (0..rows * row_len).map(|_| rng.random()).collect();
-    let indices: Vec<u32> = (0..batch).map(|_| rng.random_range(0..rows as u32)).collect();
+    let indices: Vec<u32> = (0..batch)
+        .map(|_| rng.random_range(0..rows as u32))
+        .collect();
     let expected = cpu::gather::gather_rows(&dataset, row_len, &indices);
 
     let dataset_buf = ctx.upload("test dataset", &dataset);
@@ -21,22 +25,14 @@ fn check(rows: usize, row_len: usize, batch: usize, seed: u64) {
     ctx.run(&[&dispatch], "gather test").unwrap();
     let got: Vec<f32> = ctx.read(&out, batch * row_len).unwrap();
 
-    let failures: Vec<usize> = (0..got.len())
-        .filter(|&i| !((got[i] - expected[i]).abs() <= 1e-6))
-        .collect();
-    if let Some(&worst) = failures.iter().max_by(|&&a, &&b| {
-        let da = (got[a] - expected[a]).abs();
-        let db = (got[b] - expected[b]).abs();
-        da.partial_cmp(&db).unwrap_or(std::cmp::Ordering::Greater)
-    }) {
-        panic!(
-            "gather rows={rows} row_len={row_len} batch={batch}: {} of {} differ; worst at {worst}: gpu {} cpu {}",
-            failures.len(),
-            got.len(),
-            got[worst],
-            expected[worst]
-        );
-    }
+    common::assert_close(
+        "gather_rows",
+        &format!("rows={rows} row_len={row_len} batch={batch}"),
+        &got,
+        &expected,
+        1e-6,
+        0.0,
+    );
 }
 
 #[test]

@@ -15,7 +15,12 @@ fn validate(name: &str, source: &str) -> naga::Module {
         naga::valid::Capabilities::empty(),
     )
     .validate(&module)
-    .unwrap_or_else(|e| panic!("{name}: WGSL validation error:\n{}", e.emit_to_string(source)));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{name}: WGSL validation error:\n{}",
+            e.emit_to_string(source)
+        )
+    });
     module
 }
 
@@ -67,13 +72,8 @@ fn struct_sizes(module: &naga::Module) -> BTreeMap<String, u32> {
 
 #[test]
 fn params_structs_match_their_rust_twins() {
-    // (shader, WGSL struct, Rust size)
-    let twins: &[(Shader, &str, usize)] = &[(
-        Shader::Gather,
-        "Params",
-        size_of::<gan_gpu::kernels::gather::GatherParams>(),
-    )];
-    for &(shader, name, rust_size) in twins {
+    let twins = gan_gpu::kernels::params_twins();
+    for (shader, name, rust_size) in twins {
         let sizes = struct_sizes(&validate(shader.file_name(), shader.source()));
         let wgsl_size = sizes
             .get(name)

@@ -30,7 +30,8 @@ fn pair(gan: &Gan) -> Option<(GpuExecutor, CpuExecutor, usize)> {
     let data = dataset();
     let streams = RandomStreams { seed: 9 };
     let adams = vec![AdamConfig::default(); 2];
-    let mut gpu = GpuExecutor::new(ctx, &gan.graph, adams.clone(), Some(data.clone()), streams).unwrap();
+    let mut gpu =
+        GpuExecutor::new(ctx, &gan.graph, adams.clone(), Some(data.clone()), streams).unwrap();
     let mut cpu = CpuExecutor::new(&gan.graph, adams, Some(data), streams);
     let mut rng = StdRng::seed_from_u64(1);
     for (id, values) in gan.graph.init_params(&mut rng) {
@@ -58,27 +59,47 @@ fn one_iteration_matches_the_cpu_executor() {
     let mut failures = Vec::new();
     for id in gan.params() {
         let name = &gan.graph.nodes[id].name;
-        let (g_gpu, g_cpu) = (gpu.read(Buf::Grad(id)).unwrap(), cpu.read(Buf::Grad(id)).unwrap());
+        let (g_gpu, g_cpu) = (
+            gpu.read(Buf::Grad(id)).unwrap(),
+            cpu.read(Buf::Grad(id)).unwrap(),
+        );
         // Relative to the tensor's scale: long f32 reductions in another order.
         let scale = max_abs(&g_cpu);
         let bad = (0..g_cpu.len())
-            .filter(|&i| !((g_gpu[i] - g_cpu[i]).abs() <= 1e-4 * scale + 1e-3 * g_cpu[i].abs()))
-            .count();
-        if bad > 0 {
-            failures.push(format!("gradient of {name}: {bad} of {} elements differ", g_cpu.len()));
-        }
-        // Adam's first step moves every weight by about lr·sign(g); where g is near 0
-        // its sign (and so the step) may legitimately differ between executors.
-        let (w_gpu, w_cpu) = (gpu.read(Buf::Value(id)).unwrap(), cpu.read(Buf::Value(id)).unwrap());
-        let bad = (0..w_cpu.len())
             .filter(|&i| {
-                let stable = g_cpu[i].abs() > 1e-2 * scale;
-                let tol = if stable { 1e-6 } else { 2.1 * AdamConfig::default().lr };
-                !((w_gpu[i] - w_cpu[i]).abs() <= tol)
+                let diff = (g_gpu[i] - g_cpu[i]).abs();
+                diff.is_nan() || diff > 1e-4 * scale + 1e-3 * g_cpu[i].abs()
             })
             .count();
         if bad > 0 {
-            failures.push(format!("updated {name}: {bad} of {} elements differ", w_cpu.len()));
+            failures.push(format!(
+                "gradient of {name}: {bad} of {} elements differ",
+                g_cpu.len()
+            ));
+        }
+        // Adam's first step moves every weight by about lr·sign(g); where g is near 0
+        // its sign (and so the step) may legitimately differ between executors.
+        let (w_gpu, w_cpu) = (
+            gpu.read(Buf::Value(id)).unwrap(),
+            cpu.read(Buf::Value(id)).unwrap(),
+        );
+        let bad = (0..w_cpu.len())
+            .filter(|&i| {
+                let stable = g_cpu[i].abs() > 1e-2 * scale;
+                let tol = if stable {
+                    1e-6
+                } else {
+                    2.1 * AdamConfig::default().lr
+                };
+                let diff = (w_gpu[i] - w_cpu[i]).abs();
+                diff.is_nan() || diff > tol
+            })
+            .count();
+        if bad > 0 {
+            failures.push(format!(
+                "updated {name}: {bad} of {} elements differ",
+                w_cpu.len()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -94,7 +115,10 @@ fn a_five_iteration_loss_trajectory_tracks_the_cpu_executor() {
         gpu.run(plan, iteration).unwrap();
         cpu.run(plan, iteration).unwrap();
         for loss in [gan.d_loss_real, gan.d_loss_fake, gan.g_loss] {
-            let (a, b) = (gpu.read(Buf::Value(loss)).unwrap(), cpu.read(Buf::Value(loss)).unwrap());
+            let (a, b) = (
+                gpu.read(Buf::Value(loss)).unwrap(),
+                cpu.read(Buf::Value(loss)).unwrap(),
+            );
             for k in 0..2 {
                 assert!(
                     (a[k] - b[k]).abs() <= 2e-3 + 2e-3 * b[k].abs(),

@@ -11,7 +11,9 @@ pub fn assert_close(op: &str, shape_desc: &str, gpu: &[f32], cpu: &[f32], atol: 
         cpu.len()
     );
     let excess = |i: usize| (gpu[i] - cpu[i]).abs() - (atol + rtol * cpu[i].abs());
-    let failing: Vec<usize> = (0..gpu.len()).filter(|&i| !(excess(i) <= 0.0)).collect();
+    let failing: Vec<usize> = (0..gpu.len())
+        .filter(|&i| excess(i).is_nan() || excess(i) > 0.0)
+        .collect();
     // NaN excess sorts above every number under total_cmp, so an unwritten element is "worst".
     let worst = failing
         .iter()

@@ -1,0 +1,97 @@
+// Binary cross-entropy on logits (Keras BinaryCrossentropy(from_logits=True)), mean
+// over the batch, with its gradient and logging statistics in one pass.
+//
+// logits:  [count] f32 (the discriminator's outputs, one per sample)
+// labels:  [count] f32 (bce_labels only; bce_constant uses params.label for every sample)
+// dlogits: [count] f32 = scale·(sigmoid(x) - z)/count, or += that when accumulate != 0
+// stats:   f32; stats[stats_offset] = mean loss, stats[stats_offset + 1] = mean sigmoid(x)
+//          (D's average belief that its inputs are real)
+// Per element l = max(x, 0) - x·z + log1p(exp(-|x|)) (TF's
+// sigmoid_cross_entropy_with_logits): finite for any x, exp never overflows.
+//
+// One workgroup of WG invocations (a power of two) does everything: invocation t handles
+// elements t, t + WG, ... (any count), then a tree reduction in workgroup memory sums the
+// per-invocation partial loss and probability. The batch is small (100 in the GAN), so a
+// single workgroup is plenty and needs no second pass.
+
+struct Params {
+    count: u32,
+    // The label of every sample for bce_constant (1 for "real", 0 for "fake").
+    label: f32,
+    // Weight of dlogits, e.g. to combine several losses into one gradient.
+    scale: f32,
+    accumulate: u32,
+    // Where in `stats` the two statistics go, so several losses share one buffer.
+    stats_offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(3) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(4) var<storage, read> labels: array<f32>;
+
+var<workgroup> sums: array<vec2<f32>, WG>;
+
+// ln(1 + u) for u in [0, 1]. WGSL has no log1p, and log near 1 is only specified to an
+// absolute 2^-21, so small u uses the series (truncation error < u^7/7, 3e-9 at 1/16).
+fn log1p_unit(u: f32) -> f32 {
+    if (u < 0.0625) {
+        return u * (1.0 + u * (-0.5 + u * (1.0 / 3.0 + u * (-0.25 + u * (0.2 - u / 6.0)))));
+    }
+    return log(1.0 + u);
+}
+
+// Loss and probability of one element, writing its gradient.
+fn element(i: u32, z: f32) -> vec2<f32> {
+    let x = logits[i];
+    let e = exp(-abs(x));
+    // Stable sigmoid, the same branches as the CPU twin.
+    let p = select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+    var g = (p - z) / f32(params.count) * params.scale;
+    if (params.accumulate != 0u) {
+        g += dlogits[i];
+    }
+    dlogits[i] = g;
+    return vec2(max(x, 0.0) - x * z + log1p_unit(e), p);
+}
+
+// Adds up the invocations' partial (loss, probability) and writes the means.
+fn reduce_and_store(lid: u32, own: vec2<f32>) {
+    sums[lid] = own;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            sums[lid] += sums[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        let mean = sums[0] / f32(params.count);
+        stats[params.stats_offset] = mean.x;
+        stats[params.stats_offset + 1u] = mean.y;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn bce_constant(@builtin(local_invocation_index) lid: u32) {
+    var sum = vec2(0.0);
+    for (var i = lid; i < params.count; i += WG) {
+        sum += element(i, params.label);
+    }
+    reduce_and_store(lid, sum);
+}
+
+@compute @workgroup_size(WG)
+fn bce_labels(@builtin(local_invocation_index) lid: u32) {
+    var sum = vec2(0.0);
+    for (var i = lid; i < params.count; i += WG) {
+        sum += element(i, labels[i]);
+    }
+    reduce_and_store(lid, sum);
+}

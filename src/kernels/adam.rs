@@ -1,0 +1,142 @@
+//! Launcher for `shaders/adam.wgsl`: Keras's Adam, in place on (p, m, v) given g.
+//!
+//! Design: an [`AdamStep`] owns the one uniform of per-step scalars (alpha for step t,
+//! 1 - beta1, 1 - beta2, epsilon) shared by every parameter tensor of an optimizer.
+//! [`adam_update`] records one dispatch per tensor against it (plus a small constant
+//! uniform with the tensor's length). Each training step calls [`AdamStep::set_step`]
+//! once (a queue write, ordered before the next submit) and replays the same dispatches.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::cpu::adam::AdamConfig;
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::grid_1d;
+use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use Binding::{Read, ReadWrite, Uniform};
+
+/// Twin of `Params` in `shaders/adam.wgsl`: the per-step scalars.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct AdamParams {
+    pub alpha: f32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    pub epsilon: f32,
+}
+
+/// Twin of `Tensor` in `shaders/adam.wgsl`: one parameter tensor's length.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct AdamTensor {
+    pub len: u32,
+    pub _pad: [u32; 3],
+}
+
+pub const PARAMS_TWINS: &[super::ParamsTwin] = &[
+    (Shader::Adam, "Params", std::mem::size_of::<AdamParams>()),
+    (Shader::Adam, "Tensor", std::mem::size_of::<AdamTensor>()),
+];
+
+const WORKGROUP: u32 = 256;
+const BINDINGS: &[Binding] = &[Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite];
+
+impl AdamParams {
+    /// The uniform of step t (1-based). alpha and 1 - beta come from the CPU twin's own
+    /// functions (`AdamConfig::alpha`, `one_minus_beta1/2`: Keras rounds 1 - beta from
+    /// f64), so only the per-element arithmetic can differ between CPU and GPU.
+    pub fn for_step(cfg: &AdamConfig, t: u32) -> Result<Self> {
+        if t == 0 {
+            return Err(Error::InvalidArgument(
+                "adam: the step t is 1-based (t = 0 divides by 1 - beta1^0 = 0)".into(),
+            ));
+        }
+        Ok(AdamParams {
+            alpha: cfg.alpha(t),
+            one_minus_beta1: cfg.one_minus_beta1(),
+            one_minus_beta2: cfg.one_minus_beta2(),
+            epsilon: cfg.epsilon,
+        })
+    }
+}
+
+/// The per-step uniform of one optimizer, shared by all its [`adam_update`] dispatches.
+pub struct AdamStep {
+    pub config: AdamConfig,
+    uniform: wgpu::Buffer,
+}
+
+impl AdamStep {
+    /// A step uniform holding step t = 1.
+    pub fn new(ctx: &GpuContext, config: AdamConfig) -> Result<Self> {
+        let uniform = ctx.uniform("adam step params", &AdamParams::for_step(&config, 1)?);
+        Ok(AdamStep { config, uniform })
+    }
+
+    /// Makes the next submitted dispatches run step t (1-based).
+    pub fn set_step(&self, ctx: &GpuContext, t: u32) -> Result<()> {
+        let params = AdamParams::for_step(&self.config, t)?;
+        ctx.queue
+            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&params));
+        Ok(())
+    }
+
+    pub fn uniform(&self) -> &wgpu::Buffer {
+        &self.uniform
+    }
+}
+
+/// One Adam step on `len` elements of p, m, v (in place) with gradient g, at whatever
+/// step `step` holds when the dispatch runs.
+pub fn adam_update(
+    ctx: &GpuContext,
+    step: &AdamStep,
+    p: &wgpu::Buffer,
+    g: &wgpu::Buffer,
+    m: &wgpu::Buffer,
+    v: &wgpu::Buffer,
+    len: usize,
+) -> Result<Dispatch> {
+    let shape_error = |message: String| Error::Shape {
+        op: "adam_update",
+        message,
+    };
+    let len32 = u32::try_from(len)
+        .map_err(|_| shape_error(format!("{len} elements do not fit a u32 index")))?;
+    let buffers = [("g", g), ("p", p), ("m", m), ("v", v)];
+    for (i, (name, buffer)) in buffers.iter().enumerate() {
+        if buffer.size() < len as u64 * 4 {
+            return Err(shape_error(format!(
+                "{name} holds {} bytes, {len} f32 need {}",
+                buffer.size(),
+                len * 4
+            )));
+        }
+        if let Some((other, _)) = buffers[..i].iter().find(|(_, b)| b == buffer) {
+            return Err(shape_error(format!(
+                "{name} and {other} are the same buffer; they must differ"
+            )));
+        }
+    }
+    let vectorized = len > 0 && len.is_multiple_of(4);
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Adam,
+        entry: if vectorized { "adam4" } else { "adam" },
+        bindings: BINDINGS,
+        constants: &[("WG", WORKGROUP as f64)],
+    })?;
+    let tensor = ctx.uniform(
+        "adam tensor params",
+        &AdamTensor {
+            len: len32,
+            _pad: [0; 3],
+        },
+    );
+    let bind_group = ctx.bind(&kernel, &[&step.uniform, &tensor, g, p, m, v]);
+    let invocations = if vectorized { len32 / 4 } else { len32 };
+    let (x, y) = grid_1d(ctx, invocations.div_ceil(WORKGROUP));
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [x, y, 1],
+    })
+}

@@ -1,0 +1,150 @@
+//! Launcher for `shaders/bce.wgsl`: binary cross-entropy on logits, mean over the batch,
+//! writing dlogits and the logging statistics [loss, mean sigmoid] in one dispatch.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use Binding::{Read, ReadWrite, Uniform};
+
+/// Twin of `Params` in `shaders/bce.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct BceParams {
+    pub count: u32,
+    pub label: f32,
+    pub scale: f32,
+    pub accumulate: u32,
+    pub stats_offset: u32,
+    pub _pad: [u32; 3],
+}
+
+pub const PARAMS_TWINS: &[super::ParamsTwin] =
+    &[(Shader::Bce, "Params", std::mem::size_of::<BceParams>())];
+
+/// A power of two (the tree reduction halves it).
+const WORKGROUP: u32 = 256;
+
+/// Where the labels come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Labels<'a> {
+    /// The same label for every sample (the GAN's all-real 1 and all-fake 0).
+    Constant(f32),
+    /// One label per sample, `count` f32.
+    Buffer(&'a wgpu::Buffer),
+}
+
+/// How the results are written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BceOptions {
+    /// dlogits = scale·(sigmoid(x) - z)/count.
+    pub scale: f32,
+    /// Add into dlogits instead of overwriting it.
+    pub accumulate: bool,
+    /// The statistics go to stats[stats_offset] (loss) and stats[stats_offset + 1]
+    /// (mean sigmoid), so several losses of a step can share one buffer and one readback.
+    pub stats_offset: usize,
+}
+
+impl Default for BceOptions {
+    fn default() -> Self {
+        BceOptions {
+            scale: 1.0,
+            accumulate: false,
+            stats_offset: 0,
+        }
+    }
+}
+
+/// Mean BCE of `count` logits (count > 0) against `labels`: writes
+/// dlogits (count f32) = d loss/d logits · scale and stats[offset..offset + 2] =
+/// [mean loss, mean sigmoid(logits)]. Matches `cpu::bce::bce_with_logits`.
+pub fn bce_with_logits(
+    ctx: &GpuContext,
+    logits: &wgpu::Buffer,
+    labels: Labels<'_>,
+    count: usize,
+    dlogits: &wgpu::Buffer,
+    stats: &wgpu::Buffer,
+    options: BceOptions,
+) -> Result<Dispatch> {
+    let shape_error = |message: String| Error::Shape {
+        op: "bce_with_logits",
+        message,
+    };
+    if count == 0 {
+        return Err(shape_error(
+            "no logits: the mean loss of an empty batch is undefined".into(),
+        ));
+    }
+    let count32 = u32::try_from(count)
+        .map_err(|_| shape_error(format!("{count} logits do not fit a u32 index")))?;
+    let stats_offset = u32::try_from(options.stats_offset)
+        .ok()
+        .filter(|&o| o < u32::MAX - 1)
+        .ok_or_else(|| shape_error(format!("stats offset {} too large", options.stats_offset)))?;
+    let mut buffers = vec![("logits", logits), ("dlogits", dlogits)];
+    if let Labels::Buffer(labels) = labels {
+        buffers.push(("labels", labels));
+    }
+    for (name, buffer) in &buffers {
+        if buffer.size() < count as u64 * 4 {
+            return Err(shape_error(format!(
+                "{name} holds {} bytes, {count} f32 need {}",
+                buffer.size(),
+                count * 4
+            )));
+        }
+    }
+    let stats_bytes = (options.stats_offset as u64 + 2) * 4;
+    if stats.size() < stats_bytes {
+        return Err(shape_error(format!(
+            "stats holds {} bytes, offset {} needs {stats_bytes}",
+            stats.size(),
+            options.stats_offset
+        )));
+    }
+    if dlogits == stats || dlogits == logits || stats == logits {
+        return Err(shape_error(
+            "logits, dlogits and stats must be three different buffers".into(),
+        ));
+    }
+    if matches!(labels, Labels::Buffer(z) if z == dlogits || z == stats) {
+        return Err(shape_error(
+            "labels must differ from dlogits and stats".into(),
+        ));
+    }
+
+    let params = BceParams {
+        count: count32,
+        label: match labels {
+            Labels::Constant(z) => z,
+            Labels::Buffer(_) => 0.0,
+        },
+        scale: options.scale,
+        accumulate: options.accumulate as u32,
+        stats_offset,
+        _pad: [0; 3],
+    };
+    let (entry, bindings): (_, &'static [Binding]) = match labels {
+        Labels::Constant(_) => ("bce_constant", &[Uniform, Read, ReadWrite, ReadWrite]),
+        Labels::Buffer(_) => ("bce_labels", &[Uniform, Read, ReadWrite, ReadWrite, Read]),
+    };
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Bce,
+        entry,
+        bindings,
+        constants: &[("WG", WORKGROUP as f64)],
+    })?;
+    let uniform = ctx.uniform("bce_with_logits params", &params);
+    let mut bound = vec![&uniform, logits, dlogits, stats];
+    if let Labels::Buffer(labels) = labels {
+        bound.push(labels);
+    }
+    let bind_group = ctx.bind(&kernel, &bound);
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [1, 1, 1],
+    })
+}

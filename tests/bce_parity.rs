@@ -1,0 +1,279 @@
+//! BCE with logits on the GPU against the CPU reference and the TF-Keras golden vectors:
+//! constant and per-sample labels, huge logits, counts over several workgroup chunks,
+//! scale, accumulate and the stats offset.
+
+mod common;
+#[path = "common/golden.rs"]
+#[allow(dead_code)] // this file reads tensors only
+mod golden;
+
+use common::assert_close;
+use gan_gpu::cpu::bce_with_logits;
+use gan_gpu::gpu::GpuContext;
+use gan_gpu::gpu::testing::test_context;
+use gan_gpu::kernels::bce::{self, BceOptions, Labels};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+/// Counts around the workgroup (256) and its multiples, primes, the GAN's batch.
+const COUNTS: [usize; 12] = [1, 3, 4, 5, 7, 17, 31, 100, 255, 256, 257, 4099];
+
+/// Logits of every scale; every fifth one is a huge or tiny edge value.
+fn logits(count: usize, seed: u64) -> Vec<f32> {
+    const EDGES: [f32; 12] = [
+        100.0, -100.0, 50.0, -50.0, 20.0, -20.0, 0.0, 1e-3, -1e-3, 88.0, -88.0, 17.0,
+    ];
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|i| {
+            if i % 5 == 2 {
+                EDGES[(i / 5) % EDGES.len()]
+            } else {
+                rng.random_range(-8.0f32..8.0)
+            }
+        })
+        .collect()
+}
+
+/// (dlogits, [loss, mean_prob]) read back after one dispatch.
+fn gpu_bce(
+    ctx: &GpuContext,
+    x: &[f32],
+    labels: Option<&[f32]>,
+    constant: f32,
+    options: BceOptions,
+    prior_dlogits: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let count = x.len();
+    let x_buf = ctx.upload("logits", x);
+    let z_buf = labels.map(|z| ctx.upload("labels", z));
+    let dx_buf = match prior_dlogits {
+        Some(prior) => ctx.upload("dlogits", prior),
+        None => ctx.nan_filled("dlogits", count),
+    };
+    let stats = ctx.nan_filled("stats", options.stats_offset + 2);
+    let labels = match &z_buf {
+        Some(buf) => Labels::Buffer(buf),
+        None => Labels::Constant(constant),
+    };
+    let d = bce::bce_with_logits(ctx, &x_buf, labels, count, &dx_buf, &stats, options).unwrap();
+    ctx.run(&[&d], "bce").unwrap();
+    let stats: Vec<f32> = ctx.read(&stats, options.stats_offset + 2).unwrap();
+    (
+        ctx.read(&dx_buf, count).unwrap(),
+        stats[options.stats_offset..].to_vec(),
+    )
+}
+
+/// The CPU sums in f64, the GPU in f32 (per-invocation then a tree): relative 1e-5 on the
+/// means covers the f32 rounding of a few thousand terms. dlogits is one rounding chain per
+/// element (exp, divisions): abs 1e-7 is below 1/count of the smallest sensible loss.
+fn compare(shape: &str, got: &(Vec<f32>, Vec<f32>), x: &[f32], z: &[f32], scale: f32) {
+    let cpu = bce_with_logits(x, z).unwrap();
+    let want: Vec<f32> = cpu.dlogits.iter().map(|g| g * scale).collect();
+    assert_close("bce dlogits", shape, &got.0, &want, 1e-7, 1e-5);
+    assert_close("bce loss", shape, &got.1[..1], &[cpu.loss], 1e-6, 1e-5);
+    assert_close(
+        "bce mean_prob",
+        shape,
+        &got.1[1..],
+        &[cpu.mean_prob],
+        1e-6,
+        1e-5,
+    );
+}
+
+#[test]
+fn constant_labels_match_cpu() {
+    let Some(ctx) = test_context("bce constant labels") else {
+        return;
+    };
+    for (k, count) in COUNTS.into_iter().enumerate() {
+        let x = logits(count, k as u64);
+        for label in [1.0, 0.0] {
+            let got = gpu_bce(&ctx, &x, None, label, BceOptions::default(), None);
+            let shape = format!("count {count} label {label}");
+            compare(&shape, &got, &x, &vec![label; count], 1.0);
+        }
+    }
+}
+
+#[test]
+fn label_buffers_match_cpu() {
+    let Some(ctx) = test_context("bce label buffer") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(3);
+    for (k, count) in COUNTS.into_iter().enumerate() {
+        let x = logits(count, 50 + k as u64);
+        // Hard labels and soft ones (label smoothing uses values like 0.9).
+        let z: Vec<f32> = (0..count)
+            .map(|i| {
+                if i % 2 == 0 {
+                    (i % 4 == 0) as u32 as f32
+                } else {
+                    rng.random()
+                }
+            })
+            .collect();
+        let got = gpu_bce(&ctx, &x, Some(&z), 0.0, BceOptions::default(), None);
+        compare(&format!("count {count} label buffer"), &got, &x, &z, 1.0);
+    }
+}
+
+#[test]
+fn scale_accumulate_and_stats_offset() {
+    let Some(ctx) = test_context("bce options") else {
+        return;
+    };
+    let x = logits(100, 9);
+    let prior: Vec<f32> = (0..100).map(|i| i as f32 * 0.01 - 0.5).collect();
+    let options = BceOptions {
+        scale: 0.5,
+        accumulate: true,
+        stats_offset: 3,
+    };
+    let (dx, stats) = gpu_bce(&ctx, &x, None, 1.0, options, Some(&prior));
+    let cpu = bce_with_logits(&x, &[1.0; 100]).unwrap();
+    let want: Vec<f32> = prior
+        .iter()
+        .zip(&cpu.dlogits)
+        .map(|(p, g)| p + 0.5 * g)
+        .collect();
+    assert_close("bce accumulate", "count 100", &dx, &want, 1e-7, 1e-5);
+    assert_close(
+        "bce stats",
+        "offset 3",
+        &stats,
+        &[cpu.loss, cpu.mean_prob],
+        1e-6,
+        1e-5,
+    );
+}
+
+#[test]
+fn huge_logits_give_finite_exact_tails() {
+    let Some(ctx) = test_context("bce huge logits") else {
+        return;
+    };
+    // Correct labels at |x| = 100 cost ~e^-100 (0 in f32), wrong ones cost |x|.
+    let x = [100.0f32, -100.0, 100.0, -100.0, 1e30, -1e30];
+    let z = [1.0f32, 0.0, 0.0, 1.0, 1.0, 0.0];
+    let (dx, stats) = gpu_bce(&ctx, &x, Some(&z), 0.0, BceOptions::default(), None);
+    assert!(
+        dx.iter().chain(&stats).all(|v| v.is_finite()),
+        "{dx:?} {stats:?}"
+    );
+    assert_close(
+        "bce huge loss",
+        "6",
+        &stats[..1],
+        &[200.0 / 6.0],
+        1e-5,
+        1e-6,
+    );
+    let want = [0.0, 0.0, 1.0 / 6.0, -1.0 / 6.0, 0.0, 0.0];
+    assert_close("bce huge dlogits", "6", &dx, &want, 1e-7, 0.0);
+}
+
+#[test]
+fn matches_tf_keras_golden() {
+    let Some(ctx) = test_context("bce golden") else {
+        return;
+    };
+    let case = golden::Case::load("bce_logits");
+    let x = case.tensor("x").data;
+    let z = case.tensor("labels").data;
+    let (dx, stats) = gpu_bce(&ctx, &x, Some(&z), 0.0, BceOptions::default(), None);
+    // README tolerance for the loss and element-wise gradients: abs 1e-6 (dx includes 1/32).
+    assert_close(
+        "bce golden dx",
+        "32",
+        &dx,
+        &case.tensor("dx").data,
+        1e-6,
+        0.0,
+    );
+    let loss = case.tensor("loss").data;
+    // The loss is ~11: 1e-6 absolute is 1 ulp-ish; allow f32 summation-order rounding.
+    assert_close("bce golden loss", "32", &stats[..1], &loss, 1e-6, 1e-6);
+}
+
+#[test]
+fn rejects_empty_batches_and_short_buffers() {
+    let Some(ctx) = test_context("bce errors") else {
+        return;
+    };
+    let (a, b, s) = (
+        ctx.storage("a", 400),
+        ctx.storage("b", 400),
+        ctx.storage("s", 8),
+    );
+    let run = |count, stats: &wgpu::Buffer, options| {
+        bce::bce_with_logits(&ctx, &a, Labels::Constant(1.0), count, &b, stats, options)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert!(run(0, &s, BceOptions::default()).unwrap().contains("empty"));
+    assert!(
+        run(101, &s, BceOptions::default())
+            .unwrap()
+            .contains("101 f32")
+    );
+    let offset = BceOptions {
+        stats_offset: 1,
+        ..BceOptions::default()
+    };
+    assert!(run(100, &s, offset).unwrap().contains("offset 1"));
+    assert!(run(100, &s, BceOptions::default()).is_none());
+}
+
+#[test]
+fn timing_at_gan_batch() {
+    let Some(ctx) = test_context("bce timing") else {
+        return;
+    };
+    let count = 100;
+    let x = ctx.upload("logits", &logits(count, 1));
+    let dx = ctx.storage("dlogits", count as u64 * 4);
+    let stats = ctx.storage("stats", 8);
+    let d = bce::bce_with_logits(
+        &ctx,
+        &x,
+        Labels::Constant(1.0),
+        count,
+        &dx,
+        &stats,
+        BceOptions::default(),
+    )
+    .unwrap();
+    ctx.run(&[&d], "warm-up").unwrap();
+    ctx.wait("warm-up").unwrap();
+    let reps = 50;
+    let start = std::time::Instant::now();
+    ctx.run(&vec![&d; reps], "timing").unwrap();
+    ctx.wait("timing").unwrap();
+    let s = start.elapsed().as_secs_f64() / reps as f64;
+    eprintln!(
+        "adapter: {}\nbce on {count} logits: {:.1} us per dispatch ({:.3} GB/s; latency-bound)",
+        ctx.describe(),
+        s * 1e6,
+        (count * 8) as f64 / s / 1e9
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+    #[test]
+    fn random_counts_match_cpu(count in 1usize..700, seed in 0u64..1000, buffer_labels: bool) {
+        if let Some(ctx) = test_context("bce proptest") {
+            let x = logits(count, seed);
+            let z: Vec<f32> = (0..count)
+                .map(|i| (i as u64 + seed).is_multiple_of(3) as u32 as f32)
+                .collect();
+            let (labels, constant) = if buffer_labels { (Some(&z[..]), 0.0) } else { (None, 1.0) };
+            let got = gpu_bce(&ctx, &x, labels, constant, BceOptions::default(), None);
+            let want_z = if buffer_labels { z.clone() } else { vec![1.0; count] };
+            compare(&format!("count {count} seed {seed}"), &got, &x, &want_z, 1.0);
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! The convolution kernels against their CPU twins (cpu::conv, cpu::conv_transpose) and the
+//! TF-Keras golden vectors: forward, input gradient and weight gradient of conv2d and
+//! conv_transpose2d on awkward shapes, the GAN's layers, accumulation, and random shapes.
+
+mod common;
+// Only the case reader is used here.
+#[allow(dead_code)]
+#[path = "common/golden.rs"]
+mod golden;
+
+use std::time::Instant;
+
+use common::assert_close;
+use gan_gpu::cpu;
+use gan_gpu::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
+use gan_gpu::gpu::testing::test_context;
+use gan_gpu::gpu::{Dispatch, GpuContext};
+use gan_gpu::kernels::conv;
+use proptest::prelude::*;
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+#[derive(Debug, Clone, Copy)]
+enum Layer {
+    Conv(Conv2dGeometry),
+    ConvT(ConvTranspose2dGeometry),
+}
+
+/// Tensor lengths (x, w, y, bias) and the reduction lengths of (y, dx, dw).
+struct Lens {
+    x: usize,
+    w: usize,
+    y: usize,
+    b: usize,
+    k: [usize; 3],
+}
+
+impl Layer {
+    fn lens(&self) -> Lens {
+        match self {
+            Layer::Conv(g) => Lens {
+                x: g.input_len(),
+                w: g.weight_len(),
+                y: g.output_len(),
+                b: g.out_c,
+                k: [
+                    g.k_h * g.k_w * g.in_c,
+                    g.k_h * g.k_w * g.out_c,
+                    g.batch * g.out_h() * g.out_w(),
+                ],
+            },
+            Layer::ConvT(g) => Lens {
+                x: g.input_len(),
+                w: g.weight_len(),
+                y: g.output_len(),
+                b: g.out_c,
+                k: [
+                    g.k_h * g.k_w * g.in_c,
+                    g.k_h * g.k_w * g.out_c,
+                    g.batch * g.in_h * g.in_w,
+                ],
+            },
+        }
+    }
+
+    fn cpu(&self, x: &[f32], w: &[f32], b: &[f32], dy: &[f32]) -> [Vec<f32>; 3] {
+        match self {
+            Layer::Conv(g) => [
+                cpu::conv2d_forward(g, x, w, b).unwrap(),
+                cpu::conv2d_backward_input(g, dy, w).unwrap(),
+                cpu::conv2d_backward_weight(g, x, dy).unwrap(),
+            ],
+            Layer::ConvT(g) => [
+                cpu::conv_transpose2d_forward(g, x, w, b).unwrap(),
+                cpu::conv_transpose2d_backward_input(g, dy, w).unwrap(),
+                cpu::conv_transpose2d_backward_weight(g, x, dy).unwrap(),
+            ],
+        }
+    }
+
+    /// The forward, input-gradient and weight-gradient dispatches.
+    #[allow(clippy::too_many_arguments)]
+    fn gpu(
+        &self,
+        ctx: &GpuContext,
+        [x, w, b, dy]: [&wgpu::Buffer; 4],
+        [y, dx, dw]: [&wgpu::Buffer; 3],
+        accumulate: bool,
+    ) -> gan_gpu::Result<[Vec<Dispatch>; 3]> {
+        Ok(match self {
+            Layer::Conv(g) => [
+                conv::conv2d_forward(ctx, g, x, w, Some(b), y, accumulate)?,
+                conv::conv2d_backward_input(ctx, g, dy, w, dx, accumulate)?,
+                conv::conv2d_backward_weight(ctx, g, x, dy, dw, accumulate)?,
+            ],
+            Layer::ConvT(g) => [
+                conv::conv_transpose2d_forward(ctx, g, x, w, Some(b), y, accumulate)?,
+                conv::conv_transpose2d_backward_input(ctx, g, dy, w, dx, accumulate)?,
+                conv::conv_transpose2d_backward_weight(ctx, g, x, dy, dw, accumulate)?,
+            ],
+        })
+    }
+}
+
+fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// (atol, rtol) for a sum of `k` products of numbers in [-1, 1]: the GPU adds in another
+/// order than the CPU, and the absolute error of that grows like sqrt(k) times the size of
+/// the terms, so atol starts at 1e-5 and scales with sqrt(k).
+fn tolerance(k: usize) -> (f32, f32) {
+    (1e-5 * (k.max(1) as f32).sqrt(), 1e-4)
+}
+
+/// Runs forward, input gradient and weight gradient of `layer` on random data in one
+/// submission and compares each with the CPU. Outputs start as NaN, or as random values
+/// that the kernels must add to when `accumulate`.
+fn check(ctx: &GpuContext, layer: Layer, accumulate: bool, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = layer.lens();
+    let (x, w, b, dy) = (
+        random(&mut rng, n.x),
+        random(&mut rng, n.w),
+        random(&mut rng, n.b),
+        random(&mut rng, n.y),
+    );
+    let mut want = layer.cpu(&x, &w, &b, &dy);
+    let out_lens = [n.y, n.x, n.w];
+    let outputs: Vec<wgpu::Buffer> = (0..3)
+        .map(|i| {
+            if accumulate {
+                let base = random(&mut rng, out_lens[i]);
+                want[i].iter_mut().zip(&base).for_each(|(v, b)| *v += b);
+                ctx.upload("conv test output", &base)
+            } else {
+                ctx.nan_filled("conv test output", out_lens[i])
+            }
+        })
+        .collect();
+    let inputs = [&x, &w, &b, &dy].map(|v| ctx.upload("conv test input", v));
+    let dispatches = layer
+        .gpu(
+            ctx,
+            [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
+            [&outputs[0], &outputs[1], &outputs[2]],
+            accumulate,
+        )
+        .unwrap_or_else(|e| panic!("{layer:?}: {e}"));
+    let all: Vec<&Dispatch> = dispatches.iter().flatten().collect();
+    ctx.run(&all, "conv parity").unwrap();
+    let desc = format!("{layer:?} accumulate={accumulate}");
+    for (i, name) in ["forward", "input grad", "weight grad"]
+        .into_iter()
+        .enumerate()
+    {
+        let got: Vec<f32> = ctx.read(&outputs[i], out_lens[i]).unwrap();
+        let (atol, rtol) = tolerance(n.k[i]);
+        assert_close(name, &desc, &got, &want[i], atol, rtol);
+    }
+}
+
+fn conv_geometry(
+    (batch, in_h, in_w, in_c, out_c): (usize, usize, usize, usize, usize),
+    (k_h, k_w, stride_h, stride_w): (usize, usize, usize, usize),
+    [pad_top, pad_bottom, pad_left, pad_right]: [usize; 4],
+) -> Conv2dGeometry {
+    Conv2dGeometry {
+        batch,
+        in_h,
+        in_w,
+        in_c,
+        out_c,
+        k_h,
+        k_w,
+        stride_h,
+        stride_w,
+        pad_top,
+        pad_bottom,
+        pad_left,
+        pad_right,
+    }
+}
+
+/// The GAN's four layers (D conv1, D conv2, G convT1, G convT2) at `batch`.
+fn gan_layers(batch: usize) -> [(&'static str, Layer); 4] {
+    [
+        (
+            "D conv1 28x28x1 -> 13x13x32",
+            Layer::Conv(Conv2dGeometry::valid(batch, 28, 28, 1, 32, 3, 3, 2, 2)),
+        ),
+        (
+            "D conv2 13x13x32 -> 6x6x64",
+            Layer::Conv(Conv2dGeometry::valid(batch, 13, 13, 32, 64, 3, 3, 2, 2)),
+        ),
+        (
+            "G convT1 7x7x128 -> 14x14x64",
+            Layer::ConvT(ConvTranspose2dGeometry::keras_same(
+                batch, 7, 7, 128, 64, 5, 5, 2, 2, None,
+            )),
+        ),
+        (
+            "G convT2 14x14x64 -> 28x28x1",
+            Layer::ConvT(ConvTranspose2dGeometry::keras_same(
+                batch, 14, 14, 64, 1, 5, 5, 2, 2, None,
+            )),
+        ),
+    ]
+}
+
+#[test]
+fn conv2d_matches_cpu_on_awkward_shapes() {
+    let Some(ctx) = test_context("conv2d parity") else {
+        return;
+    };
+    let cases = [
+        // 1x1 image, 1 channel; and 'same' padding around a 1x1 image
+        conv_geometry((1, 1, 1, 1, 1), (1, 1, 1, 1), [0; 4]),
+        Conv2dGeometry::same(2, 1, 1, 3, 7, 3, 3, 1, 1),
+        // kernel bigger than the image, made valid by padding
+        Conv2dGeometry::same(1, 2, 3, 3, 5, 5, 5, 1, 1),
+        // strides 1, 2, 3; odd sizes with stride 2
+        Conv2dGeometry::valid(3, 9, 11, 3, 7, 3, 3, 1, 1),
+        Conv2dGeometry::valid(2, 9, 7, 7, 17, 3, 3, 2, 2),
+        Conv2dGeometry::same(2, 9, 7, 17, 3, 4, 4, 2, 2),
+        Conv2dGeometry::same(1, 10, 8, 4, 8, 5, 5, 3, 3),
+        // unequal strides and paddings in H and W, pads larger than the stride
+        conv_geometry((2, 8, 11, 3, 5), (3, 4, 1, 3), [2, 0, 1, 3]),
+        conv_geometry((3, 13, 6, 8, 12), (5, 2, 3, 2), [4, 1, 0, 1]),
+        conv_geometry((1, 7, 7, 32, 32), (4, 3, 2, 1), [0, 3, 2, 2]),
+        // channels 1 and 32 through the vec4 paths; tiles that do not divide
+        Conv2dGeometry::same(2, 6, 5, 32, 17, 3, 3, 1, 1),
+        Conv2dGeometry::valid(1, 5, 5, 17, 32, 1, 1, 1, 1),
+        Conv2dGeometry::same(3, 4, 4, 4, 4, 4, 4, 2, 2),
+        // empty batch, and an empty image: outputs empty, weight gradient zero
+        Conv2dGeometry::valid(0, 5, 5, 3, 4, 3, 3, 1, 1),
+        conv_geometry((2, 0, 4, 3, 4), (3, 3, 1, 1), [0; 4]),
+    ];
+    for (i, g) in cases.into_iter().enumerate() {
+        check(&ctx, Layer::Conv(g), false, i as u64);
+    }
+}
+
+#[test]
+fn conv_transpose2d_matches_cpu_on_awkward_shapes() {
+    let Some(ctx) = test_context("conv_transpose2d parity") else {
+        return;
+    };
+    let same = ConvTranspose2dGeometry::keras_same;
+    let valid = ConvTranspose2dGeometry::keras_valid;
+    let mut cases = vec![
+        same(1, 1, 1, 1, 1, 1, 1, 1, 1, None),
+        valid(2, 1, 1, 3, 2, 5, 5, 2, 2, None),
+        same(2, 3, 4, 7, 5, 3, 3, 2, 2, None),
+        same(1, 5, 3, 4, 8, 4, 4, 2, 2, None),
+        same(3, 4, 5, 17, 3, 5, 5, 3, 3, None),
+        same(2, 3, 3, 8, 4, 4, 4, 3, 3, None),
+        valid(2, 4, 3, 3, 7, 3, 3, 1, 1, None),
+        // k < s: the last s - k rows and columns hold only the bias
+        valid(2, 3, 4, 5, 4, 2, 2, 3, 3, None),
+        valid(1, 4, 4, 4, 4, 1, 1, 2, 2, None),
+        // unequal strides and kernels in H and W, output padding
+        same(2, 5, 4, 3, 6, 5, 3, 2, 3, Some((1, 2))),
+        valid(1, 3, 5, 32, 17, 4, 2, 3, 1, Some((2, 0))),
+        // channels that exercise the scalar and vec4 paths and partial tiles
+        same(2, 4, 4, 32, 1, 5, 5, 2, 2, None),
+        same(1, 3, 3, 1, 32, 3, 3, 2, 2, None),
+        // empty batch
+        same(0, 3, 3, 4, 4, 3, 3, 2, 2, None),
+    ];
+    // An arbitrary crop and an output larger than the full result.
+    cases.push(ConvTranspose2dGeometry {
+        crop_top: 3,
+        crop_left: 0,
+        out_h: 6,
+        out_w: 12,
+        ..valid(2, 3, 4, 5, 6, 3, 2, 2, 2, None)
+    });
+    for (i, g) in cases.into_iter().enumerate() {
+        check(&ctx, Layer::ConvT(g), false, 100 + i as u64);
+    }
+}
+
+#[test]
+fn accumulate_adds_to_the_outputs() {
+    let Some(ctx) = test_context("conv accumulate") else {
+        return;
+    };
+    check(
+        &ctx,
+        Layer::Conv(Conv2dGeometry::same(2, 7, 6, 4, 5, 3, 3, 2, 2)),
+        true,
+        7,
+    );
+    check(
+        &ctx,
+        Layer::Conv(Conv2dGeometry::valid(2, 5, 5, 3, 8, 3, 3, 1, 1)),
+        true,
+        8,
+    );
+    let gt = ConvTranspose2dGeometry::keras_same(2, 4, 3, 8, 3, 5, 5, 2, 2, None);
+    check(&ctx, Layer::ConvT(gt), true, 9);
+    // The GAN's convT2 at batch 40 splits the weight gradient, so the accumulation
+    // happens in the reduction pass.
+    let (_, gan) = gan_layers(40)[3];
+    check(&ctx, gan, true, 10);
+}
+
+#[test]
+fn gan_layers_match_cpu_at_batch_2() {
+    let Some(ctx) = test_context("conv GAN layers") else {
+        return;
+    };
+    for (i, (_, layer)) in gan_layers(2).into_iter().enumerate() {
+        check(&ctx, layer, false, 200 + i as u64);
+    }
+}
+
+#[test]
+fn gan_layers_match_cpu_at_batch_100() {
+    let Some(ctx) = test_context("conv GAN layers batch 100") else {
+        return;
+    };
+    for (i, (_, layer)) in gan_layers(100).into_iter().enumerate() {
+        check(&ctx, layer, false, 300 + i as u64);
+    }
+}
+
+#[test]
+fn kernel_bigger_than_unpadded_input_is_a_shape_error() {
+    let Some(ctx) = test_context("conv kernel bigger than input") else {
+        return;
+    };
+    // Keras refuses a 'valid' conv whose kernel exceeds the image; so do the CPU and GPU.
+    let g = Conv2dGeometry::valid(1, 2, 3, 1, 1, 3, 3, 1, 1);
+    assert!(cpu::conv2d_forward(&g, &[0.0; 6], &[0.0; 9], &[0.0]).is_err());
+    let buf = ctx.upload("conv tiny", &[0.0f32; 16]);
+    let err = conv::conv2d_forward(&ctx, &g, &buf, &buf, None, &buf, false);
+    assert!(matches!(err, Err(gan_gpu::Error::Shape { .. })));
+    assert!(conv::conv2d_backward_input(&ctx, &g, &buf, &buf, &buf, false).is_err());
+    assert!(conv::conv2d_backward_weight(&ctx, &g, &buf, &buf, &buf, false).is_err());
+}
+
+#[test]
+fn short_buffers_are_shape_errors() {
+    let Some(ctx) = test_context("conv short buffers") else {
+        return;
+    };
+    let g = Conv2dGeometry::valid(2, 5, 5, 3, 4, 3, 3, 1, 1);
+    let short = ctx.upload("conv short", &[0.0f32; 10]);
+    let x = ctx.upload("conv x", &vec![0.0f32; g.input_len()]);
+    let w = ctx.upload("conv w", &vec![0.0f32; g.weight_len()]);
+    match conv::conv2d_forward(&ctx, &g, &x, &w, None, &short, false) {
+        Err(gan_gpu::Error::Shape { op, message }) => {
+            assert_eq!(op, "conv2d_forward");
+            assert!(message.contains("output"), "{message}");
+        }
+        other => panic!("expected a shape error, got {:?}", other.map(|d| d.len())),
+    }
+    assert!(conv::conv2d_forward(&ctx, &g, &x, &w, Some(&short), &x, false).is_ok());
+    let tiny_bias = ctx.upload("conv bias", &[0.0f32; 2]);
+    assert!(conv::conv2d_forward(&ctx, &g, &x, &w, Some(&tiny_bias), &x, false).is_err());
+}
+
+/// The golden case's tensors, checked at the README's tolerance (abs 1e-4 + rel 1e-4).
+fn check_golden(ctx: &GpuContext, name: &str, layer: Layer) {
+    let case = golden::Case::load(name);
+    let [x, w, b, dy] = ["x", "w", "b", "dy"].map(|t| case.tensor(t).data);
+    let n = layer.lens();
+    let outputs = [n.y, n.x, n.w].map(|len| ctx.nan_filled("conv golden output", len));
+    let inputs = [&x, &w, &b, &dy].map(|v| ctx.upload("conv golden input", v));
+    let dispatches = layer
+        .gpu(
+            ctx,
+            [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
+            [&outputs[0], &outputs[1], &outputs[2]],
+            false,
+        )
+        .unwrap();
+    let all: Vec<&Dispatch> = dispatches.iter().flatten().collect();
+    ctx.run(&all, "conv golden").unwrap();
+    for (i, tensor) in ["y", "dx", "dw"].into_iter().enumerate() {
+        let want = case.tensor(tensor).data;
+        let got: Vec<f32> = ctx.read(&outputs[i], want.len()).unwrap();
+        assert_close(tensor, name, &got, &want, 1e-4, 1e-4);
+    }
+}
+
+#[test]
+fn gan_layers_match_tf_keras_golden_vectors() {
+    let Some(ctx) = test_context("conv golden") else {
+        return;
+    };
+    let cases = [
+        "conv_28to13_k3s2_valid_1to32",
+        "conv_13to6_k3s2_valid_32to64",
+    ]
+    .into_iter()
+    .chain([
+        "convT_7to14_k5s2_same_128to64",
+        "convT_14to28_k5s2_same_64to1",
+    ]);
+    for (name, (_, layer)) in cases.zip(gan_layers(2)) {
+        check_golden(&ctx, name, layer);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn random_small_geometries_match_cpu(
+        batch in 0usize..3, h in 1usize..9, w in 1usize..9, cin in 1usize..10,
+        cout in 1usize..10, k_h in 1usize..6, k_w in 1usize..6, s_h in 1usize..4,
+        s_w in 1usize..4, transposed in any::<bool>(), same in any::<bool>(),
+        accumulate in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let Some(ctx) = test_context("conv proptest") else {
+            return Ok(());
+        };
+        let layer = match (transposed, same) {
+            (true, true) => Layer::ConvT(ConvTranspose2dGeometry::keras_same(
+                batch, h, w, cin, cout, k_h, k_w, s_h, s_w, None)),
+            (true, false) => Layer::ConvT(ConvTranspose2dGeometry::keras_valid(
+                batch, h, w, cin, cout, k_h, k_w, s_h, s_w, None)),
+            (false, true) => Layer::Conv(Conv2dGeometry::same(
+                batch, h, w, cin, cout, k_h, k_w, s_h, s_w)),
+            (false, false) => Layer::Conv(Conv2dGeometry::valid(
+                batch, h.max(k_h), w.max(k_w), cin, cout, k_h, k_w, s_h, s_w)),
+        };
+        check(&ctx, layer, accumulate, seed);
+    }
+}
+
+/// Median wall time of `dispatches` over `runs` submissions after one warm-up, each
+/// waited for before the clock stops.
+fn median_seconds(ctx: &GpuContext, dispatches: &[Dispatch], runs: usize) -> f64 {
+    let all: Vec<&Dispatch> = dispatches.iter().collect();
+    let start = Instant::now();
+    ctx.run(&all, "conv bench warm-up").unwrap();
+    ctx.wait("conv bench warm-up").unwrap();
+    eprintln!(
+        "  first run (compiles on llvmpipe) {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            ctx.run(&all, "conv bench").unwrap();
+            ctx.wait("conv bench").unwrap();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+/// Informational: GFLOP/s of each GAN layer and direction at batch 100 (FLOPs =
+/// 2·batch·out_h·out_w·out_c·k_h·k_w·in_c for conv2d, 2·batch·in_h·in_w·in_c·k_h·k_w·out_c
+/// for convT, the same count for each gradient). Run with `--nocapture` to see it.
+#[test]
+fn gan_layer_throughput() {
+    let Some(ctx) = test_context("conv throughput") else {
+        return;
+    };
+    eprintln!("conv throughput on {}", ctx.describe());
+    for (name, layer) in gan_layers(100) {
+        let flops = match layer {
+            Layer::Conv(g) => g.flops(),
+            Layer::ConvT(g) => g.flops(),
+        } as f64;
+        let n = layer.lens();
+        let mut rng = StdRng::seed_from_u64(1);
+        let inputs = [n.x, n.w, n.b, n.y].map(|len| ctx.upload("bench in", &random(&mut rng, len)));
+        let outputs = [n.y, n.x, n.w].map(|len| ctx.storage("bench out", len as u64 * 4));
+        let dispatches = layer
+            .gpu(
+                &ctx,
+                [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
+                [&outputs[0], &outputs[1], &outputs[2]],
+                false,
+            )
+            .unwrap();
+        let rates: Vec<String> = dispatches
+            .iter()
+            .map(|d| {
+                let t = median_seconds(&ctx, d, 3);
+                format!("{:7.2} GFLOP/s ({:6.1} ms)", flops / t / 1e9, t * 1e3)
+            })
+            .collect();
+        eprintln!(
+            "{name:30} forward {} | input grad {} | weight grad {}",
+            rates[0], rates[1], rates[2]
+        );
+    }
+}
