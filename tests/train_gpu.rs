@@ -148,3 +148,38 @@ fn the_same_seed_gives_identical_gpu_losses() {
         assert_eq!(a, b);
     }
 }
+
+#[test]
+fn a_resumed_gpu_run_continues_exactly() {
+    use gan_gpu::gpu::AdapterRequest;
+    use gan_gpu::model::train::{DeviceChoice, TrainConfig, TrainOptions, train};
+    use std::sync::atomic::AtomicBool;
+    if test_context("GPU resume").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let options = |out: &str, iterations: u64, resume: bool| TrainOptions {
+        config: TrainConfig {
+            iterations,
+            batch_size: 8,
+            log_every: 1,
+            ..TrainConfig::default()
+        },
+        device: DeviceChoice::Gpu,
+        adapter: AdapterRequest::default(),
+        data_dir: default_data_dir(),
+        out: dir.path().join(out),
+        resume,
+        stop: Arc::new(AtomicBool::new(false)),
+        quiet: true,
+    };
+    let whole = train(&options("whole", 4, false)).unwrap();
+    assert!(whole.executor.contains("gpu"), "{}", whole.executor);
+    let mut split = train(&options("split", 2, false)).unwrap().rows;
+    split.extend(train(&options("split", 4, true)).unwrap().rows);
+    let key = |r: &gan_gpu::model::train::LossRow| (r.iteration, r.d_loss_real, r.d_loss_fake, r.g_loss);
+    assert_eq!(
+        split.iter().map(key).collect::<Vec<_>>(),
+        whole.rows.iter().map(key).collect::<Vec<_>>()
+    );
+}

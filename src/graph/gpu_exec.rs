@@ -12,7 +12,7 @@ use crate::cpu::AdamConfig;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::graph::cpu_exec::adam_step_number;
-use crate::graph::{Buf, Dataset, Executor, Graph, Instr, NodeId, RandomStreams};
+use crate::graph::{Buf, Dataset, Executor, Graph, Instr, NodeId, RandomStreams, Snapshot};
 use crate::kernels::adam::{AdamStep, adam_update};
 use crate::kernels::bce::{BceOptions, Labels, bce_with_logits};
 use crate::kernels::gemm::{GemmShape, GemmVariant};
@@ -37,6 +37,14 @@ struct GpuDataset {
     row_len: usize,
 }
 
+/// A readback in flight: a staging buffer being mapped, and where each value lies in it.
+struct PendingSnapshot {
+    tag: u64,
+    staging: wgpu::Buffer,
+    lens: Vec<usize>,
+    mapped: Arc<std::sync::Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>,
+}
+
 pub struct GpuExecutor {
     ctx: Arc<GpuContext>,
     graph: Graph,
@@ -48,6 +56,7 @@ pub struct GpuExecutor {
     dataset: Option<GpuDataset>,
     streams: RandomStreams,
     plans: Vec<Plan>,
+    pending: std::collections::VecDeque<PendingSnapshot>,
 }
 
 fn missing_dataset() -> Error {
@@ -84,6 +93,7 @@ impl GpuExecutor {
             dataset,
             streams,
             plans: Vec::new(),
+            pending: std::collections::VecDeque::new(),
         };
         for id in 0..n {
             let root = exec.graph.storage(id);
@@ -425,6 +435,89 @@ impl Executor for GpuExecutor {
         self.ctx.write(&mb, m);
         self.ctx.write(&vb, v);
         Ok(())
+    }
+
+    fn snapshot(&mut self, tag: u64, bufs: &[Buf]) -> Result<()> {
+        let lens: Vec<usize> = bufs
+            .iter()
+            .map(|&b| self.graph.nodes[buf_node(b)].len())
+            .collect();
+        let total: usize = lens.iter().sum();
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("snapshot staging"),
+            size: (total.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("snapshot"),
+            });
+        let mut offset = 0;
+        for (&b, &len) in bufs.iter().zip(&lens) {
+            let source = self.buffer(b);
+            encoder.copy_buffer_to_buffer(&source, 0, &staging, offset, (len * 4) as u64);
+            offset += (len * 4) as u64;
+        }
+        self.ctx.submit(encoder, "copying a snapshot")?;
+        let mapped = Arc::new(std::sync::Mutex::new(None));
+        let flag = Arc::clone(&mapped);
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            *flag.lock().unwrap() = Some(r);
+        });
+        self.pending.push_back(PendingSnapshot {
+            tag,
+            staging,
+            lens,
+            mapped,
+        });
+        Ok(())
+    }
+
+    fn take_snapshots(&mut self, wait: bool) -> Result<Vec<Snapshot>> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let poll = if wait {
+            wgpu::PollType::wait_indefinitely()
+        } else {
+            wgpu::PollType::Poll
+        };
+        self.ctx.device.poll(poll).map_err(|e| Error::Gpu {
+            context: "polling for a snapshot".into(),
+            message: e.to_string(),
+        })?;
+        self.ctx.check("reading a snapshot")?;
+        let mut out = Vec::new();
+        while let Some(front) = self.pending.front() {
+            let Some(result) = front.mapped.lock().unwrap().take() else {
+                break;
+            };
+            let p = self.pending.pop_front().expect("front exists");
+            let map_error = |message: String| Error::Gpu {
+                context: "mapping a snapshot".into(),
+                message,
+            };
+            result.map_err(|e| map_error(e.to_string()))?;
+            let view = p
+                .staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| map_error(e.to_string()))?;
+            let all: &[f32] = bytemuck::cast_slice(&view);
+            let mut values = Vec::new();
+            let mut start = 0;
+            for len in &p.lens {
+                values.push(all[start..start + len].to_vec());
+                start += len;
+            }
+            drop(view);
+            p.staging.unmap();
+            out.push(Snapshot { tag: p.tag, values });
+        }
+        Ok(out)
     }
 
     fn sync(&mut self) -> Result<()> {

@@ -329,6 +329,13 @@ impl RandomStreams {
     }
 }
 
+/// Buffers copied back at one point of training, in the order they were asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub tag: u64,
+    pub values: Vec<Vec<f32>>,
+}
+
 /// What both executors offer: compile an instruction list once, run it every step.
 pub trait Executor {
     /// Prepares `instrs` (on the GPU: pipelines, bind groups, uniforms) and returns a
@@ -342,6 +349,11 @@ pub trait Executor {
     /// Adam's first and second moments of a parameter.
     fn read_adam(&mut self, param: NodeId) -> Result<(Vec<f32>, Vec<f32>)>;
     fn write_adam(&mut self, param: NodeId, m: &[f32], v: &[f32]) -> Result<()>;
+    /// Starts copying `bufs` to the host without waiting for the GPU; the values come
+    /// back from [`Executor::take_snapshots`] tagged with `tag`.
+    fn snapshot(&mut self, tag: u64, bufs: &[Buf]) -> Result<()>;
+    /// The snapshots that have arrived, oldest first (all pending ones when `wait`).
+    fn take_snapshots(&mut self, wait: bool) -> Result<Vec<Snapshot>>;
     /// Waits until all submitted work has finished (for timing).
     fn sync(&mut self) -> Result<()>;
     fn graph(&self) -> &Graph;

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{AdapterRequest, GpuContext};
 use crate::graph::cpu_exec::CpuExecutor;
 use crate::graph::gpu_exec::GpuExecutor;
-use crate::graph::{Buf, Dataset, Executor, RandomStreams};
+use crate::graph::{Buf, Dataset, Executor, RandomStreams, Snapshot};
 use crate::model::checkpoint::{
     Checkpoint, NamedTensor, check_tensors, load_checkpoint, save_checkpoint, write_atomically,
 };
@@ -278,6 +278,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let mut rows = Vec::new();
     let mut stopped_early = false;
     let mut iteration = start;
+    let stat_bufs = stats.map(Buf::Value);
+    let mut requested_at = std::collections::VecDeque::new();
     while iteration < cfg.iterations {
         exec.run(plan, iteration)?;
         let done = iteration + 1;
@@ -285,12 +287,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         let stop = opts.stop.load(Ordering::SeqCst);
         let checkpoint_due = done % cfg.checkpoint_every == 0 || last || stop;
         if done % cfg.log_every == 0 || checkpoint_due {
-            let row = read_losses(
-                exec.as_mut(),
-                &stats,
-                iteration,
-                clock.elapsed().as_secs_f64(),
-            )?;
+            // Copied back without waiting: the GPU keeps running the next steps.
+            exec.snapshot(iteration, &stat_bufs)?;
+            requested_at.push_back(clock.elapsed().as_secs_f64());
+        }
+        // Before a checkpoint, every logged loss must have been checked.
+        for snap in exec.take_snapshots(checkpoint_due)? {
+            let seconds = requested_at.pop_front().unwrap_or_default();
+            let row = loss_row(&snap, seconds)?;
             writeln!(csv, "{}", csv_line(&row)).map_err(io_err(&run.losses()))?;
             progress.log(&row);
             rows.push(row);
@@ -309,7 +313,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         if checkpoint_due {
             save_checkpoint(
                 &run.checkpoint(),
-                &snapshot(exec.as_mut(), &gan, &cfg, done)?,
+                &checkpoint_of(exec.as_mut(), &gan, &cfg, done)?,
             )?;
         }
         progress.tick(done);
@@ -334,34 +338,29 @@ pub fn sample_noise(cfg: &TrainConfig) -> Vec<f32> {
     crate::cpu::normal_noise(cfg.seed, u64::MAX, SAMPLE_GRID * cfg.noise_dim)
 }
 
-fn read_losses(
-    exec: &mut dyn Executor,
-    stats: &[usize; 3],
-    iteration: u64,
-    seconds: f64,
-) -> Result<LossRow> {
+/// A `loss.csv` row from a snapshot of the three loss nodes ([loss, mean D output]
+/// each), or the error that stops a diverged run.
+fn loss_row(snap: &Snapshot, seconds: f64) -> Result<LossRow> {
     let names = ["d_loss_real", "d_loss_fake", "g_loss"];
-    let mut values = [[0.0f32; 2]; 3];
-    for (k, &node) in stats.iter().enumerate() {
-        let v = exec.read(Buf::Value(node))?;
-        for (which, &x) in ["", "mean D output of "].iter().zip(&v) {
+    for (name, v) in names.iter().zip(&snap.values) {
+        for (which, &x) in ["", "mean D output of "].iter().zip(v) {
             if !x.is_finite() {
                 return Err(Error::NonFinite {
-                    iteration,
-                    what: format!("{which}{}", names[k]),
+                    iteration: snap.tag + 1,
+                    what: format!("{which}{name}"),
                     value: x,
                 });
             }
         }
-        values[k] = [v[0], v[1]];
     }
+    let v = &snap.values;
     Ok(LossRow {
-        iteration: iteration + 1,
-        d_loss_real: values[0][0],
-        d_loss_fake: values[1][0],
-        g_loss: values[2][0],
-        d_real_mean: values[0][1],
-        d_fake_mean: values[1][1],
+        iteration: snap.tag + 1,
+        d_loss_real: v[0][0],
+        d_loss_fake: v[1][0],
+        g_loss: v[2][0],
+        d_real_mean: v[0][1],
+        d_fake_mean: v[1][1],
         seconds,
     })
 }
@@ -380,7 +379,7 @@ fn csv_line(r: &LossRow) -> String {
 }
 
 /// Parameters and Adam moments by name, plus what resuming needs in the metadata.
-fn snapshot(
+fn checkpoint_of(
     exec: &mut dyn Executor,
     gan: &Gan,
     cfg: &TrainConfig,
