@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
+use gan_gpu::bench::{self, BenchOptions};
 use gan_gpu::data::{Split, default_data_dir, load_mnist, write_idx_images};
 use gan_gpu::gpu::adapters::{list_adapters, render_table};
-use gan_gpu::bench::{self, BenchOptions};
 use gan_gpu::gpu::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
 use gan_gpu::model::checkpoint::load_checkpoint;
 use gan_gpu::model::images::{to_u8_pixels, write_grid_png};
@@ -206,7 +206,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let rows = bench::run(ctx.as_ref(), &opts, &mut |row| {
                 if !json {
-                    eprint!("{}", bench::render(std::slice::from_ref(row)).lines().nth(1).unwrap_or_default());
+                    eprint!(
+                        "{}",
+                        bench::render(std::slice::from_ref(row))
+                            .lines()
+                            .nth(1)
+                            .unwrap_or_default()
+                    );
                     eprintln!();
                 }
             })?;

@@ -177,7 +177,8 @@ fn a_resumed_gpu_run_continues_exactly() {
     assert!(whole.executor.contains("gpu"), "{}", whole.executor);
     let mut split = train(&options("split", 2, false)).unwrap().rows;
     split.extend(train(&options("split", 4, true)).unwrap().rows);
-    let key = |r: &gan_gpu::model::train::LossRow| (r.iteration, r.d_loss_real, r.d_loss_fake, r.g_loss);
+    let key =
+        |r: &gan_gpu::model::train::LossRow| (r.iteration, r.d_loss_real, r.d_loss_fake, r.g_loss);
     assert_eq!(
         split.iter().map(key).collect::<Vec<_>>(),
         whole.rows.iter().map(key).collect::<Vec<_>>()

@@ -72,7 +72,10 @@ pub fn list_adapters(request: &AdapterRequest) -> Vec<AdapterReport> {
             PowerPreference::HighPerformance,
             pick_key(PowerPreference::HighPerformance),
         ),
-        (PowerPreference::LowPower, pick_key(PowerPreference::LowPower)),
+        (
+            PowerPreference::LowPower,
+            pick_key(PowerPreference::LowPower),
+        ),
     ];
     adapters
         .iter()

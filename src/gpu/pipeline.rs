@@ -15,20 +15,46 @@ use crate::gpu::GpuContext;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Shader {
     Gather,
+    Gemm,
+    Conv,
+    Elementwise,
+    Bce,
+    Adam,
+    Noise,
 }
 
 impl Shader {
-    pub const ALL: &'static [Shader] = &[Shader::Gather];
+    pub const ALL: &'static [Shader] = &[
+        Shader::Gather,
+        Shader::Gemm,
+        Shader::Conv,
+        Shader::Elementwise,
+        Shader::Bce,
+        Shader::Adam,
+        Shader::Noise,
+    ];
 
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Gather => "gather.wgsl",
+            Shader::Gemm => "gemm.wgsl",
+            Shader::Conv => "conv.wgsl",
+            Shader::Elementwise => "elementwise.wgsl",
+            Shader::Bce => "bce.wgsl",
+            Shader::Adam => "adam.wgsl",
+            Shader::Noise => "noise.wgsl",
         }
     }
 
     pub fn source(self) -> &'static str {
         match self {
             Shader::Gather => include_str!("../../shaders/gather.wgsl"),
+            Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::Bce => include_str!("../../shaders/bce.wgsl"),
+            Shader::Adam => include_str!("../../shaders/adam.wgsl"),
+            Shader::Noise => include_str!("../../shaders/noise.wgsl"),
         }
     }
 }

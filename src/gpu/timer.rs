@@ -26,7 +26,12 @@ impl GpuContext {
     /// Median milliseconds of one replay of `dispatches` (in one compute pass), over
     /// `samples` measurements of `reps` back-to-back replays each, after one warm-up
     /// sample (which also compiles the shaders).
-    pub fn time_dispatches(&self, dispatches: &[&Dispatch], reps: u32, samples: u32) -> Result<f64> {
+    pub fn time_dispatches(
+        &self,
+        dispatches: &[&Dispatch],
+        reps: u32,
+        samples: u32,
+    ) -> Result<f64> {
         let reps = reps.max(1);
         let mut times = Vec::new();
         for sample in 0..=samples.max(1) {
@@ -42,10 +47,17 @@ impl GpuContext {
         Ok(median(&mut times))
     }
 
-    fn record(&self, dispatches: &[&Dispatch], reps: u32, queries: Option<&wgpu::QuerySet>) -> wgpu::CommandEncoder {
+    fn record(
+        &self,
+        dispatches: &[&Dispatch],
+        reps: u32,
+        queries: Option<&wgpu::QuerySet>,
+    ) -> wgpu::CommandEncoder {
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("benchmark") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("benchmark"),
+            });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("benchmark"),

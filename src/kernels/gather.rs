@@ -16,6 +16,12 @@ pub struct GatherParams {
     pub _pad: u32,
 }
 
+pub const PARAMS_TWINS: &[super::ParamsTwin] = &[(
+    Shader::Gather,
+    "Params",
+    std::mem::size_of::<GatherParams>(),
+)];
+
 const WORKGROUP: u32 = 256;
 
 const SPEC: KernelSpec<'static> = KernelSpec {

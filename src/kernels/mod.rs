@@ -1,4 +1,29 @@
 //! Rust launchers for the WGSL kernels in `shaders/`: each one checks shapes, fills the
 //! kernel's typed `Params` uniform and returns a [`crate::gpu::Dispatch`].
 
+pub mod adam;
+pub mod bce;
+pub mod conv;
+pub mod elementwise;
 pub mod gather;
+pub mod gemm;
+pub mod noise;
+
+use crate::gpu::Shader;
+
+/// (shader, WGSL struct name, size of its Rust twin) for every uniform struct; a test
+/// checks each against the size naga computes from the WGSL.
+pub type ParamsTwin = (Shader, &'static str, usize);
+
+pub fn params_twins() -> Vec<ParamsTwin> {
+    [
+        gather::PARAMS_TWINS,
+        gemm::PARAMS_TWINS,
+        conv::PARAMS_TWINS,
+        elementwise::PARAMS_TWINS,
+        bce::PARAMS_TWINS,
+        adam::PARAMS_TWINS,
+        noise::PARAMS_TWINS,
+    ]
+    .concat()
+}
