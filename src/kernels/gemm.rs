@@ -1,0 +1,401 @@
+//! Launchers for `shaders/gemm.wgsl`: row-major GEMM with optional transposes, bias and
+//! accumulation (the Dense layer and its gradients), and the bias-gradient reduction.
+//!
+//! Two GEMM kernels compute the same thing: `gemm_tiled` stages tiles in workgroup
+//! memory (what real GPUs want), `gemm_register` gives each invocation a large register
+//! tile and uses no workgroup memory or barriers (what CPU adapters such as llvmpipe
+//! want, where barriers are very slow). [`GemmVariant::Auto`] picks by
+//! [`GpuContext::is_software`].
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+
+/// Twin of `Params` in `shaders/gemm.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct GemmParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub accumulate: u32,
+    pub a_stride_m: u32,
+    pub a_stride_k: u32,
+    pub b_stride_k: u32,
+    pub b_stride_n: u32,
+    pub c_stride_m: u32,
+    pub c_stride_n: u32,
+    pub bias_stride_m: u32,
+    pub bias_stride_n: u32,
+    pub has_bias: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Twin of `BiasGradParams` in `shaders/gemm.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct BiasGradParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub accumulate: u32,
+    pub _pad: u32,
+}
+
+pub const PARAMS_TWINS: &[super::ParamsTwin] = &[
+    (Shader::Gemm, "Params", std::mem::size_of::<GemmParams>()),
+    (
+        Shader::Gemm,
+        "BiasGradParams",
+        std::mem::size_of::<BiasGradParams>(),
+    ),
+];
+
+/// `C (m, n) = op(A) (m, k) · op(B) (k, n)`, all row-major: A is stored (m, k), or (k, m)
+/// when `trans_a`; B is stored (k, n), or (n, k) when `trans_b`. With `accumulate` the
+/// product is added to C instead of overwriting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub accumulate: bool,
+}
+
+/// Which GEMM kernel to run; both compute the same result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GemmVariant {
+    /// `Register` on software adapters, `Tiled` on real GPUs.
+    #[default]
+    Auto,
+    /// Workgroup-memory tiles with a 4x4 register tile per invocation.
+    Tiled,
+    /// A large register tile per invocation, no workgroup memory.
+    Register,
+}
+
+/// FLOPs of one product, counting a multiply-add as two: `2·m·n·k`.
+pub fn gemm_flops(shape: &GemmShape) -> f64 {
+    2.0 * shape.m as f64 * shape.n as f64 * shape.k as f64
+}
+
+/// params, A, B, bias, C, then A and B again for the shader's vec4 views.
+const GEMM_BINDINGS: &[Binding] = &[
+    Binding::Uniform,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Read,
+    Binding::Read,
+];
+
+/// `gemm_tiled`: a 16x16 workgroup with 4x4 outputs each (64x64 blocks), K steps of 16:
+/// 8 KiB of workgroup memory, 4 loads per invocation per operand and step.
+const TILED_WG: u32 = 16;
+const TILED_BK: u32 = 16;
+const TILED_SIDE: usize = TILED_WG as usize * 4;
+
+/// `gemm_register*`: 8x8 invocations of 16x8 outputs (the tile is a shader const), so a
+/// 128x64 block. Measured on llvmpipe (8 invocations per SIMD op): a per-invocation load
+/// costs about as much as 8 scalar loads whatever its width, so each loaded value should
+/// feed many FMAs, and vec4 loads cut the load count by 4. 16x8 beat 8x8, 8x16, 16x16
+/// and 32x8 at 512^3; larger tiles spill without gaining.
+const REGISTER_WG: (u32, u32) = (8, 8);
+const REGISTER_BLOCK: (usize, usize) = (8 * 16, 8 * 8);
+/// `gemm_register_thin*` (n < 8): 16 invocations of 4 rows x 1 column; small blocks so
+/// the 100 rows of a batch still spread over several workgroups (CPU threads).
+const THIN_WG: u32 = 16;
+const THIN_BLOCK: (usize, usize) = (THIN_WG as usize * 4, 1);
+
+/// llvmpipe ends an invocation's loops after 65535 iterations counted over all its loops
+/// (a guard against infinite loops), silently leaving results unfinished; launches that
+/// could reach it on a software adapter are refused instead.
+const SOFTWARE_LOOP_LIMIT: usize = 65_000;
+
+/// Records `C = op(A)·op(B) (+ bias[n] on every row) (+ C)` for `shape`; `bias`, when
+/// given, holds n values. Buffers hold f32, row-major, at least as long as the shape needs.
+pub fn gemm(
+    ctx: &GpuContext,
+    shape: &GemmShape,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    c: &wgpu::Buffer,
+    variant: GemmVariant,
+) -> Result<Dispatch> {
+    let &GemmShape {
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        accumulate,
+    } = shape;
+    let describe = format!(
+        "{m}x{n}x{k} ({}{})",
+        if trans_a { "T" } else { "N" },
+        if trans_b { "T" } else { "N" }
+    );
+    let shape_error = |message: String| Error::Shape {
+        op: "gemm",
+        message: format!("{describe}: {message}"),
+    };
+    let fits_u32 = |x: Option<usize>| x.is_some_and(|x| x <= u32::MAX as usize);
+    if ![
+        Some(m),
+        Some(n),
+        Some(k),
+        m.checked_mul(k),
+        k.checked_mul(n),
+        m.checked_mul(n),
+    ]
+    .into_iter()
+    .all(fits_u32)
+    {
+        return Err(shape_error("dimensions overflow u32 indexing".into()));
+    }
+    check_buffer(ctx, "A", a, m * k).map_err(shape_error)?;
+    check_buffer(ctx, "B", b, k * n).map_err(shape_error)?;
+    check_buffer(ctx, "C", c, m * n).map_err(shape_error)?;
+    if let Some(bias) = bias {
+        check_buffer(ctx, "bias", bias, n).map_err(shape_error)?;
+    }
+
+    let (m32, n32, k32) = (m as u32, n as u32, k as u32);
+    let mut params = GemmParams {
+        m: m32,
+        n: n32,
+        k: k32,
+        accumulate: accumulate as u32,
+        a_stride_m: if trans_a { 1 } else { k32 },
+        a_stride_k: if trans_a { m32 } else { 1 },
+        b_stride_k: if trans_b { 1 } else { n32 },
+        b_stride_n: if trans_b { k32 } else { 1 },
+        c_stride_m: n32,
+        c_stride_n: 1,
+        bias_stride_m: 0,
+        bias_stride_n: 1,
+        has_bias: bias.is_some() as u32,
+        _pad: [0; 3],
+    };
+
+    let register = match variant {
+        GemmVariant::Auto => ctx.is_software(),
+        GemmVariant::Tiled => false,
+        GemmVariant::Register => true,
+    };
+    let mut operands = (a, b);
+    let (entry, constants, block, loop_iterations) = if register {
+        // Cᵀ = op(B)ᵀ·op(A)ᵀ: swapping the roles turns a short-and-wide product into a
+        // tall-and-thin one, and TT into NN (vec4 loads for both operands).
+        if (m < 8 && n > m) || (trans_a && trans_b) {
+            params = swapped(&params);
+            operands = (b, a);
+        }
+        let vec4_a = params.a_stride_k == 1 && params.a_stride_m.is_multiple_of(4);
+        let vec4_b = params.b_stride_n == 1
+            && params.b_stride_k.is_multiple_of(4)
+            && params.n.is_multiple_of(4);
+        let thin_vec4_k = vec4_a
+            && params.b_stride_k == 1
+            && (params.n == 1 || params.b_stride_n.is_multiple_of(4));
+        let thin_vec4_rows = params.a_stride_m == 1 && params.a_stride_k.is_multiple_of(4);
+        let entry = match (params.n < 8, vec4_a, vec4_b) {
+            (true, _, _) if thin_vec4_k => "gemm_register_thin_vec4_k",
+            (true, _, _) if thin_vec4_rows => "gemm_register_thin_vec4_rows",
+            (true, _, _) => "gemm_register_thin",
+            (false, false, false) => "gemm_register",
+            (false, true, false) => "gemm_register_vec4_a",
+            (false, false, true) => "gemm_register_vec4_b",
+            (false, true, true) => "gemm_register_vec4_ab",
+        };
+        let block = if params.n < 8 {
+            THIN_BLOCK
+        } else {
+            REGISTER_BLOCK
+        };
+        let constants = vec![
+            ("REG_WG_X", REGISTER_WG.0 as f64),
+            ("REG_WG_Y", REGISTER_WG.1 as f64),
+            ("THIN_WG", THIN_WG as f64),
+        ];
+        (entry, constants, block, k.div_ceil(4))
+    } else {
+        let constants = vec![("TILED_WG", TILED_WG as f64), ("TILED_BK", TILED_BK as f64)];
+        // Per K step: the step loop, two tile-load loops of 4 and the TILED_BK loop.
+        let per_step = 1 + 8 + TILED_BK as usize;
+        let iterations = k.div_ceil(TILED_BK as usize) * per_step;
+        (
+            "gemm_tiled",
+            constants,
+            (TILED_SIDE, TILED_SIDE),
+            iterations,
+        )
+    };
+    if ctx.is_software() && loop_iterations > SOFTWARE_LOOP_LIMIT {
+        return Err(shape_error(format!(
+            "{entry} would run {loop_iterations} loop iterations per invocation, over the \
+             software adapter's limit of {SOFTWARE_LOOP_LIMIT}; split k into chunks \
+             accumulated in C"
+        )));
+    }
+
+    let groups = [
+        (params.n as usize).div_ceil(block.1),
+        (params.m as usize).div_ceil(block.0),
+    ];
+    let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    if groups.iter().any(|&g| g > max) {
+        return Err(shape_error(format!(
+            "needs {}x{} workgroups of {}x{} outputs, the device allows {max} per dimension",
+            groups[0], groups[1], block.0, block.1
+        )));
+    }
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Gemm,
+        entry,
+        bindings: GEMM_BINDINGS,
+        constants: &constants,
+    })?;
+    let uniform = ctx.uniform("gemm params", &params);
+    // A vec4 view needs a binding of at least 16 bytes even where it is not read: a
+    // shorter operand (k = 0, or a 1-3 element matrix) never takes the vec4 path, so a
+    // placeholder stands in for its view.
+    let short = |buffer: &wgpu::Buffer| buffer.size() < 16;
+    let placeholder =
+        (short(operands.0) || short(operands.1)).then(|| ctx.storage("gemm vec4 placeholder", 16));
+    let vec4_view = |buffer| {
+        placeholder
+            .as_ref()
+            .filter(|_| short(buffer))
+            .unwrap_or(buffer)
+    };
+    // Without a bias the shader never reads binding 3; A stands in for it.
+    let bind_group = ctx.bind(
+        &kernel,
+        &[
+            &uniform,
+            operands.0,
+            operands.1,
+            bias.unwrap_or(a),
+            c,
+            vec4_view(operands.0),
+            vec4_view(operands.1),
+        ],
+    );
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [groups[0] as u32, groups[1] as u32, 1],
+    })
+}
+
+/// The same product computed as Cᵀ = op(B)ᵀ·op(A)ᵀ (C written through swapped strides).
+fn swapped(p: &GemmParams) -> GemmParams {
+    GemmParams {
+        m: p.n,
+        n: p.m,
+        a_stride_m: p.b_stride_n,
+        a_stride_k: p.b_stride_k,
+        b_stride_k: p.a_stride_k,
+        b_stride_n: p.a_stride_m,
+        c_stride_m: p.c_stride_n,
+        c_stride_n: p.c_stride_m,
+        bias_stride_m: p.bias_stride_n,
+        bias_stride_n: p.bias_stride_m,
+        ..*p
+    }
+}
+
+/// Checks that `buffer` holds `len` f32 and can be bound whole.
+fn check_buffer(
+    ctx: &GpuContext,
+    name: &str,
+    buffer: &wgpu::Buffer,
+    len: usize,
+) -> std::result::Result<(), String> {
+    let need = len as u64 * 4;
+    if buffer.size() < need {
+        return Err(format!(
+            "{name} needs {len} f32 ({need} bytes), the buffer holds {} bytes",
+            buffer.size()
+        ));
+    }
+    let limit = ctx.limits.max_storage_buffer_binding_size;
+    if buffer.size() > limit {
+        return Err(format!(
+            "{name} buffer is {} bytes, over the device's {limit}-byte storage binding limit",
+            buffer.size()
+        ));
+    }
+    Ok(())
+}
+
+/// Records `db[j] = Σ_r dy[r, j]` (+ db[j] with `accumulate`) for dy (rows, cols)
+/// row-major: the bias gradient of a Dense layer (rows = batch) or of a convolution over
+/// NHWC (rows = batch·H·W, cols = channels).
+pub fn bias_grad(
+    ctx: &GpuContext,
+    dy: &wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+    db: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let shape_error = |message: String| Error::Shape {
+        op: "bias_grad",
+        message: format!("{rows}x{cols}: {message}"),
+    };
+    if rows.checked_mul(cols).is_none_or(|x| x > u32::MAX as usize) {
+        return Err(shape_error("dimensions overflow u32 indexing".into()));
+    }
+    check_buffer(ctx, "dy", dy, rows * cols).map_err(shape_error)?;
+    check_buffer(ctx, "db", db, cols).map_err(shape_error)?;
+    // 256 invocations; narrow outputs trade columns for more row groups.
+    let wg_cols: u32 = match cols {
+        0..=8 => 8,
+        9..=1023 => 16,
+        _ => 64,
+    };
+    let wg_rows = 256 / wg_cols;
+    // The main loop takes four rows per iteration; then up to 3 single rows and the
+    // final sum over row groups.
+    let loop_iterations = rows / (4 * wg_rows as usize) + 3 + wg_rows as usize;
+    if ctx.is_software() && loop_iterations > SOFTWARE_LOOP_LIMIT {
+        return Err(shape_error(format!(
+            "{loop_iterations} loop iterations per invocation exceed the software \
+             adapter's limit of {SOFTWARE_LOOP_LIMIT}"
+        )));
+    }
+    let groups = cols.div_ceil(wg_cols as usize);
+    if groups > ctx.limits.max_compute_workgroups_per_dimension as usize {
+        return Err(shape_error(format!(
+            "{groups} workgroups exceed the device's per-dimension limit"
+        )));
+    }
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Gemm,
+        entry: "bias_grad",
+        bindings: &[Binding::Uniform, Binding::Read, Binding::ReadWrite],
+        constants: &[
+            ("BG_COLS", wg_cols as f64),
+            ("BG_ROWS", (256 / wg_cols) as f64),
+        ],
+    })?;
+    let params = BiasGradParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        accumulate: accumulate as u32,
+        _pad: 0,
+    };
+    let uniform = ctx.uniform("bias_grad params", &params);
+    let bind_group = ctx.bind(&kernel, &[&uniform, dy, db]);
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [groups as u32, 1, 1],
+    })
+}
