@@ -5,12 +5,10 @@
 //! Every check a damaged or wrong file can fail returns `Error::Idx` naming the file and the
 //! problem, so a bad download is reported rather than trained on.
 
-use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::GzDecoder;
 
@@ -339,42 +337,5 @@ pub fn write_idx_images(
         )));
     }
 
-    let file_name = path.file_name().ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "write_idx_images: {} does not name a file",
-            path.display()
-        ))
-    })?;
-    // Unique per process and call, so concurrent writers never share a temporary file.
-    static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
-    let mut temp_name = OsString::from(".");
-    temp_name.push(file_name);
-    temp_name.push(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
-    ));
-    let temp = path.with_file_name(temp_name);
-
-    let written = write_new_file(&temp, &header, images)
-        .and_then(|()| fs::rename(&temp, path).map_err(|e| Error::io(path, e)));
-    if written.is_err() {
-        // Best-effort cleanup; the write error is the one worth reporting.
-        let _ = fs::remove_file(&temp);
-    }
-    written
-}
-
-fn write_new_file(path: &Path, header: &[u8], data: &[u8]) -> Result<()> {
-    let io_error = |e| Error::io(path, e);
-    let mut file = File::options()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io_error)?;
-    file.write_all(header).map_err(io_error)?;
-    file.write_all(data).map_err(io_error)?;
-    // On disk before the rename, so a crash cannot leave the final name pointing at an
-    // empty file.
-    file.sync_all().map_err(io_error)
+    crate::fsutil::write_atomically(path, &[&header, images])
 }

@@ -8,15 +8,14 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
 
 use crate::error::{Error, Result};
+use crate::fsutil::write_atomically;
 
 /// The value of the `format` metadata key that marks a file as ours.
 pub const FORMAT: &str = "gan-gpu-checkpoint-v1";
@@ -122,7 +121,7 @@ pub fn save_checkpoint(path: &Path, ckpt: &Checkpoint) -> Result<()> {
         Some(metadata),
     )
     .map_err(|e| checkpoint_error(path, format!("cannot serialize: {e}")))?;
-    write_atomically(path, &bytes)
+    write_atomically(path, &[&bytes])
 }
 
 /// Reads a checkpoint written by [`save_checkpoint`]. Tensors come back sorted by name (the
@@ -238,49 +237,6 @@ pub fn check_tensors(
         ));
     }
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a synced temporary file in the same directory and a
-/// rename, creating the parent directory if missing. Readers see the old file or the new
-/// one, never a partial one, and a failure removes the temporary file.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path.file_name().ok_or_else(|| {
-        Error::InvalidArgument(format!("{} does not name a file", path.display()))
-    })?;
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = parent {
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    // Unique per process and call, so concurrent writers never share a temporary file.
-    static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
-    let mut temp_name = OsString::from(".");
-    temp_name.push(file_name);
-    temp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
-    ));
-    let temp = path.with_file_name(temp_name);
-
-    let written = write_new_file(&temp, bytes)
-        .and_then(|()| fs::rename(&temp, path).map_err(|e| Error::io(path, e)));
-    if written.is_err() {
-        // Best-effort cleanup; the write error is the one worth reporting.
-        let _ = fs::remove_file(&temp);
-    }
-    written
-}
-
-fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_error = |e| Error::io(path, e);
-    let mut file = File::options()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io_error)?;
-    file.write_all(bytes).map_err(io_error)?;
-    // On disk before the rename, so a crash cannot leave the final name on an empty file.
-    file.sync_all().map_err(io_error)
 }
 
 fn checkpoint_error(path: &Path, problem: String) -> Error {

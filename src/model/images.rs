@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::model::checkpoint::write_atomically;
+use crate::fsutil::write_atomically;
 
 /// Width in pixels of the border around and between cells.
 pub const GAP: usize = 2;
@@ -110,5 +110,5 @@ pub fn write_grid_png(
     let mut writer = encoder.write_header().map_err(encoding_error)?;
     writer.write_image_data(&pixels).map_err(encoding_error)?;
     writer.finish().map_err(encoding_error)?;
-    write_atomically(path, &bytes)
+    write_atomically(path, &[&bytes])
 }

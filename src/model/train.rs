@@ -14,12 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::cpu::AdamConfig;
 use crate::data::{Split, load_mnist};
 use crate::error::{Error, Result};
+use crate::fsutil::write_atomically;
 use crate::gpu::{AdapterRequest, GpuContext};
 use crate::graph::cpu_exec::CpuExecutor;
 use crate::graph::gpu_exec::GpuExecutor;
 use crate::graph::{Buf, Dataset, Executor, RandomStreams, Snapshot};
 use crate::model::checkpoint::{
-    Checkpoint, NamedTensor, check_tensors, load_checkpoint, save_checkpoint, write_atomically,
+    Checkpoint, NamedTensor, check_tensors, load_checkpoint, save_checkpoint,
 };
 use crate::model::gan::{D_OPTIMIZER, G_OPTIMIZER, Gan, PIXELS};
 use crate::model::sample::{SAMPLE_GRID, generate};
@@ -256,12 +257,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             for (id, values) in gan.graph.init_params(&mut rng) {
                 exec.write(Buf::Value(id), &values)?;
             }
-            write_atomically(
-                &run.config(),
-                serde_json::to_string_pretty(&cfg)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            )?;
+            let config_json = serde_json::to_string_pretty(&cfg).unwrap_or_default();
+            write_atomically(&run.config(), &[config_json.as_bytes()])?;
             std::fs::write(run.losses(), format!("{LOSS_HEADER}\n"))
                 .map_err(io_err(&run.losses()))?;
             0
