@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use gan_gpu::cpu::AdamConfig;
+use gan_gpu::cpu::{AdamConfig, adam_step};
 use gan_gpu::data::{Split, default_data_dir, load_mnist};
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::graph::cpu_exec::CpuExecutor;
@@ -13,6 +13,7 @@ use gan_gpu::graph::{Buf, Dataset, Executor, RandomStreams};
 use gan_gpu::model::gan::{Gan, PIXELS};
 use rand::{SeedableRng, rngs::StdRng};
 
+/// Small enough for a quick trajectory on lavapipe.
 const BATCH: usize = 16;
 
 fn dataset() -> Arc<Dataset> {
@@ -44,16 +45,28 @@ fn pair(gan: &Gan) -> Option<(GpuExecutor, CpuExecutor, usize)> {
     Some((gpu, cpu, plan))
 }
 
-fn max_abs(v: &[f32]) -> f32 {
-    v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
+fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+    let norm: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+    (diff / norm.max(f64::MIN_POSITIVE)).sqrt()
 }
 
+/// At the real batch of 100. Per-element equality is too strict for a whole step: where a
+/// ReLU input lies within rounding of 0 the two executors may take different sides (seen
+/// here: one of 540,800 elements, 4e-9 on the CPU and -1e-8 on the GPU), and that one
+/// term then spreads through every generator gradient (relative L2 2.6e-3). So gradients
+/// are compared by relative L2 norm; a wiring or kernel bug is O(1).
 #[test]
-fn one_iteration_matches_the_cpu_executor() {
-    let gan = Gan::new(BATCH, 100).unwrap();
+fn one_iteration_at_batch_100_matches_the_cpu_executor() {
+    let gan = Gan::new(100, 100).unwrap();
     let Some((mut gpu, mut cpu, plan)) = pair(&gan) else {
         return;
     };
+    let initial: std::collections::HashMap<usize, Vec<f32>> = gan
+        .params()
+        .into_iter()
+        .map(|id| (id, cpu.read(Buf::Value(id)).unwrap()))
+        .collect();
     gpu.run(plan, 0).unwrap();
     cpu.run(plan, 0).unwrap();
     let mut failures = Vec::new();
@@ -63,42 +76,34 @@ fn one_iteration_matches_the_cpu_executor() {
             gpu.read(Buf::Grad(id)).unwrap(),
             cpu.read(Buf::Grad(id)).unwrap(),
         );
-        // Relative to the tensor's scale: long f32 reductions in another order.
-        let scale = max_abs(&g_cpu);
-        let bad = (0..g_cpu.len())
-            .filter(|&i| {
-                let diff = (g_gpu[i] - g_cpu[i]).abs();
-                diff.is_nan() || diff > 1e-4 * scale + 1e-3 * g_cpu[i].abs()
-            })
-            .count();
-        if bad > 0 {
-            failures.push(format!(
-                "gradient of {name}: {bad} of {} elements differ",
-                g_cpu.len()
-            ));
+        let err = relative_l2(&g_gpu, &g_cpu);
+        if err.is_nan() || err > 1e-2 {
+            failures.push(format!("gradient of {name}: relative L2 error {err:.2e}"));
         }
-        // Adam's first step moves every weight by about lr·sign(g); where g is near 0
-        // its sign (and so the step) may legitimately differ between executors.
-        let (w_gpu, w_cpu) = (
-            gpu.read(Buf::Value(id)).unwrap(),
-            cpu.read(Buf::Value(id)).unwrap(),
-        );
-        let bad = (0..w_cpu.len())
+        // The update must be Adam's first step applied to the GPU's own gradient
+        // (that step is ~lr·sign(g), too sensitive to compare across executors).
+        let mut expected = initial[&id].clone();
+        let (mut m, mut v) = (vec![0.0; g_gpu.len()], vec![0.0; g_gpu.len()]);
+        adam_step(
+            &AdamConfig::default(),
+            1,
+            &mut expected,
+            &g_gpu,
+            &mut m,
+            &mut v,
+        )
+        .unwrap();
+        let w_gpu = gpu.read(Buf::Value(id)).unwrap();
+        let bad = (0..w_gpu.len())
             .filter(|&i| {
-                let stable = g_cpu[i].abs() > 1e-2 * scale;
-                let tol = if stable {
-                    1e-6
-                } else {
-                    2.1 * AdamConfig::default().lr
-                };
-                let diff = (w_gpu[i] - w_cpu[i]).abs();
-                diff.is_nan() || diff > tol
+                let diff = (w_gpu[i] - expected[i]).abs();
+                diff.is_nan() || diff > 1e-7
             })
             .count();
         if bad > 0 {
             failures.push(format!(
                 "updated {name}: {bad} of {} elements differ",
-                w_cpu.len()
+                w_gpu.len()
             ));
         }
     }
