@@ -16,6 +16,7 @@ use gan_gpu::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::gpu::{Dispatch, GpuContext};
 use gan_gpu::kernels::conv;
+use gan_gpu::kernels::gemm::{self, GemmShape, GemmVariant, gemm_flops};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -234,6 +235,9 @@ fn conv2d_matches_cpu_on_awkward_shapes() {
         // empty batch, and an empty image: outputs empty, weight gradient zero
         Conv2dGeometry::valid(0, 5, 5, 3, 4, 3, 3, 1, 1),
         conv_geometry((2, 0, 4, 3, 4), (3, 3, 1, 1), [0; 4]),
+        // no input channels (y is the bias), no output channels (dx is zero)
+        Conv2dGeometry::same(2, 3, 3, 0, 4, 3, 3, 1, 1),
+        Conv2dGeometry::same(2, 3, 3, 4, 0, 3, 3, 1, 1),
     ];
     for (i, g) in cases.into_iter().enumerate() {
         check(&ctx, Layer::Conv(g), false, i as u64);
@@ -361,6 +365,69 @@ fn short_buffers_are_shape_errors() {
     assert!(conv::conv2d_forward(&ctx, &g, &x, &w, Some(&tiny_bias), &x, false).is_err());
 }
 
+/// dw[a, c, 0, o] for a 1-channel conv, summed directly (the CPU reference's im2col of
+/// this shape would take 300 MB).
+fn weight_grad_direct(g: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut dw = vec![0.0f64; g.weight_len()];
+    for b in 0..g.batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let d = &dy[((b * oh + oy) * ow + ox) * g.out_c..][..g.out_c];
+                for a in 0..g.k_h {
+                    for c in 0..g.k_w {
+                        let xv =
+                            x[(b * g.in_h + oy * g.stride_h + a) * g.in_w + ox * g.stride_w + c];
+                        let row = &mut dw[(a * g.k_w + c) * g.out_c..][..g.out_c];
+                        row.iter_mut()
+                            .zip(d)
+                            .for_each(|(r, &d)| *r += (xv * d) as f64);
+                    }
+                }
+            }
+        }
+    }
+    dw.into_iter().map(|v| v as f32).collect()
+}
+
+#[test]
+fn long_weight_grad_reductions_stay_under_the_software_loop_limit() {
+    let Some(ctx) = test_context("conv loop limit") else {
+        return;
+    };
+    // 1056 weight rows fill the device without splitting, but one invocation would run
+    // 2 x 40001 loop iterations over the 2 x 40000 output pixels, more than llvmpipe
+    // allows (65535), so the reduction must still be split.
+    let g = Conv2dGeometry::valid(1, 34, 40031, 1, 4, 33, 32, 1, 1);
+    let mut rng = StdRng::seed_from_u64(5);
+    let (x, dy) = (
+        random(&mut rng, g.input_len()),
+        random(&mut rng, g.output_len()),
+    );
+    let want = weight_grad_direct(&g, &x, &dy);
+    let (xb, dyb) = (ctx.upload("loop x", &x), ctx.upload("loop dy", &dy));
+    let dw = ctx.nan_filled("loop dw", g.weight_len());
+    let d = conv::conv2d_backward_weight(&ctx, &g, &xb, &dyb, &dw, false).unwrap();
+    ctx.run(&d.iter().collect::<Vec<_>>(), "conv loop limit")
+        .unwrap();
+    let got: Vec<f32> = ctx.read(&dw, g.weight_len()).unwrap();
+    let (atol, rtol) = tolerance(g.out_h() * g.out_w());
+    assert_close("weight grad", &format!("{g:?}"), &got, &want, atol, rtol);
+
+    // A single output row longer than the limit cannot be split on llvmpipe.
+    let g = Conv2dGeometry::valid(1, 1, 70_000, 1, 4, 1, 1, 1, 1);
+    let x = ctx.upload("wide x", &vec![0.0f32; g.input_len()]);
+    let dy = ctx.upload("wide dy", &vec![0.0f32; g.output_len()]);
+    let dw = ctx.storage("wide dw", 16);
+    let result = conv::conv2d_backward_weight(&ctx, &g, &x, &dy, &dw, false);
+    assert_eq!(
+        result.is_err(),
+        ctx.is_software(),
+        "{:?}",
+        result.map(|d| d.len())
+    );
+}
+
 /// The golden case's tensors, checked at the README's tolerance (abs 1e-4 + rel 1e-4).
 fn check_golden(ctx: &GpuContext, name: &str, layer: Layer) {
     let case = golden::Case::load(name);
@@ -431,21 +498,15 @@ proptest! {
     }
 }
 
-/// Median wall time of `dispatches` over `runs` submissions after one warm-up, each
-/// waited for before the clock stops.
-fn median_seconds(ctx: &GpuContext, dispatches: &[Dispatch], runs: usize) -> f64 {
-    let all: Vec<&Dispatch> = dispatches.iter().collect();
-    let start = Instant::now();
-    ctx.run(&all, "conv bench warm-up").unwrap();
+/// Median wall time of `dispatches` over `runs` submissions after one warm-up (which
+/// includes llvmpipe's shader compile), each waited for before the clock stops.
+fn median_seconds(ctx: &GpuContext, dispatches: &[&Dispatch], runs: usize) -> f64 {
+    ctx.run(dispatches, "conv bench warm-up").unwrap();
     ctx.wait("conv bench warm-up").unwrap();
-    eprintln!(
-        "  first run (compiles on llvmpipe) {:.2} s",
-        start.elapsed().as_secs_f64()
-    );
     let mut times: Vec<f64> = (0..runs)
         .map(|_| {
             let start = Instant::now();
-            ctx.run(&all, "conv bench").unwrap();
+            ctx.run(dispatches, "conv bench").unwrap();
             ctx.wait("conv bench").unwrap();
             start.elapsed().as_secs_f64()
         })
@@ -454,22 +515,47 @@ fn median_seconds(ctx: &GpuContext, dispatches: &[Dispatch], runs: usize) -> f64
     times[runs / 2]
 }
 
-/// Informational: GFLOP/s of each GAN layer and direction at batch 100 (FLOPs =
+/// Informational, never asserted: GFLOP/s of each GAN layer and direction at batch 100,
+/// and of the WGSL GEMM at 512^3 for scale. FLOPs count a multiply-add as 2:
 /// 2·batch·out_h·out_w·out_c·k_h·k_w·in_c for conv2d, 2·batch·in_h·in_w·in_c·k_h·k_w·out_c
-/// for convT, the same count for each gradient). Run with `--nocapture` to see it.
+/// for convT, the same count for each gradient, 2·m·n·k for the GEMM. Run with
+/// `--nocapture` to see it.
 #[test]
 fn gan_layer_throughput() {
     let Some(ctx) = test_context("conv throughput") else {
         return;
     };
-    eprintln!("conv throughput on {}", ctx.describe());
+    const RUNS: usize = 5;
+    eprintln!(
+        "conv throughput on {} (median of {RUNS} runs)",
+        ctx.describe()
+    );
+    let mut rng = StdRng::seed_from_u64(1);
+    let size = 512;
+    let shape = GemmShape {
+        m: size,
+        n: size,
+        k: size,
+        trans_a: false,
+        trans_b: false,
+        accumulate: false,
+    };
+    let [a, b] = [0, 1].map(|_| ctx.upload("bench gemm", &random(&mut rng, size * size)));
+    let c = ctx.storage("bench gemm out", (size * size * 4) as u64);
+    let d = gemm::gemm(&ctx, &shape, &a, &b, None, &c, GemmVariant::Auto).unwrap();
+    let t = median_seconds(&ctx, &[&d], RUNS);
+    eprintln!(
+        "{:30} {:7.2} GFLOP/s ({:6.1} ms)",
+        "gemm 512^3 (Auto)",
+        gemm_flops(&shape) / t / 1e9,
+        t * 1e3
+    );
     for (name, layer) in gan_layers(100) {
         let flops = match layer {
             Layer::Conv(g) => g.flops(),
             Layer::ConvT(g) => g.flops(),
         } as f64;
         let n = layer.lens();
-        let mut rng = StdRng::seed_from_u64(1);
         let inputs = [n.x, n.w, n.b, n.y].map(|len| ctx.upload("bench in", &random(&mut rng, len)));
         let outputs = [n.y, n.x, n.w].map(|len| ctx.storage("bench out", len as u64 * 4));
         let dispatches = layer
@@ -483,8 +569,8 @@ fn gan_layer_throughput() {
         let rates: Vec<String> = dispatches
             .iter()
             .map(|d| {
-                let t = median_seconds(&ctx, d, 3);
-                format!("{:7.2} GFLOP/s ({:6.1} ms)", flops / t / 1e9, t * 1e3)
+                let t = median_seconds(&ctx, &d.iter().collect::<Vec<_>>(), RUNS);
+                format!("{:6.2} GFLOP/s ({:6.1} ms)", flops / t / 1e9, t * 1e3)
             })
             .collect();
         eprintln!(

@@ -1,5 +1,8 @@
 //! Helpers shared by the GPU parity tests. Include with `mod common;`.
 
+// Each test binary compiles its own copy and may use only some helpers.
+#![allow(dead_code)]
+
 /// Fails unless `|gpu - cpu| <= atol + rtol * |cpu|` for every element (NaN fails), naming
 /// the op, the shape, how many elements fail, and the worst one with both values.
 pub fn assert_close(op: &str, shape_desc: &str, gpu: &[f32], cpu: &[f32], atol: f32, rtol: f32) {

@@ -1,0 +1,601 @@
+//! Launchers for `shaders/conv.wgsl`: conv2d and conv_transpose2d, forward and both
+//! gradients, from three implicit-GEMM kernels (no im2col buffer).
+//!
+//! A transposed conv is the adjoint of a conv (see [`ConvShape::adjoint_of`]), so
+//! - conv2d forward and convT input gradient run `conv_forward*`,
+//! - conv2d input gradient and convT forward run `conv_input_grad*` (gather form, one
+//!   slice of the grid per stride phase class, so stride 2 visits only the valid taps),
+//! - both weight gradients run `conv_weight_grad*` (convT with x and dy swapped), with the
+//!   long pixel reduction split into slices and summed by a second pass when that adds
+//!   parallelism (or, on llvmpipe, keeps each invocation under its loop limit).
+//!
+//! Each launcher picks the kernel variant from the channel counts (vec4 loads where they
+//! are multiples of 4) and returns its dispatches without submitting. Bias gradients are
+//! `kernels::gemm::bias_grad` over the NHWC rows of dy.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
+use crate::gpu::pipeline::grid_1d;
+use crate::gpu::{Binding, Dispatch, GpuContext, Kernel, KernelSpec, Shader};
+
+/// Twin of `Params` in `shaders/conv.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct ConvParams {
+    pub batch: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub in_c: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub out_c: u32,
+    pub k_h: u32,
+    pub k_w: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    pub flags: u32,
+    pub k_chunk: u32,
+    pub k_slices: u32,
+}
+
+pub const PARAMS_TWINS: &[super::ParamsTwin] =
+    &[(Shader::Conv, "Params", std::mem::size_of::<ConvParams>())];
+
+const FLAG_BIAS: u32 = 1;
+const FLAG_ACCUMULATE: u32 = 2;
+
+/// The convolution the kernels compute: x (batch, in_h, in_w, in_c) (*) w (k_h, k_w, in_c,
+/// out_c) -> y (batch, out_h, out_w, out_c), reading x row `oy*stride_h + a - pad_top`.
+/// Output sizes are explicit, so the bottom/right padding is whatever they imply (a
+/// transposed conv with k < s gives the adjoint conv a "negative" one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub k_h: usize,
+    pub k_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl ConvShape {
+    pub fn of_conv(g: &Conv2dGeometry) -> Self {
+        ConvShape {
+            batch: g.batch,
+            in_h: g.in_h,
+            in_w: g.in_w,
+            in_c: g.in_c,
+            out_h: g.out_h(),
+            out_w: g.out_w(),
+            out_c: g.out_c,
+            k_h: g.k_h,
+            k_w: g.k_w,
+            stride_h: g.stride_h,
+            stride_w: g.stride_w,
+            pad_top: g.pad_top,
+            pad_left: g.pad_left,
+        }
+    }
+
+    /// The conv whose adjoint is `g`: its input is g's output (out_h, out_w, out_c), its
+    /// output is g's input (in_h, in_w, in_c), pad = crop, and its HWIO kernel is g's HWOI
+    /// kernel read as-is. Unlike [`ConvTranspose2dGeometry::adjoint_conv`] it keeps the
+    /// output size explicit, so any crop and output size map exactly.
+    pub fn adjoint_of(g: &ConvTranspose2dGeometry) -> Self {
+        ConvShape {
+            batch: g.batch,
+            in_h: g.out_h,
+            in_w: g.out_w,
+            in_c: g.out_c,
+            out_h: g.in_h,
+            out_w: g.in_w,
+            out_c: g.in_c,
+            k_h: g.k_h,
+            k_w: g.k_w,
+            stride_h: g.stride_h,
+            stride_w: g.stride_w,
+            pad_top: g.crop_top,
+            pad_left: g.crop_left,
+        }
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.in_c
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h * self.out_w * self.out_c
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.k_h * self.k_w * self.in_c * self.out_c
+    }
+
+    fn params(&self, flags: u32, k_chunk: usize, k_slices: usize) -> Result<ConvParams> {
+        let u = |v: usize| u32::try_from(v).map_err(|_| overflow(self));
+        Ok(ConvParams {
+            batch: u(self.batch)?,
+            in_h: u(self.in_h)?,
+            in_w: u(self.in_w)?,
+            in_c: u(self.in_c)?,
+            out_h: u(self.out_h)?,
+            out_w: u(self.out_w)?,
+            out_c: u(self.out_c)?,
+            k_h: u(self.k_h)?,
+            k_w: u(self.k_w)?,
+            stride_h: u(self.stride_h)?,
+            stride_w: u(self.stride_w)?,
+            pad_top: u(self.pad_top)?,
+            pad_left: u(self.pad_left)?,
+            flags,
+            k_chunk: u(k_chunk)?,
+            k_slices: u(k_slices)?,
+        })
+    }
+
+    /// Index arithmetic in the shader is u32: every tensor, and every position one step
+    /// past a tensor, must fit.
+    fn check_fits_u32(&self) -> Result<()> {
+        let lens = [self.input_len(), self.output_len(), self.weight_len()];
+        if lens.iter().any(|&n| n >= u32::MAX as usize / 2) {
+            return Err(overflow(self));
+        }
+        Ok(())
+    }
+}
+
+fn overflow(s: &ConvShape) -> Error {
+    Error::Shape {
+        op: "conv",
+        message: format!("{s:?} does not fit the kernels' 32-bit indices"),
+    }
+}
+
+const FWD_BINDINGS: &[Binding] = &[
+    Binding::Uniform,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+];
+const WGRAD_BINDINGS: &[Binding] = &[
+    Binding::Uniform,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+];
+const REDUCE_BINDINGS: &[Binding] = &[Binding::Uniform, Binding::Read, Binding::ReadWrite];
+
+/// Register tile (rows, columns) per invocation, fixed by the shader's explicit mat4x4
+/// accumulators: the `_vec4` kernels hold 8 x 16, the scalar ones 8 x 8. Measured on
+/// llvmpipe, where every per-invocation load instruction costs about as much as eight
+/// scalar loads whatever its width, 8 x 16 ran 1.3x faster than 8 x 8 and as fast as
+/// 16 x 16 (which doubles the registers a real GPU must hold).
+const VEC4_TILE: (usize, usize) = (8, 16);
+const SCALAR_TILE: (usize, usize) = (8, 8);
+/// `conv_input_grad_narrow` (in_c <= 4): 16 pixels x 4 channels.
+const NARROW_TILE: (usize, usize) = (16, 4);
+
+/// llvmpipe ends an invocation's loops after 65535 iterations counted over all of its
+/// loops, silently leaving the result unfinished; the weight gradient splits its
+/// reduction to stay below this, the other kernels refuse shapes that would reach it.
+const SOFTWARE_LOOP_LIMIT: usize = 65_000;
+
+/// Workgroup size: llvmpipe runs 8 invocations per SIMD step (8 and 16 measured the
+/// same); 64 (two warps, one wavefront) on real GPUs.
+fn workgroup(ctx: &GpuContext) -> usize {
+    if ctx.is_software() { 16 } else { 64 }
+}
+
+fn kernel(
+    ctx: &GpuContext,
+    entry: &'static str,
+    bindings: &'static [Binding],
+) -> Result<Arc<Kernel>> {
+    ctx.kernel(&KernelSpec {
+        shader: Shader::Conv,
+        entry,
+        bindings,
+        constants: &[("WG", workgroup(ctx) as f64)],
+    })
+}
+
+fn check_buffer(op: &'static str, what: &str, buf: &wgpu::Buffer, len: usize) -> Result<()> {
+    if buf.size() < (len * 4) as u64 {
+        return Err(Error::Shape {
+            op,
+            message: format!(
+                "{what} buffer holds {} bytes, {len} f32 need {}",
+                buf.size(),
+                len * 4
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn check_loops(ctx: &GpuContext, op: &'static str, iterations: usize) -> Result<()> {
+    if ctx.is_software() && iterations > SOFTWARE_LOOP_LIMIT {
+        return Err(Error::Shape {
+            op,
+            message: format!(
+                "{iterations} loop iterations per invocation exceed the software adapter's \
+                 limit of {SOFTWARE_LOOP_LIMIT}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn flags(bias: bool, accumulate: bool) -> u32 {
+    (if bias { FLAG_BIAS } else { 0 }) | (if accumulate { FLAG_ACCUMULATE } else { 0 })
+}
+
+/// Whether a kernel may read these channels as vec4: a multiple of 4, in a buffer that
+/// holds at least one vec4 (an empty batch is bound as 4 bytes).
+fn vec4_ok(channels: usize, buf: &wgpu::Buffer) -> bool {
+    channels > 0 && channels.is_multiple_of(4) && buf.size() >= 16
+}
+
+/// Entry point and register tile (rows, columns) of the forward kernel for `s`.
+fn forward_kernel(
+    s: &ConvShape,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+) -> (&'static str, (usize, usize)) {
+    match (vec4_ok(s.out_c, w), vec4_ok(s.in_c, x)) {
+        (true, true) => ("conv_forward_vec4", VEC4_TILE),
+        (true, false) => ("conv_forward_scalar_x", VEC4_TILE),
+        (false, _) => ("conv_forward", SCALAR_TILE),
+    }
+}
+
+fn input_grad_kernel(
+    s: &ConvShape,
+    dy: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+) -> (&'static str, (usize, usize)) {
+    if !(vec4_ok(s.out_c, dy) && w.size() >= 16) {
+        ("conv_input_grad", SCALAR_TILE)
+    } else if s.in_c <= 4 {
+        ("conv_input_grad_narrow", NARROW_TILE)
+    } else if s.in_c.is_multiple_of(4) {
+        ("conv_input_grad_vec4", VEC4_TILE)
+    } else {
+        ("conv_input_grad", SCALAR_TILE)
+    }
+}
+
+fn weight_grad_kernel(
+    s: &ConvShape,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+) -> (&'static str, (usize, usize)) {
+    match (vec4_ok(s.out_c, dy), vec4_ok(s.in_c, x)) {
+        (true, true) => ("conv_weight_grad_vec4", VEC4_TILE),
+        (true, false) => ("conv_weight_grad_scalar_x", VEC4_TILE),
+        (false, _) => ("conv_weight_grad", SCALAR_TILE),
+    }
+}
+
+/// (x, y) workgroups covering `rows` rows of `per_invocation` each.
+fn row_grid(ctx: &GpuContext, rows: usize, per_invocation: usize) -> Result<(u32, u32)> {
+    let groups = rows.div_ceil(per_invocation * workgroup(ctx));
+    let groups = u32::try_from(groups).map_err(|_| Error::Shape {
+        op: "conv",
+        message: format!("{rows} rows need too many workgroups"),
+    })?;
+    Ok(grid_1d(ctx, groups))
+}
+
+/// A grid dimension other than the split row one, checked against the device limit.
+fn grid_dim(ctx: &GpuContext, op: &'static str, groups: usize) -> Result<u32> {
+    u32::try_from(groups)
+        .ok()
+        .filter(|&g| g <= ctx.limits.max_compute_workgroups_per_dimension)
+        .ok_or_else(|| Error::Shape {
+            op,
+            message: format!("{groups} workgroups exceed the device's per-dimension limit"),
+        })
+}
+
+/// y = conv(x, w) (+ bias) (+ y).
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    ctx: &GpuContext,
+    op: &'static str,
+    s: &ConvShape,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    y: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    s.check_fits_u32()?;
+    check_buffer(op, "input", x, s.input_len())?;
+    check_buffer(op, "weight", w, s.weight_len())?;
+    check_buffer(op, "output", y, s.output_len())?;
+    if let Some(b) = bias {
+        check_buffer(op, "bias", b, s.out_c)?;
+    }
+    if s.output_len() == 0 {
+        return Ok(Vec::new());
+    }
+    let (entry, tile) = forward_kernel(s, x, w);
+    let taps = s.k_h * s.k_w;
+    check_loops(ctx, op, s.k_h + taps + (taps * s.in_c).div_ceil(4))?;
+    let kernel = kernel(ctx, entry, FWD_BINDINGS)?;
+    let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
+    let bind_group = ctx.bind(&kernel, &[&uniform, x, w, bias.unwrap_or(w), y]);
+    let (gx, gy) = row_grid(ctx, s.batch * s.out_h * s.out_w, tile.0)?;
+    let gz = grid_dim(ctx, op, s.out_c.div_ceil(tile.1))?;
+    Ok(vec![Dispatch {
+        kernel,
+        bind_group,
+        groups: [gx, gy, gz],
+    }])
+}
+
+/// dx = conv's adjoint applied to dy (+ bias over dx's channels) (+ dx).
+#[allow(clippy::too_many_arguments)]
+fn input_grad(
+    ctx: &GpuContext,
+    op: &'static str,
+    s: &ConvShape,
+    dy: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    dx: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    s.check_fits_u32()?;
+    check_buffer(op, "upstream gradient", dy, s.output_len())?;
+    check_buffer(op, "weight", w, s.weight_len())?;
+    check_buffer(op, "output", dx, s.input_len())?;
+    if let Some(b) = bias {
+        check_buffer(op, "bias", b, s.in_c)?;
+    }
+    if s.input_len() == 0 {
+        return Ok(Vec::new());
+    }
+    let (entry, tile) = input_grad_kernel(s, dy, w);
+    let (taps_h, taps_w) = (s.k_h.div_ceil(s.stride_h), s.k_w.div_ceil(s.stride_w));
+    let taps = taps_h * taps_w;
+    check_loops(ctx, op, taps_h + taps + taps * s.out_c.div_ceil(4))?;
+    let kernel = kernel(ctx, entry, FWD_BINDINGS)?;
+    let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
+    let bind_group = ctx.bind(&kernel, &[&uniform, dy, w, bias.unwrap_or(w), dx]);
+    // The largest phase class sets the row grid; smaller ones leave a tail idle.
+    let class_rows = s.batch * s.in_h.div_ceil(s.stride_h) * s.in_w.div_ceil(s.stride_w);
+    let (gx, gy) = row_grid(ctx, class_rows, tile.0)?;
+    let gz = grid_dim(ctx, op, s.stride_h * s.stride_w * s.in_c.div_ceil(tile.1))?;
+    Ok(vec![Dispatch {
+        kernel,
+        bind_group,
+        groups: [gx, gy, gz],
+    }])
+}
+
+/// (slices, quad rows per slice) for a weight gradient: the reduction runs over quad rows
+/// (4 images x one output row); it is split until there are enough invocations to fill
+/// the device, and on llvmpipe until each slice stays under the loop limit.
+fn weight_grad_split(
+    ctx: &GpuContext,
+    op: &'static str,
+    s: &ConvShape,
+    tile: (usize, usize),
+) -> Result<(usize, usize)> {
+    let quad_rows = (s.batch.div_ceil(4) * s.out_h).max(1);
+    let invocations = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0) * s.out_c.div_ceil(tile.1);
+    let wanted = if ctx.is_software() { 256 } else { 16384 };
+    let mut slices = (wanted / invocations.max(1)).clamp(1, quad_rows);
+    if ctx.is_software() {
+        let per_row = 1 + s.out_w;
+        let max_chunk = (SOFTWARE_LOOP_LIMIT - 64) / per_row;
+        if max_chunk == 0 {
+            check_loops(ctx, op, per_row)?;
+        }
+        slices = slices.max(quad_rows.div_ceil(max_chunk.max(1)));
+    }
+    let chunk = quad_rows.div_ceil(slices);
+    Ok((quad_rows.div_ceil(chunk), chunk))
+}
+
+/// dw = sum over pixels of patch(x)^T dy (+ dw).
+fn weight_grad(
+    ctx: &GpuContext,
+    op: &'static str,
+    s: &ConvShape,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    s.check_fits_u32()?;
+    check_buffer(op, "input", x, s.input_len())?;
+    check_buffer(op, "upstream gradient", dy, s.output_len())?;
+    check_buffer(op, "weight gradient", dw, s.weight_len())?;
+    if s.weight_len() == 0 {
+        return Ok(Vec::new());
+    }
+    let (entry, tile) = weight_grad_kernel(s, x, dy);
+    let (slices, chunk) = weight_grad_split(ctx, op, s, tile)?;
+    let uniform = ctx.uniform(op, &s.params(flags(false, accumulate), chunk, slices)?);
+    let kernel = kernel(ctx, entry, WGRAD_BINDINGS)?;
+    // One invocation per (row tile, column tile, slice), numbered in that order.
+    let tiles = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0).max(1) * s.out_c.div_ceil(tile.1).max(1);
+    let (gx, gy) = row_grid(ctx, tiles * slices, 1)?;
+    let len = s.weight_len();
+    if slices == 1 {
+        let bind_group = ctx.bind(&kernel, &[&uniform, x, dy, dw]);
+        return Ok(vec![Dispatch {
+            kernel,
+            bind_group,
+            groups: [gx, gy, 1],
+        }]);
+    }
+    if slices * len >= u32::MAX as usize / 2 {
+        return Err(overflow(s));
+    }
+    let parts = ctx.storage("conv weight grad partial sums", (slices * len * 4) as u64);
+    let bind_group = ctx.bind(&kernel, &[&uniform, x, dy, &parts]);
+    let reduce = self::kernel(ctx, "conv_reduce_slices", REDUCE_BINDINGS)?;
+    let reduce_group = ctx.bind(&reduce, &[&uniform, &parts, dw]);
+    let (rx, ry) = grid_1d(ctx, len.div_ceil(workgroup(ctx)) as u32);
+    Ok(vec![
+        Dispatch {
+            kernel,
+            bind_group,
+            groups: [gx, gy, 1],
+        },
+        Dispatch {
+            kernel: reduce,
+            bind_group: reduce_group,
+            groups: [rx, ry, 1],
+        },
+    ])
+}
+
+/// y = conv2d(x, w) + bias (x NHWC, w HWIO, y NHWC); with `accumulate`, y += instead.
+pub fn conv2d_forward(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    y: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    forward(
+        ctx,
+        "conv2d_forward",
+        &ConvShape::of_conv(g),
+        x,
+        w,
+        bias,
+        y,
+        accumulate,
+    )
+}
+
+/// dx = the input gradient of conv2d for upstream gradient dy (dx NHWC like x).
+pub fn conv2d_backward_input(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    dy: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::of_conv(g);
+    input_grad(
+        ctx,
+        "conv2d_backward_input",
+        &s,
+        dy,
+        w,
+        None,
+        dx,
+        accumulate,
+    )
+}
+
+/// dw = the weight gradient of conv2d, summed over the batch (dw HWIO like w).
+pub fn conv2d_backward_weight(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::of_conv(g);
+    weight_grad(ctx, "conv2d_backward_weight", &s, x, dy, dw, accumulate)
+}
+
+/// y = conv_transpose2d(x, w) + bias (x NHWC, w HWOI, y NHWC): the adjoint conv's input
+/// gradient applied to x.
+pub fn conv_transpose2d_forward(
+    ctx: &GpuContext,
+    g: &ConvTranspose2dGeometry,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    y: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::adjoint_of(g);
+    input_grad(
+        ctx,
+        "conv_transpose2d_forward",
+        &s,
+        x,
+        w,
+        bias,
+        y,
+        accumulate,
+    )
+}
+
+/// dx = the input gradient of conv_transpose2d: the adjoint conv applied to dy.
+pub fn conv_transpose2d_backward_input(
+    ctx: &GpuContext,
+    g: &ConvTranspose2dGeometry,
+    dy: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::adjoint_of(g);
+    forward(
+        ctx,
+        "conv_transpose2d_backward_input",
+        &s,
+        dy,
+        w,
+        None,
+        dx,
+        accumulate,
+    )
+}
+
+/// dw = the weight gradient of conv_transpose2d (HWOI): the adjoint conv's weight gradient
+/// with x and dy swapped.
+pub fn conv_transpose2d_backward_weight(
+    ctx: &GpuContext,
+    g: &ConvTranspose2dGeometry,
+    x: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    dw: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::adjoint_of(g);
+    weight_grad(
+        ctx,
+        "conv_transpose2d_backward_weight",
+        &s,
+        dy,
+        x,
+        dw,
+        accumulate,
+    )
+}
