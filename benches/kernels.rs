@@ -5,6 +5,10 @@ use std::sync::Arc;
 use gan_gpu::bench::{self, BenchOptions};
 use gan_gpu::gpu::{AdapterRequest, GpuContext};
 
+/// As in the `gan-gpu` binary: keeps the CPU executor's large buffers off the page-fault path.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let ctx = match GpuContext::new(&AdapterRequest::default()) {

@@ -158,6 +158,12 @@ impl DataArgs {
     }
 }
 
+/// The CPU executor allocates large im2col and activation buffers every step; glibc's
+/// allocator returns them to the OS and page-faults them back in (about 10% of a step),
+/// mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Adapters { adapter, json } => {
