@@ -25,6 +25,7 @@ use crate::kernels::adam::{AdamStep, adam_update};
 use crate::kernels::bce::{BceOptions, Labels, bce_with_logits};
 use crate::kernels::gemm::{GemmShape, GemmVariant};
 use crate::kernels::noise::{NoiseKind, noise};
+use crate::kernels::softmax_ce::{SoftmaxCeOptions, softmax_cross_entropy};
 use crate::kernels::{conv, elementwise, gather, gemm};
 use crate::model::gan::{Gan, PIXELS};
 
@@ -384,6 +385,7 @@ fn cases(quick: bool) -> Vec<Case> {
         "100x14x14x64",
     ));
     out.push(bce_case(batch));
+    out.push(softmax_ce_case(128, 10));
     out.push(adam_case(
         100 * 6272 + 6272 + 5 * 5 * 64 * 128 + 64 + 5 * 5 * 64 + 1,
     ));
@@ -416,6 +418,36 @@ fn bce_case(batch: usize) -> Case {
             )?])
         }),
         cpu: Box::new(move || cpu::bce_with_logits(&l2, &vec![1.0; batch]).map(drop)),
+    }
+}
+
+/// Reads logits and labels, writes dlogits and the two statistics.
+fn softmax_ce_case(batch: usize, classes: usize) -> Case {
+    let logits = random(batch * classes, 16);
+    let labels: Vec<u32> = (0..batch).map(|i| (i * 7 % classes) as u32).collect();
+    let (l2, labels2) = (logits.clone(), labels.clone());
+    Case {
+        kernel: "softmax ce",
+        shape: format!("{batch}x{classes}"),
+        work: Work::Bytes((8 * batch * classes + 4 * batch + 8) as f64),
+        gpu: Box::new(move |ctx| {
+            let (lb, yb) = (ctx.upload("logits", &logits), ctx.upload("labels", &labels));
+            let (db, sb) = (
+                ctx.storage("dlogits", (batch * classes * 4) as u64),
+                ctx.storage("stats", 8),
+            );
+            Ok(vec![softmax_cross_entropy(
+                ctx,
+                &lb,
+                &yb,
+                batch,
+                classes,
+                &db,
+                &sb,
+                SoftmaxCeOptions::default(),
+            )?])
+        }),
+        cpu: Box::new(move || cpu::softmax_cross_entropy(&l2, &labels2, classes).map(drop)),
     }
 }
 
@@ -587,6 +619,7 @@ fn train_step_row(
         bytes: (0..1000 * PIXELS).map(|_| rng.random()).collect(),
         rows: 1000,
         row_len: PIXELS,
+        labels: None,
     });
     let adams = vec![AdamConfig::default(); 2];
     let streams = RandomStreams { seed: 1 };

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod fsutil;
 pub mod geometry;
 pub mod gpu;

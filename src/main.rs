@@ -8,13 +8,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
 use gan_gpu::bench::{self, BenchOptions};
-use gan_gpu::data::{Split, default_data_dir, load_mnist, write_idx_images};
+use gan_gpu::data::{Split, default_data_dir, load_mnist, read_idx_images, write_idx_images};
 use gan_gpu::gpu::adapters::{list_adapters, render_table};
 use gan_gpu::gpu::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
 use gan_gpu::model::checkpoint::load_checkpoint;
+use gan_gpu::model::classifier::{
+    ClassifierConfig, ClassifierWeights, accuracy, default_classifier_path, save_classifier,
+    scaled_images, train_classifier,
+};
+use gan_gpu::model::evaluate::{self, ensure_classifier};
 use gan_gpu::model::images::{to_u8_pixels, write_grid_png};
 use gan_gpu::model::sample::sample_checkpoint;
-use gan_gpu::model::train::{DeviceChoice, TrainConfig, TrainOptions, train};
+use gan_gpu::model::train::{DeviceChoice, InTrainingEval, TrainConfig, TrainOptions, train};
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +59,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// The MNIST classifier that `eval` scores with
+    #[command(subcommand)]
+    Classifier(ClassifierCommand),
+    /// Score a generator: FID in the classifier's features, and the predicted classes
+    Eval(EvalArgs),
     /// Time every kernel at the GAN's shapes, and a whole training step, on the GPU and the CPU
     Bench {
         #[command(flatten)]
@@ -73,6 +83,52 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum ClassifierCommand {
+    /// Train it on MNIST's training set and report its test-set accuracy
+    Train {
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Where to write the weights [default: the user's cache folder]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("images").required(true).args(["checkpoint", "samples"])))]
+struct EvalArgs {
+    /// A checkpoint.safetensors whose generator is scored
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Or images from anywhere, as an MNIST-format IDX file of 28x28 images
+    #[arg(long, value_name = "FILE")]
+    samples: Option<PathBuf>,
+    /// Generated images to score
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Seed of the generator's noise
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print JSON instead of the table
+    #[arg(long)]
+    json: bool,
+    /// Classifier weights [default: the user's cache folder; trained there on first use]
+    #[arg(long, value_name = "FILE")]
+    classifier: Option<PathBuf>,
+    /// Executor for training the classifier on first use
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    #[command(flatten)]
+    adapter: AdapterArgs,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 #[derive(Args)]
@@ -112,6 +168,15 @@ struct TrainArgs {
     /// checkpoint.safetensors every N iterations (and at the end)
     #[arg(long, default_value_t = 5_000, value_name = "N")]
     checkpoint_every: u64,
+    /// FID and class statistics of the generator every N iterations, into loss.csv
+    #[arg(long, value_name = "N")]
+    eval_every: Option<u64>,
+    /// Generated images per --eval-every evaluation
+    #[arg(long, default_value_t = 2_000, value_name = "N")]
+    eval_count: usize,
+    /// Classifier weights for --eval-every [default: the user's cache folder]
+    #[arg(long, value_name = "FILE")]
+    classifier: Option<PathBuf>,
     /// Continue the run in DIR from its checkpoint (its settings; --iterations sets the new total)
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
@@ -191,6 +256,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("wrote {count} digits to {}", out.display());
         }
+        Command::Classifier(ClassifierCommand::Train {
+            device,
+            adapter,
+            out,
+            data,
+        }) => {
+            let path = out.unwrap_or_else(default_classifier_path);
+            let bar = step_bar("training the classifier");
+            let (weights, line) = train_classifier(
+                &data.dir(),
+                &ClassifierConfig::default(),
+                device,
+                &adapter.request(),
+                &mut |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            )?;
+            bar.finish_and_clear();
+            eprintln!("{line}");
+            let test = load_mnist(&data.dir(), Split::Test)?;
+            let acc = accuracy(&weights, &test, test.count)?;
+            save_classifier(&path, &weights, acc)?;
+            println!(
+                "test accuracy {:.2}% on {} images; weights in {}",
+                100.0 * acc,
+                test.count,
+                path.display()
+            );
+        }
+        Command::Eval(args) => run_eval(args)?,
         Command::Bench {
             adapter,
             device,
@@ -250,6 +346,116 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A progress bar for a long preparation step (hidden when stderr is not a terminal).
+fn step_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// The classifier from `path` or the cache, trained (with a progress bar) on first use.
+fn classifier(
+    path: Option<PathBuf>,
+    data: &DataArgs,
+    device: DeviceChoice,
+    adapter: &AdapterArgs,
+) -> anyhow::Result<ClassifierWeights> {
+    let path = path.unwrap_or_else(default_classifier_path);
+    if !path.exists() {
+        eprintln!(
+            "no classifier at {}: training one (a few minutes, once)",
+            path.display()
+        );
+    }
+    let bar = step_bar("training the classifier");
+    let (weights, acc) = ensure_classifier(
+        &path,
+        &data.dir(),
+        device,
+        &adapter.request(),
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )?;
+    bar.finish_and_clear();
+    if let Some(acc) = acc {
+        eprintln!(
+            "classifier test accuracy {:.2}%, saved to {}",
+            100.0 * acc,
+            path.display()
+        );
+    }
+    Ok(weights)
+}
+
+fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+    let weights = classifier(
+        args.classifier.clone(),
+        &args.data,
+        args.device,
+        &args.adapter,
+    )?;
+    let test = load_mnist(&args.data.dir(), Split::Test)?;
+    let reference = evaluate::reference(&weights, &test)?;
+    let (source, images) = match (&args.checkpoint, &args.samples) {
+        (Some(path), _) => {
+            let ckpt = load_checkpoint(path)?;
+            (
+                format!("generator ({} samples)", args.count),
+                sample_checkpoint(path, &ckpt, args.count, args.seed)?,
+            )
+        }
+        (None, Some(path)) => {
+            let (pixels, count, rows, cols) = read_idx_images(path)?;
+            if (rows, cols) != (28, 28) {
+                anyhow::bail!(
+                    "{}: images are {rows}x{cols}, the classifier takes 28x28",
+                    path.display()
+                );
+            }
+            (
+                format!("{} ({count} images)", path.display()),
+                scaled_images_of(&pixels),
+            )
+        }
+        (None, None) => unreachable!("clap requires --checkpoint or --samples"),
+    };
+    let generated = evaluate::quality(&source, &weights, &images, &reference)?;
+    let train = load_mnist(&args.data.dir(), Split::Train)?;
+    let real = evaluate::quality(
+        "MNIST training images (reference)",
+        &weights,
+        &scaled_images(&train, 10_000),
+        &reference,
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "generated": generated, "real": real })
+            )?
+        );
+    } else {
+        print!("{}", evaluate::render(&[generated, real]));
+    }
+    Ok(())
+}
+
+/// u8 pixels to [-1, 1], as the generator draws them.
+fn scaled_images_of(pixels: &[u8]) -> Vec<f32> {
+    pixels
+        .iter()
+        .map(|&b| b as f32 * (2.0 / 255.0) - 1.0)
+        .collect()
+}
+
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let config = TrainConfig {
         iterations: args.iterations,
@@ -279,7 +485,26 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         }
         eprintln!("\nstopping after this step (Ctrl-C again to abort)");
     })?;
+    let eval = match args.eval_every {
+        Some(every) => {
+            let weights = classifier(
+                args.classifier.clone(),
+                &args.data,
+                args.device,
+                &args.adapter,
+            )?;
+            let test = load_mnist(&args.data.dir(), Split::Test)?;
+            Some(InTrainingEval {
+                every: every.max(1),
+                count: args.eval_count.max(2),
+                reference: evaluate::reference(&weights, &test)?,
+                classifier: weights,
+            })
+        }
+        None => None,
+    };
     let opts = TrainOptions {
+        eval,
         config,
         device: args.device,
         adapter: args.adapter.request(),

@@ -20,6 +20,7 @@ fn setup() -> (Gan, CpuExecutor) {
         bytes: (0..20 * 784).map(|_| rng.random()).collect(),
         rows: 20,
         row_len: 784,
+        labels: None,
     };
     let mut exec = CpuExecutor::new(
         &gan.graph,

@@ -22,6 +22,7 @@ fn dataset() -> Arc<Dataset> {
         bytes: mnist.images,
         rows: mnist.count,
         row_len: PIXELS,
+        labels: None,
     })
 }
 
@@ -177,6 +178,7 @@ fn a_resumed_gpu_run_continues_exactly() {
         resume,
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
+        eval: None,
     };
     let whole = train(&options("whole", 4, false)).unwrap();
     assert!(whole.executor.contains("gpu"), "{}", whole.executor);

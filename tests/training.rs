@@ -20,6 +20,7 @@ fn options(out: &Path, config: TrainConfig) -> TrainOptions {
         resume: false,
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
+        eval: None,
     }
 }
 

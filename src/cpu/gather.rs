@@ -1,4 +1,4 @@
-//! CPU twin of `shaders/gather.wgsl`.
+//! CPU twins of `shaders/gather.wgsl`.
 
 /// dataset: [rows, row_len] u8; indices: [batch] -> [batch, row_len] f32 in [-1, 1],
 /// `byte * 2/255 - 1`, the same f32 operations as the shader.
@@ -14,4 +14,12 @@ pub fn gather_rows(dataset: &[u8], row_len: usize, indices: &[u32]) -> Vec<f32> 
         );
     }
     out
+}
+
+/// labels: [rows] u8 class labels; indices: [batch] -> [batch] u32 labels.
+pub fn gather_labels(labels: &[u8], indices: &[u32]) -> Vec<u32> {
+    indices
+        .iter()
+        .map(|&row| u32::from(labels[row as usize]))
+        .collect()
 }

@@ -22,6 +22,7 @@ pub mod conv_transpose;
 pub mod gather;
 pub mod gemm;
 pub mod noise;
+pub mod softmax_ce;
 
 pub use activation::{Activation, activation_backward, activation_forward};
 pub use adam::{AdamConfig, adam_step};
@@ -32,6 +33,7 @@ pub use conv_transpose::{
 };
 pub use gemm::{bias_grad, dense_backward, dense_forward, gemm};
 pub use noise::{normal_noise, philox4x32_10, uniform_index, uniform_u32};
+pub use softmax_ce::{SoftmaxCeOutput, softmax_cross_entropy, softmax_rows};
 
 use crate::error::{Error, Result};
 

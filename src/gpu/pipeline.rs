@@ -21,6 +21,7 @@ pub enum Shader {
     Bce,
     Adam,
     Noise,
+    SoftmaxCe,
 }
 
 impl Shader {
@@ -32,6 +33,7 @@ impl Shader {
         Shader::Bce,
         Shader::Adam,
         Shader::Noise,
+        Shader::SoftmaxCe,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Shader {
             Shader::Bce => "bce.wgsl",
             Shader::Adam => "adam.wgsl",
             Shader::Noise => "noise.wgsl",
+            Shader::SoftmaxCe => "softmax_ce.wgsl",
         }
     }
 
@@ -55,6 +58,7 @@ impl Shader {
             Shader::Bce => include_str!("../../shaders/bce.wgsl"),
             Shader::Adam => include_str!("../../shaders/adam.wgsl"),
             Shader::Noise => include_str!("../../shaders/noise.wgsl"),
+            Shader::SoftmaxCe => include_str!("../../shaders/softmax_ce.wgsl"),
         }
     }
 }

@@ -84,6 +84,43 @@ impl CpuExecutor {
                 let rows = cpu::gather::gather_rows(&data.bytes, data.row_len, &indices);
                 *self.slot(out) = rows;
             }
+            Instr::DataLabels { out, batch } => {
+                let labels = self
+                    .dataset
+                    .as_ref()
+                    .and_then(|d| Some((d.labels.as_ref()?, d.rows)))
+                    .ok_or_else(|| {
+                        Error::InvalidArgument("a DataLabels input needs a labelled dataset".into())
+                    })?;
+                let indices = self.streams.batch_indices(iteration, batch, labels.1);
+                let classes = cpu::gather::gather_labels(labels.0, &indices);
+                *self.slot(out) = classes.into_iter().map(f32::from_bits).collect();
+            }
+            Instr::SoftmaxCeLoss {
+                logits,
+                labels,
+                stats,
+                classes,
+                ..
+            } => {
+                let labels: Vec<u32> = self.get(labels).iter().map(|x| x.to_bits()).collect();
+                let out =
+                    cpu::softmax_ce::softmax_cross_entropy(self.get(logits), &labels, classes)?;
+                *self.slot(stats) = vec![out.loss, out.accuracy];
+            }
+            Instr::SoftmaxCeGrad {
+                logits,
+                labels,
+                dlogits,
+                classes,
+                accumulate,
+                ..
+            } => {
+                let labels: Vec<u32> = self.get(labels).iter().map(|x| x.to_bits()).collect();
+                let out =
+                    cpu::softmax_ce::softmax_cross_entropy(self.get(logits), &labels, classes)?;
+                store(self.slot(dlogits), out.dlogits, accumulate);
+            }
             Instr::Gemm {
                 a,
                 b,

@@ -17,6 +17,7 @@ use crate::kernels::adam::{AdamStep, adam_update};
 use crate::kernels::bce::{BceOptions, Labels, bce_with_logits};
 use crate::kernels::gemm::{GemmShape, GemmVariant};
 use crate::kernels::noise::{NoiseKind, NoiseStream, noise};
+use crate::kernels::softmax_ce::{self, SoftmaxCeOptions};
 use crate::kernels::{conv, elementwise, gather, gemm};
 
 /// A per-step random stream of a compiled plan.
@@ -33,6 +34,7 @@ struct Plan {
 
 struct GpuDataset {
     bytes: wgpu::Buffer,
+    labels: Option<wgpu::Buffer>,
     rows: usize,
     row_len: usize,
 }
@@ -78,6 +80,10 @@ impl GpuExecutor {
         // Uploaded once as packed bytes (47 MB for MNIST); batches are gathered on the GPU.
         let dataset = dataset.map(|d| GpuDataset {
             bytes: ctx.upload("dataset (u8 rows)", &d.bytes),
+            labels: d
+                .labels
+                .as_ref()
+                .map(|l| ctx.upload("dataset labels (u8)", l)),
             rows: d.rows,
             row_len: d.row_len,
         });
@@ -160,6 +166,78 @@ impl GpuExecutor {
                 let out = self.buffer(out);
                 plan.dispatches.push(gather::gather_rows(
                     ctx, &bytes, rows, row_len, &indices, batch, &out,
+                )?);
+            }
+            Instr::DataLabels { out, batch } => {
+                let data = self.dataset.as_ref().ok_or_else(missing_dataset)?;
+                let labels = data.labels.clone().ok_or_else(|| {
+                    Error::InvalidArgument("a DataLabels input needs a labelled dataset".into())
+                })?;
+                let rows = data.rows;
+                let bound = u32::try_from(rows).map_err(|_| missing_dataset())?;
+                let indices = ctx.storage("label batch indices", batch as u64 * 4);
+                // The same stream as DataBatch: the same rows in the same step.
+                let stream = RandomStreams::batch_stream(0);
+                let (d, s) = noise(
+                    ctx,
+                    NoiseKind::BatchIndices { bound },
+                    self.streams.seed,
+                    stream,
+                    &indices,
+                    batch,
+                )?;
+                plan.dispatches.push(d);
+                plan.streams.push((s, StreamUse::Batch));
+                let out = self.buffer(out);
+                plan.dispatches.push(gather::gather_labels(
+                    ctx, &labels, rows, &indices, batch, &out,
+                )?);
+            }
+            Instr::SoftmaxCeLoss {
+                logits,
+                labels,
+                stats,
+                batch,
+                classes,
+            } => {
+                let (logits, labels, stats) =
+                    (self.buffer(logits), self.buffer(labels), self.buffer(stats));
+                // The kernel always writes a gradient too; the loss pass discards it.
+                let scratch = ctx.storage(
+                    "softmax loss scratch gradient",
+                    (batch * classes) as u64 * 4,
+                );
+                plan.dispatches.push(softmax_ce::softmax_cross_entropy(
+                    ctx,
+                    &logits,
+                    &labels,
+                    batch,
+                    classes,
+                    &scratch,
+                    &stats,
+                    SoftmaxCeOptions::default(),
+                )?);
+            }
+            Instr::SoftmaxCeGrad {
+                logits,
+                labels,
+                dlogits,
+                batch,
+                classes,
+                accumulate,
+            } => {
+                let (logits, labels, dlogits) = (
+                    self.buffer(logits),
+                    self.buffer(labels),
+                    self.buffer(dlogits),
+                );
+                let scratch = ctx.storage("softmax grad scratch stats", 8);
+                let options = SoftmaxCeOptions {
+                    accumulate,
+                    ..SoftmaxCeOptions::default()
+                };
+                plan.dispatches.push(softmax_ce::softmax_cross_entropy(
+                    ctx, &logits, &labels, batch, classes, &dlogits, &scratch, options,
                 )?);
             }
             Instr::Gemm {

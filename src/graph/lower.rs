@@ -28,6 +28,8 @@ pub enum Instr {
     Noise { out: Buf, len: usize, slot: u32 },
     /// Fills `out` with `batch` random dataset rows in [-1, 1].
     DataBatch { out: Buf, batch: usize },
+    /// Fills `out` with the labels of this step's `DataBatch` rows (u32 bits).
+    DataLabels { out: Buf, batch: usize },
     /// c[m,n] = op(a)·op(b) (+ bias[n]) (+ c)
     Gemm {
         a: Buf,
@@ -121,6 +123,23 @@ pub enum Instr {
         len: usize,
         accumulate: bool,
     },
+    /// stats = [mean softmax cross-entropy, accuracy] of logits [batch, classes].
+    SoftmaxCeLoss {
+        logits: Buf,
+        labels: Buf,
+        stats: Buf,
+        batch: usize,
+        classes: usize,
+    },
+    /// dlogits = (softmax(logits) - onehot(labels)) / batch.
+    SoftmaxCeGrad {
+        logits: Buf,
+        labels: Buf,
+        dlogits: Buf,
+        batch: usize,
+        classes: usize,
+        accumulate: bool,
+    },
     /// One Adam step of a parameter from its gradient; `group` picks the optimizer state
     /// (step counter and hyper-parameters).
     Adam {
@@ -167,6 +186,10 @@ pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec
                 out: v(id),
                 batch: node.shape[0],
             }),
+            Op::Input(InputSource::DataLabels) => out.push(Instr::DataLabels {
+                out: v(id),
+                batch: node.shape[0],
+            }),
             Op::Input(InputSource::External) | Op::Param(_) | Op::Reshape { .. } => {}
             Op::Dense { x, w, b } => out.push(Instr::Gemm {
                 a: v(x),
@@ -205,6 +228,13 @@ pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec
                 label,
                 stats: v(id),
                 len: graph.nodes[logits].len(),
+            }),
+            Op::SoftmaxCrossEntropy { logits, labels } => out.push(Instr::SoftmaxCeLoss {
+                logits: v(logits),
+                labels: v(labels),
+                stats: v(id),
+                batch: graph.shape(logits)[0],
+                classes: graph.shape(logits)[1],
             }),
         }
     }
@@ -268,6 +298,19 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         label,
                         dlogits,
                         len: graph.nodes[logits].len(),
+                        accumulate,
+                    });
+                }
+            }
+            Op::SoftmaxCrossEntropy { logits, labels } => {
+                if needs[logits] {
+                    let (dlogits, accumulate) = target(logits);
+                    out.push(Instr::SoftmaxCeGrad {
+                        logits: v(logits),
+                        labels: v(labels),
+                        dlogits,
+                        batch: graph.shape(logits)[0],
+                        classes: graph.shape(logits)[1],
                         accumulate,
                     });
                 }

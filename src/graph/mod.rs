@@ -26,6 +26,9 @@ pub enum InputSource {
     Noise { slot: u32 },
     /// A batch of dataset rows at random indices, scaled to [-1, 1].
     DataBatch,
+    /// The class labels of the same rows as `DataBatch` in the same step, as u32 bit
+    /// patterns in the f32 buffer.
+    DataLabels,
     /// Written by the caller (tests, sampling from given noise).
     External,
 }
@@ -79,6 +82,12 @@ pub enum Op {
         logits: NodeId,
         label: f32,
     },
+    /// Mean softmax cross-entropy of logits [batch, classes] against class labels (a
+    /// `DataLabels` input). Its value is `[loss, accuracy]`.
+    SoftmaxCrossEntropy {
+        logits: NodeId,
+        labels: NodeId,
+    },
 }
 
 impl Op {
@@ -91,6 +100,7 @@ impl Op {
             | Op::ConvTranspose2d { x, w, b, .. } => vec![x, w, b],
             Op::Activation { x, .. } | Op::Reshape { x } => vec![x],
             Op::BceWithLogits { logits, .. } => vec![logits],
+            Op::SoftmaxCrossEntropy { logits, labels } => vec![logits, labels],
         }
     }
 }
@@ -265,6 +275,25 @@ impl Graph {
         Ok(self.push(name, Op::BceWithLogits { logits, label }, vec![2]))
     }
 
+    pub fn softmax_cross_entropy(
+        &mut self,
+        name: &str,
+        logits: NodeId,
+        labels: NodeId,
+    ) -> Result<NodeId> {
+        let &[batch, _classes] = self.shape(logits) else {
+            return Err(shape_error(
+                "softmax_cross_entropy",
+                format!(
+                    "{name}: logits must be [batch, classes], got {:?}",
+                    self.shape(logits)
+                ),
+            ));
+        };
+        self.expect_shape("softmax_cross_entropy", labels, &[batch])?;
+        Ok(self.push(name, Op::SoftmaxCrossEntropy { logits, labels }, vec![2]))
+    }
+
     /// The node whose buffer holds `id`'s data: reshapes share their input's storage.
     pub fn storage(&self, mut id: NodeId) -> NodeId {
         while let Op::Reshape { x } = self.nodes[id].op {
@@ -292,12 +321,14 @@ impl Graph {
     }
 }
 
-/// A u8 dataset held by an executor for `DataBatch` inputs: `rows` rows of `row_len`.
+/// A u8 dataset held by an executor for `DataBatch` inputs: `rows` rows of `row_len`,
+/// and for `DataLabels` inputs one class label per row.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub bytes: Vec<u8>,
     pub rows: usize,
     pub row_len: usize,
+    pub labels: Option<Vec<u8>>,
 }
 
 /// How a run's seed becomes per-step random numbers, identically on every executor:

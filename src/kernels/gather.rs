@@ -1,4 +1,5 @@
-//! Launcher for `shaders/gather.wgsl`: dataset rows to a normalized f32 batch.
+//! Launcher for `shaders/gather.wgsl`: dataset rows to a normalized f32 batch, and their
+//! u8 class labels to u32 labels.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -83,6 +84,63 @@ pub fn gather_rows(
     let uniform = ctx.uniform("gather_rows params", &params);
     let bind_group = ctx.bind(&kernel, &[&uniform, dataset, indices, out]);
     let (x, y) = grid_1d(ctx, (elements as u32).div_ceil(WORKGROUP));
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [x, y, 1],
+    })
+}
+
+const LABELS_SPEC: KernelSpec<'static> = KernelSpec {
+    entry: "gather_labels",
+    ..SPEC
+};
+
+/// Gathers the labels of `batch` rows (numbers in `indices`) from `rows` u8 class labels,
+/// uploaded with [`GpuContext::upload`], into `out` as `[batch]` u32.
+pub fn gather_labels(
+    ctx: &GpuContext,
+    labels: &wgpu::Buffer,
+    rows: usize,
+    indices: &wgpu::Buffer,
+    batch: usize,
+    out: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let shape_error = |message: String| Error::Shape {
+        op: "gather_labels",
+        message,
+    };
+    let (Ok(batch32), Ok(rows32)) = (u32::try_from(batch), u32::try_from(rows)) else {
+        return Err(shape_error(format!(
+            "batch {batch} or {rows} rows overflow u32"
+        )));
+    };
+    if rows == 0 && batch > 0 {
+        return Err(shape_error("cannot gather from an empty label set".into()));
+    }
+    if labels.size() < rows as u64 {
+        return Err(shape_error(format!(
+            "label buffer holds {} bytes, {rows} u8 labels need {rows}",
+            labels.size()
+        )));
+    }
+    if indices.size() < batch as u64 * 4 || out.size() < batch as u64 * 4 {
+        return Err(shape_error(format!(
+            "index buffer ({} bytes) or output buffer ({} bytes) too small for batch {batch} u32",
+            indices.size(),
+            out.size()
+        )));
+    }
+    let params = GatherParams {
+        row_len: 1,
+        batch: batch32,
+        rows: rows32,
+        _pad: 0,
+    };
+    let kernel = ctx.kernel(&LABELS_SPEC)?;
+    let uniform = ctx.uniform("gather_labels params", &params);
+    let bind_group = ctx.bind(&kernel, &[&uniform, labels, indices, out]);
+    let (x, y) = grid_1d(ctx, batch32.div_ceil(WORKGROUP));
     Ok(Dispatch {
         kernel,
         bind_group,

@@ -8,6 +8,7 @@ pub mod elementwise;
 pub mod gather;
 pub mod gemm;
 pub mod noise;
+pub mod softmax_ce;
 
 use crate::gpu::Shader;
 
@@ -24,6 +25,7 @@ pub fn params_twins() -> Vec<ParamsTwin> {
         bce::PARAMS_TWINS,
         adam::PARAMS_TWINS,
         noise::PARAMS_TWINS,
+        softmax_ce::PARAMS_TWINS,
     ]
     .concat()
 }

@@ -1,6 +1,8 @@
 //! Models built on the graph: the MNIST GAN, its training loop, checkpoints and samples.
 
 pub mod checkpoint;
+pub mod classifier;
+pub mod evaluate;
 pub mod gan;
 pub mod images;
 pub mod sample;

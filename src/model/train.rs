@@ -14,14 +14,17 @@ use serde::{Deserialize, Serialize};
 use crate::cpu::AdamConfig;
 use crate::data::{Split, load_mnist};
 use crate::error::{Error, Result};
+use crate::eval::fid::Gaussian;
 use crate::fsutil::write_atomically;
 use crate::gpu::{AdapterRequest, GpuContext};
 use crate::graph::cpu_exec::CpuExecutor;
 use crate::graph::gpu_exec::GpuExecutor;
-use crate::graph::{Buf, Dataset, Executor, RandomStreams, Snapshot};
+use crate::graph::{Buf, Dataset, Executor, Graph, RandomStreams, Snapshot};
 use crate::model::checkpoint::{
     Checkpoint, NamedTensor, check_tensors, load_checkpoint, save_checkpoint,
 };
+use crate::model::classifier::ClassifierWeights;
+use crate::model::evaluate::quality;
 use crate::model::gan::{D_OPTIMIZER, G_OPTIMIZER, Gan, PIXELS};
 use crate::model::sample::{SAMPLE_GRID, generate};
 
@@ -99,21 +102,17 @@ pub enum DeviceChoice {
 }
 
 /// An executor for `gan`, chosen as `device` says, with a line saying which and why.
+/// `adams[g]` configures optimizer group `g`.
 pub fn make_executor(
-    gan: &Gan,
-    cfg: &TrainConfig,
+    graph: &Graph,
+    adams: Vec<AdamConfig>,
+    streams: RandomStreams,
     device: DeviceChoice,
     adapter: &AdapterRequest,
     dataset: Option<Arc<Dataset>>,
 ) -> Result<(Box<dyn Executor>, String)> {
-    let optimizers = [(D_OPTIMIZER, cfg.adam()), (G_OPTIMIZER, cfg.adam())];
-    let mut adams = vec![AdamConfig::default(); 2];
-    for (group, adam) in optimizers {
-        adams[group] = adam;
-    }
-    let streams = RandomStreams { seed: cfg.seed };
     let cpu = |why: String| -> (Box<dyn Executor>, String) {
-        let exec = CpuExecutor::new(&gan.graph, adams.clone(), dataset.clone(), streams);
+        let exec = CpuExecutor::new(graph, adams.clone(), dataset.clone(), streams);
         (Box::new(exec), format!("executor: cpu ({why})"))
     };
     match device {
@@ -134,10 +133,18 @@ pub fn make_executor(
                 )));
             }
             let line = format!("executor: gpu on {}", ctx.describe());
-            let exec = GpuExecutor::new(ctx, &gan.graph, adams.clone(), dataset.clone(), streams)?;
+            let exec = GpuExecutor::new(ctx, graph, adams.clone(), dataset.clone(), streams)?;
             Ok((Box::new(exec), line))
         }
     }
+}
+
+/// The two Adam configurations, indexed by optimizer group.
+fn gan_optimizers(cfg: &TrainConfig) -> Vec<AdamConfig> {
+    let mut adams = vec![AdamConfig::default(); 2];
+    adams[D_OPTIMIZER] = cfg.adam();
+    adams[G_OPTIMIZER] = cfg.adam();
+    adams
 }
 
 /// Where a run keeps its files.
@@ -175,6 +182,17 @@ pub struct TrainOptions {
     pub stop: Arc<AtomicBool>,
     /// Show a progress bar (on a terminal) or print plain log lines.
     pub quiet: bool,
+    /// Sample quality measured during training (`--eval-every`).
+    pub eval: Option<InTrainingEval>,
+}
+
+/// What `--eval-every` needs: the classifier and the test set's feature Gaussian.
+pub struct InTrainingEval {
+    pub every: u64,
+    /// Generated images per evaluation.
+    pub count: usize,
+    pub classifier: ClassifierWeights,
+    pub reference: Gaussian,
 }
 
 /// One row of `loss.csv`.
@@ -187,6 +205,8 @@ pub struct LossRow {
     pub d_real_mean: f32,
     pub d_fake_mean: f32,
     pub seconds: f64,
+    /// FID, class entropy and confident fraction, at `--eval-every` points.
+    pub quality: Option<(f64, f64, f64)>,
 }
 
 #[derive(Debug)]
@@ -237,13 +257,20 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         bytes: mnist.images,
         rows: mnist.count,
         row_len: PIXELS,
+        labels: None,
     });
     let gan = Gan::new(cfg.batch_size, cfg.noise_dim)?;
     if let Some(ckpt) = &resumed {
         check_tensors(&run.checkpoint(), ckpt, &expected_tensors(&gan))?;
     }
-    let (mut exec, executor_line) =
-        make_executor(&gan, &cfg, opts.device, &opts.adapter, Some(dataset))?;
+    let (mut exec, executor_line) = make_executor(
+        &gan.graph,
+        gan_optimizers(&cfg),
+        RandomStreams { seed: cfg.seed },
+        opts.device,
+        &opts.adapter,
+        Some(dataset),
+    )?;
     if !opts.quiet {
         eprintln!("{executor_line}");
     }
@@ -259,11 +286,27 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             }
             let config_json = serde_json::to_string_pretty(&cfg).unwrap_or_default();
             write_atomically(&run.config(), &[config_json.as_bytes()])?;
-            std::fs::write(run.losses(), format!("{LOSS_HEADER}\n"))
-                .map_err(io_err(&run.losses()))?;
+            let header = if opts.eval.is_some() {
+                format!("{LOSS_HEADER}{EVAL_HEADER}\n")
+            } else {
+                format!("{LOSS_HEADER}\n")
+            };
+            std::fs::write(run.losses(), header).map_err(io_err(&run.losses()))?;
             0
         }
     };
+    // The columns were fixed when the run started; a resumed run keeps them.
+    let eval_columns = std::fs::read_to_string(run.losses())
+        .map_err(io_err(&run.losses()))?
+        .lines()
+        .next()
+        .is_some_and(|header| header.ends_with(EVAL_HEADER));
+    if opts.eval.is_some() && !eval_columns {
+        return Err(Error::InvalidArgument(format!(
+            "{} was started without --eval-every; resume it without that flag",
+            run.root.display()
+        )));
+    }
     let mut csv = OpenOptions::new()
         .append(true)
         .open(run.losses())
@@ -283,16 +326,33 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         let last = done == cfg.iterations;
         let stop = opts.stop.load(Ordering::SeqCst);
         let checkpoint_due = done % cfg.checkpoint_every == 0 || last || stop;
-        if done % cfg.log_every == 0 || checkpoint_due {
+        let eval_due = opts
+            .eval
+            .as_ref()
+            .is_some_and(|e| done % e.every == 0 || last);
+        if done % cfg.log_every == 0 || checkpoint_due || eval_due {
             // Copied back without waiting: the GPU keeps running the next steps.
             exec.snapshot(iteration, &stat_bufs)?;
             requested_at.push_back(clock.elapsed().as_secs_f64());
         }
+        let quality = match &opts.eval {
+            Some(ev) if eval_due => {
+                let noise =
+                    crate::cpu::normal_noise(cfg.seed, u64::MAX - 1, ev.count * cfg.noise_dim);
+                let images = generate(exec.as_mut(), &gan, &noise)?;
+                let q = quality("generator", &ev.classifier, &images, &ev.reference)?;
+                Some((q.fid, q.classes.entropy, q.classes.confident_fraction))
+            }
+            _ => None,
+        };
         // Before a checkpoint, every logged loss must have been checked.
-        for snap in exec.take_snapshots(checkpoint_due)? {
+        for snap in exec.take_snapshots(checkpoint_due || eval_due)? {
             let seconds = requested_at.pop_front().unwrap_or_default();
-            let row = loss_row(&snap, seconds)?;
-            writeln!(csv, "{}", csv_line(&row)).map_err(io_err(&run.losses()))?;
+            let mut row = loss_row(&snap, seconds)?;
+            if snap.tag == iteration {
+                row.quality = row.quality.or(quality);
+            }
+            writeln!(csv, "{}", csv_line(&row, eval_columns)).map_err(io_err(&run.losses()))?;
             progress.log(&row);
             rows.push(row);
         }
@@ -359,11 +419,12 @@ fn loss_row(snap: &Snapshot, seconds: f64) -> Result<LossRow> {
         d_real_mean: v[0][1],
         d_fake_mean: v[1][1],
         seconds,
+        quality: None,
     })
 }
 
-fn csv_line(r: &LossRow) -> String {
-    format!(
+fn csv_line(r: &LossRow, eval_columns: bool) -> String {
+    let mut line = format!(
         "{},{},{},{},{},{},{:.3}",
         r.iteration,
         r.d_loss_real,
@@ -372,8 +433,17 @@ fn csv_line(r: &LossRow) -> String {
         r.d_real_mean,
         r.d_fake_mean,
         r.seconds
-    )
+    );
+    if eval_columns {
+        line += &match r.quality {
+            Some((fid, entropy, confident)) => format!(",{fid:.4},{entropy:.4},{confident:.4}"),
+            None => ",,,".to_string(),
+        };
+    }
+    line
 }
+
+const EVAL_HEADER: &str = ",fid,class_entropy,confident_fraction";
 
 /// Parameters and Adam moments by name, plus what resuming needs in the metadata.
 fn checkpoint_of(
@@ -503,6 +573,10 @@ impl Progress {
             "D loss {:.3}/{:.3}  G loss {:.3}  D(x) {:.3}  D(G(z)) {:.3}",
             r.d_loss_real, r.d_loss_fake, r.g_loss, r.d_real_mean, r.d_fake_mean
         );
+        let line = match r.quality {
+            Some((fid, entropy, _)) => format!("{line}  FID {fid:.2}  class entropy {entropy:.2}"),
+            None => line,
+        };
         if let Some(bar) = &self.bar {
             bar.set_message(line);
         } else if self.plain {
