@@ -64,6 +64,15 @@ enum Command {
     Classifier(ClassifierCommand),
     /// Score a generator: FID in the classifier's features, and the predicted classes
     Eval(EvalArgs),
+    /// Draw a run's loss.csv as an SVG chart: FID over iterations when it was measured
+    Plot {
+        /// The run folder (holding loss.csv)
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// Output file [default: DIR/fid.svg or DIR/losses.svg]
+        #[arg(long, value_name = "FILE.svg")]
+        out: Option<PathBuf>,
+    },
     /// Time every kernel at the GAN's shapes, and a whole training step, on the GPU and the CPU
     Bench {
         #[command(flatten)]
@@ -287,6 +296,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Eval(args) => run_eval(args)?,
+        Command::Plot { run, out } => {
+            let csv = run.join("loss.csv");
+            let has_fid = std::fs::read_to_string(&csv)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", csv.display()))?
+                .lines()
+                .next()
+                .is_some_and(|h| h.contains(",fid,"));
+            let out =
+                out.unwrap_or_else(|| run.join(if has_fid { "fid.svg" } else { "losses.svg" }));
+            gan_gpu::model::plot::plot_run(&csv, &out)?;
+            println!("wrote {}", out.display());
+        }
         Command::Bench {
             adapter,
             device,

@@ -20,11 +20,22 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 fn classifier() -> &'static (ClassifierWeights, PathBuf) {
     static CLASSIFIER: OnceLock<(ClassifierWeights, PathBuf)> = OnceLock::new();
     CLASSIFIER.get_or_init(|| {
-        let cfg = ClassifierConfig { iterations: 400, ..ClassifierConfig::default() };
-        let (weights, _) =
-            train_classifier(&default_data_dir(), &cfg, DeviceChoice::Cpu, &AdapterRequest::default(), &mut |_, _| {})
-                .unwrap();
-        let path = std::env::temp_dir().join(format!("gan-gpu-test-classifier-{}.safetensors", std::process::id()));
+        let cfg = ClassifierConfig {
+            iterations: 400,
+            ..ClassifierConfig::default()
+        };
+        let (weights, _) = train_classifier(
+            &default_data_dir(),
+            &cfg,
+            DeviceChoice::Cpu,
+            &AdapterRequest::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "gan-gpu-test-classifier-{}.safetensors",
+            std::process::id()
+        ));
         save_classifier(&path, &weights, 0.0).unwrap();
         (weights, path)
     })
@@ -39,20 +50,49 @@ fn real_digits_score_far_better_than_noise_and_an_untrained_generator() {
     let real = quality("real", weights, &scaled_images(&train, 5000), &reference).unwrap();
 
     let mut rng = StdRng::seed_from_u64(1);
-    let noise: Vec<f32> = (0..2000 * 784).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let noise: Vec<f32> = (0..2000 * 784)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
     let noise = quality("noise", weights, &noise, &reference).unwrap();
 
     let (graph, generator) = gan_gpu::model::gan::sampler(1, 100).unwrap();
-    let init: Vec<Vec<f32>> = graph.init_params(&mut rng).into_iter().map(|(_, w)| w).collect();
+    let init: Vec<Vec<f32>> = graph
+        .init_params(&mut rng)
+        .into_iter()
+        .map(|(_, w)| w)
+        .collect();
     assert_eq!(init.len(), generator.params.len());
     let z = gan_gpu::cpu::normal_noise(3, 0, 2000 * 100);
-    let untrained = quality("untrained", weights, &generate_with(&init, &z, 100).unwrap(), &reference).unwrap();
+    let untrained = quality(
+        "untrained",
+        weights,
+        &generate_with(&init, &z, 100).unwrap(),
+        &reference,
+    )
+    .unwrap();
 
-    eprintln!("FID real {:.3}, noise {:.3}, untrained generator {:.3}", real.fid, noise.fid, untrained.fid);
-    assert!(real.fid * 10.0 < noise.fid, "real {} vs noise {}", real.fid, noise.fid);
-    assert!(real.fid * 10.0 < untrained.fid, "real {} vs untrained {}", real.fid, untrained.fid);
+    eprintln!(
+        "FID real {:.3}, noise {:.3}, untrained generator {:.3}",
+        real.fid, noise.fid, untrained.fid
+    );
+    assert!(
+        real.fid * 10.0 < noise.fid,
+        "real {} vs noise {}",
+        real.fid,
+        noise.fid
+    );
+    assert!(
+        real.fid * 10.0 < untrained.fid,
+        "real {} vs untrained {}",
+        real.fid,
+        untrained.fid
+    );
     // Real digits spread over all ten classes, most of them confidently.
-    assert!(real.classes.entropy > 0.95 * 10f64.ln(), "{:?}", real.classes);
+    assert!(
+        real.classes.entropy > 0.95 * 10f64.ln(),
+        "{:?}",
+        real.classes
+    );
     assert!(real.classes.confident_fraction > 0.8, "{:?}", real.classes);
 }
 
@@ -70,13 +110,38 @@ fn eval_scores_a_checkpoint_and_an_idx_file() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let out = gan_gpu(&[
-        "train", "--device", "cpu", "--iterations", "2", "--batch-size", "8", "--out", run.to_str().unwrap(),
+        "train",
+        "--device",
+        "cpu",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        run.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ckpt = run.join("checkpoint.safetensors");
     let c = classifier_path.to_str().unwrap();
-    let out = gan_gpu(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--count", "500", "--classifier", c, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gan_gpu(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--count",
+        "500",
+        "--classifier",
+        c,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (g, r) = (&v["generated"], &v["real"]);
     assert_eq!(g["count"], 500);
@@ -84,12 +149,33 @@ fn eval_scores_a_checkpoint_and_an_idx_file() {
     assert_eq!(g["classes"]["histogram"].as_array().unwrap().len(), 10);
 
     let idx = dir.path().join("digits.idx3-ubyte");
-    let out = gan_gpu(&["sample", "--checkpoint", ckpt.to_str().unwrap(), "--count", "300", "--out", idx.to_str().unwrap()]);
+    let out = gan_gpu(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--count",
+        "300",
+        "--out",
+        idx.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
-    let out = gan_gpu(&["eval", "--samples", idx.to_str().unwrap(), "--classifier", c]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gan_gpu(&[
+        "eval",
+        "--samples",
+        idx.to_str().unwrap(),
+        "--classifier",
+        c,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("digits.idx3-ubyte (300 images)") && table.contains("MNIST training images"), "{table}");
+    assert!(
+        table.contains("digits.idx3-ubyte (300 images)") && table.contains("MNIST training images"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -98,16 +184,52 @@ fn training_with_eval_every_adds_quality_columns() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let out = gan_gpu(&[
-        "train", "--device", "cpu", "--iterations", "4", "--batch-size", "8", "--log-every", "1",
-        "--eval-every", "2", "--eval-count", "200", "--classifier", classifier_path.to_str().unwrap(),
-        "--out", run.to_str().unwrap(),
+        "train",
+        "--device",
+        "cpu",
+        "--iterations",
+        "4",
+        "--batch-size",
+        "8",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "2",
+        "--eval-count",
+        "200",
+        "--classifier",
+        classifier_path.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let csv = std::fs::read_to_string(run.join("loss.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].ends_with(",fid,class_entropy,confident_fraction"), "{csv}");
-    assert!(lines[1].ends_with(",,,"), "iteration 1 has no evaluation: {csv}");
+    assert!(
+        lines[0].ends_with(",fid,class_entropy,confident_fraction"),
+        "{csv}"
+    );
+    assert!(
+        lines[1].ends_with(",,,"),
+        "iteration 1 has no evaluation: {csv}"
+    );
     let fid: f64 = lines[2].split(',').nth(7).unwrap().parse().unwrap();
     assert!(fid > 0.0, "{csv}");
-    assert!(!Path::new(&run.join("missing")).exists());
+
+    let out = gan_gpu(&["plot", "--run", run.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(run.join("fid.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("FID over training"),
+        "{svg}"
+    );
+    assert!(!Path::new(&run.join("losses.svg")).exists());
 }

@@ -5,5 +5,6 @@ pub mod classifier;
 pub mod evaluate;
 pub mod gan;
 pub mod images;
+pub mod plot;
 pub mod sample;
 pub mod train;
