@@ -32,10 +32,8 @@ fn classifier() -> &'static (ClassifierWeights, PathBuf) {
             &mut |_, _| {},
         )
         .unwrap();
-        let path = std::env::temp_dir().join(format!(
-            "gan-gpu-test-classifier-{}.safetensors",
-            std::process::id()
-        ));
+        // Cargo's scratch folder for integration tests: nothing is left in /tmp.
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-test-classifier.safetensors");
         save_classifier(&path, &weights, 0.0).unwrap();
         (weights, path)
     })
