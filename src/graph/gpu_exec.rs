@@ -30,6 +30,9 @@ struct Plan {
     dispatches: Vec<Dispatch>,
     streams: Vec<(NoiseStream, StreamUse)>,
     optimizers: Vec<usize>,
+    /// This step's dataset row numbers, drawn once and read by both `DataBatch` and
+    /// `DataLabels` (so images and labels are the same rows).
+    batch_indices: Option<(usize, wgpu::Buffer)>,
 }
 
 struct GpuDataset {
@@ -136,6 +139,34 @@ impl GpuExecutor {
         (m, v)
     }
 
+    /// The plan's batch-index buffer, with the dispatch that fills it each step recorded
+    /// on first use.
+    fn batch_indices(&self, plan: &mut Plan, batch: usize) -> Result<wgpu::Buffer> {
+        if let Some((drawn, indices)) = &plan.batch_indices {
+            if *drawn != batch {
+                return Err(Error::InvalidArgument(format!(
+                    "one plan draws batches of {drawn} and {batch} dataset rows"
+                )));
+            }
+            return Ok(indices.clone());
+        }
+        let data = self.dataset.as_ref().ok_or_else(missing_dataset)?;
+        let bound = u32::try_from(data.rows).map_err(|_| missing_dataset())?;
+        let indices = self.ctx.storage("batch indices", batch as u64 * 4);
+        let (d, s) = noise(
+            &self.ctx,
+            NoiseKind::BatchIndices { bound },
+            self.streams.seed,
+            RandomStreams::batch_stream(0),
+            &indices,
+            batch,
+        )?;
+        plan.dispatches.push(d);
+        plan.streams.push((s, StreamUse::Batch));
+        plan.batch_indices = Some((batch, indices.clone()));
+        Ok(indices)
+    }
+
     fn compile_instr(&mut self, instr: &Instr, plan: &mut Plan) -> Result<()> {
         let ctx = Arc::clone(&self.ctx);
         let ctx = ctx.as_ref();
@@ -148,46 +179,21 @@ impl GpuExecutor {
                 plan.streams.push((s, StreamUse::Noise { slot }));
             }
             Instr::DataBatch { out, batch } => {
+                let indices = self.batch_indices(plan, batch)?;
                 let data = self.dataset.as_ref().ok_or_else(missing_dataset)?;
                 let (bytes, rows, row_len) = (data.bytes.clone(), data.rows, data.row_len);
-                let indices = ctx.storage("batch indices", batch as u64 * 4);
-                let bound = u32::try_from(rows).map_err(|_| missing_dataset())?;
-                let stream = RandomStreams::batch_stream(0);
-                let (d, s) = noise(
-                    ctx,
-                    NoiseKind::BatchIndices { bound },
-                    self.streams.seed,
-                    stream,
-                    &indices,
-                    batch,
-                )?;
-                plan.dispatches.push(d);
-                plan.streams.push((s, StreamUse::Batch));
                 let out = self.buffer(out);
                 plan.dispatches.push(gather::gather_rows(
                     ctx, &bytes, rows, row_len, &indices, batch, &out,
                 )?);
             }
             Instr::DataLabels { out, batch } => {
+                let indices = self.batch_indices(plan, batch)?;
                 let data = self.dataset.as_ref().ok_or_else(missing_dataset)?;
                 let labels = data.labels.clone().ok_or_else(|| {
                     Error::InvalidArgument("a DataLabels input needs a labelled dataset".into())
                 })?;
                 let rows = data.rows;
-                let bound = u32::try_from(rows).map_err(|_| missing_dataset())?;
-                let indices = ctx.storage("label batch indices", batch as u64 * 4);
-                // The same stream as DataBatch: the same rows in the same step.
-                let stream = RandomStreams::batch_stream(0);
-                let (d, s) = noise(
-                    ctx,
-                    NoiseKind::BatchIndices { bound },
-                    self.streams.seed,
-                    stream,
-                    &indices,
-                    batch,
-                )?;
-                plan.dispatches.push(d);
-                plan.streams.push((s, StreamUse::Batch));
                 let out = self.buffer(out);
                 plan.dispatches.push(gather::gather_labels(
                     ctx, &labels, rows, &indices, batch, &out,
@@ -458,6 +464,7 @@ impl Executor for GpuExecutor {
             dispatches: Vec::new(),
             streams: Vec::new(),
             optimizers: Vec::new(),
+            batch_indices: None,
         };
         for instr in instrs {
             self.compile_instr(instr, &mut plan)?;
