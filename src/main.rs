@@ -443,7 +443,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             }
             (
                 format!("{} ({count} images)", path.display()),
-                scaled_images_of(&pixels),
+                gan_gpu::cpu::gather::to_signed_unit(&pixels),
             )
         }
         (None, None) => unreachable!("clap requires --checkpoint or --samples"),
@@ -467,14 +467,6 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         print!("{}", evaluate::render(&[generated, real]));
     }
     Ok(())
-}
-
-/// u8 pixels to [-1, 1], as the generator draws them.
-fn scaled_images_of(pixels: &[u8]) -> Vec<f32> {
-    pixels
-        .iter()
-        .map(|&b| b as f32 * (2.0 / 255.0) - 1.0)
-        .collect()
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {

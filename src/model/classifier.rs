@@ -276,11 +276,7 @@ pub fn classify(weights: &ClassifierWeights, images: &[f32]) -> Result<(Vec<f32>
 
 /// Images of a dataset split scaled to [-1, 1], as the generator draws them.
 pub fn scaled_images(set: &MnistSet, count: usize) -> Vec<f32> {
-    let scale = 2.0f32 / 255.0;
-    set.images[..count.min(set.count) * PIXELS]
-        .iter()
-        .map(|&b| b as f32 * scale - 1.0)
-        .collect()
+    cpu::gather::to_signed_unit(&set.images[..count.min(set.count) * PIXELS])
 }
 
 /// Fraction of `set`'s first `count` images classified correctly.
