@@ -1,17 +1,12 @@
 //! The `gan-gpu` binary as a user meets it: flags, bad input, and the files it writes.
 
+mod common;
+
+use common::run_cli;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use gan_gpu::data::{default_data_dir, read_idx_images};
-
-fn gan_gpu(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .unwrap()
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -49,9 +44,9 @@ fn a_truncated_data_folder_names_the_file_and_the_problem() {
     .unwrap();
 
     let data = dir.path().to_str().unwrap();
-    let out = gan_gpu(&["dataset", "--data", data]);
+    let out = run_cli(&["dataset", "--data", data]);
     assert_clean_error(&out, &["train-images-idx3-ubyte", "truncated"]);
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "train",
         "--device",
         "cpu",
@@ -65,7 +60,7 @@ fn a_truncated_data_folder_names_the_file_and_the_problem() {
 
 #[test]
 fn a_missing_data_folder_says_where_it_looked() {
-    let out = gan_gpu(&["dataset", "--data", "/nonexistent/mnist"]);
+    let out = run_cli(&["dataset", "--data", "/nonexistent/mnist"]);
     assert_clean_error(&out, &["/nonexistent/mnist/train-images-idx3-ubyte.gz"]);
 }
 
@@ -92,7 +87,7 @@ fn bad_flags_are_usage_errors() {
         &["sample"],
         &["frobnicate"],
     ] {
-        let out = gan_gpu(args);
+        let out = run_cli(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(!stderr(&out).contains("panicked"));
     }
@@ -102,7 +97,7 @@ fn bad_flags_are_usage_errors() {
 fn nonsense_settings_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "train",
         "--device",
         "cpu",
@@ -112,7 +107,7 @@ fn nonsense_settings_are_clear_errors() {
         run.to_str().unwrap(),
     ]);
     assert_clean_error(&out, &["--log-every"]);
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "train",
         "--device",
         "cpu",
@@ -129,7 +124,7 @@ fn bad_checkpoints_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("x.png");
     let missing = dir.path().join("missing.safetensors");
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "sample",
         "--checkpoint",
         missing.to_str().unwrap(),
@@ -139,7 +134,7 @@ fn bad_checkpoints_are_clear_errors() {
     assert_clean_error(&out, &["missing.safetensors"]);
     let garbage = dir.path().join("garbage.safetensors");
     std::fs::write(&garbage, b"not a checkpoint at all").unwrap();
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "sample",
         "--checkpoint",
         garbage.to_str().unwrap(),
@@ -150,7 +145,7 @@ fn bad_checkpoints_are_clear_errors() {
 }
 
 fn train_tiny(run: &Path) {
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "train",
         "--device",
         "cpu",
@@ -189,7 +184,7 @@ fn train_then_sample_to_png_and_idx() {
 
     let ckpt = run.join("checkpoint.safetensors");
     let idx = dir.path().join("digits.idx3-ubyte");
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "sample",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -202,7 +197,7 @@ fn train_then_sample_to_png_and_idx() {
     let (_, count, rows, cols) = read_idx_images(&idx).unwrap();
     assert_eq!((count, rows, cols), (10, 28, 28));
     let png = dir.path().join("digits.png");
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "sample",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -217,7 +212,7 @@ fn train_then_sample_to_png_and_idx() {
 fn a_checkpoint_of_another_architecture_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "train",
         "--device",
         "cpu",
@@ -239,7 +234,7 @@ fn a_checkpoint_of_another_architecture_is_refused() {
         .retain(|t| t.name != "generator.deconv2.kernel");
     gan_gpu::model::checkpoint::save_checkpoint(&ckpt, &loaded).unwrap();
     let png = dir.path().join("x.png");
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "sample",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -247,7 +242,7 @@ fn a_checkpoint_of_another_architecture_is_refused() {
         png.to_str().unwrap(),
     ]);
     assert_clean_error(&out, &["generator.deconv2.kernel"]);
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "train",
         "--device",
         "cpu",
@@ -261,7 +256,7 @@ fn a_checkpoint_of_another_architecture_is_refused() {
 
 #[test]
 fn adapters_json_is_a_list() {
-    let out = gan_gpu(&["adapters", "--json"]);
+    let out = run_cli(&["adapters", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let list = v.as_array().unwrap();

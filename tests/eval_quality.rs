@@ -1,8 +1,10 @@
 //! FID and class statistics through our classifier: real digits score far better than
 //! noise and than an untrained generator, and `gan-gpu eval` reports both lines.
 
+mod common;
+
+use common::run_cli;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use gan_gpu::data::{Split, default_data_dir, load_mnist};
@@ -94,20 +96,12 @@ fn real_digits_score_far_better_than_noise_and_an_untrained_generator() {
     assert!(real.classes.confident_fraction > 0.8, "{:?}", real.classes);
 }
 
-fn gan_gpu(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn eval_scores_a_checkpoint_and_an_idx_file() {
     let (_, classifier_path) = classifier();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "train",
         "--device",
         "cpu",
@@ -125,7 +119,7 @@ fn eval_scores_a_checkpoint_and_an_idx_file() {
     );
     let ckpt = run.join("checkpoint.safetensors");
     let c = classifier_path.to_str().unwrap();
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "eval",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -147,7 +141,7 @@ fn eval_scores_a_checkpoint_and_an_idx_file() {
     assert_eq!(g["classes"]["histogram"].as_array().unwrap().len(), 10);
 
     let idx = dir.path().join("digits.idx3-ubyte");
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "sample",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -157,7 +151,7 @@ fn eval_scores_a_checkpoint_and_an_idx_file() {
         idx.to_str().unwrap(),
     ]);
     assert!(out.status.success());
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "eval",
         "--samples",
         idx.to_str().unwrap(),
@@ -181,7 +175,7 @@ fn training_with_eval_every_adds_quality_columns() {
     let (_, classifier_path) = classifier();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = gan_gpu(&[
+    let out = run_cli(&[
         "train",
         "--device",
         "cpu",
@@ -218,7 +212,7 @@ fn training_with_eval_every_adds_quality_columns() {
     let fid: f64 = lines[2].split(',').nth(7).unwrap().parse().unwrap();
     assert!(fid > 0.0, "{csv}");
 
-    let out = gan_gpu(&["plot", "--run", run.to_str().unwrap()]);
+    let out = run_cli(&["plot", "--run", run.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",

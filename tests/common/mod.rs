@@ -34,3 +34,12 @@ pub fn assert_close(op: &str, shape_desc: &str, gpu: &[f32], cpu: &[f32], atol: 
         );
     }
 }
+
+/// Runs the `gan-gpu` binary with `args` (Mesa gets a runtime folder, so it stays quiet).
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap()
+}
