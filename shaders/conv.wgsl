@@ -172,7 +172,7 @@ struct Taps {
 fn fwd_taps(p: OutPixels, a: u32, c: u32) -> Taps {
     let iy = p.iy + a;
     let ix = p.ix + c;
-    let ok = iy < vec4(params.in_h) & ix < vec4(params.in_w);
+    let ok = (iy < vec4(params.in_h)) & (ix < vec4(params.in_w));
     return Taps(select(vec4(0u), ((p.img + iy) * params.in_w + ix) * params.in_c, ok), ok);
 }
 
@@ -452,7 +452,7 @@ fn in_pixels(p: Phase, m0: u32, m_total: u32) -> InPixels {
 fn grad_taps(r: InPixels, ja: u32, jc: u32) -> Taps {
     let oy = r.oy - ja;
     let ox = r.ox - jc;
-    let ok = oy < vec4(params.out_h) & ox < vec4(params.out_w);
+    let ok = (oy < vec4(params.out_h)) & (ox < vec4(params.out_w));
     return Taps(select(vec4(0u), ((r.img + oy) * params.out_w + ox) * params.out_c, ok), ok);
 }
 
@@ -666,7 +666,7 @@ struct XPatch {
 fn x_patch(r: WRows, oy: u32, ox: u32) -> XPatch {
     let iy = oy * params.stride_h + r.a - params.pad_top;
     let ix = ox * params.stride_w + r.c - params.pad_left;
-    let ok = iy < vec4(params.in_h) & ix < vec4(params.in_w);
+    let ok = (iy < vec4(params.in_h)) & (ix < vec4(params.in_w));
     return XPatch(select(vec4(0u), (iy * params.in_w + ix) * params.in_c + r.ci, ok), ok);
 }
 

@@ -15,5 +15,6 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod model;
+pub mod web;
 
 pub use error::{Error, Result};

@@ -20,6 +20,7 @@ use gan_gpu::model::evaluate::{self, ensure_classifier};
 use gan_gpu::model::images::{to_u8_pixels, write_grid_png};
 use gan_gpu::model::sample::sample_checkpoint;
 use gan_gpu::model::train::{DeviceChoice, InTrainingEval, TrainConfig, TrainOptions, train};
+use gan_gpu::web::export_web;
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +59,21 @@ enum Command {
         /// Output: a PNG grid, or MNIST's IDX format when the name ends in .idx3-ubyte or .idx
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+    /// Write a checkpoint's generator as a static web page that runs our WGSL kernels on WebGPU
+    ExportWeb {
+        /// A checkpoint.safetensors written by `gan-gpu train`
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// Folder for the site (created if missing; our files in it are overwritten)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Digits per side of the page's grid (one forward pass draws grid x grid)
+        #[arg(long, default_value_t = 8)]
+        grid: usize,
+        /// The adapter the plan is recorded on (it runs in the browser, not here)
+        #[command(flatten)]
+        adapter: AdapterArgs,
     },
     /// The MNIST classifier that `eval` scores with
     #[command(subcommand)]
@@ -264,6 +280,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 write_grid_png(&out, &images, count, 28, count.clamp(1, 16), 2)?;
             }
             println!("wrote {count} digits to {}", out.display());
+        }
+        Command::ExportWeb {
+            checkpoint,
+            out,
+            grid,
+            adapter,
+        } => {
+            let summary = export_web(&checkpoint, &out, &adapter.request(), grid)?;
+            println!(
+                "wrote {} files to {} ({} dispatches recorded on {}, weights {:.1} MB)",
+                summary.files.len(),
+                out.display(),
+                summary.dispatches,
+                summary.recorded_on,
+                summary.weight_bytes as f64 / 1e6
+            );
+            println!(
+                "serve it on localhost (WebGPU needs a secure origin, and the page fetches its \
+                 files), e.g.\n  python3 -m http.server --directory {} 8000\nthen open \
+                 http://localhost:8000/",
+                out.display()
+            );
         }
         Command::Classifier(ClassifierCommand::Train {
             device,

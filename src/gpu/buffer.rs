@@ -57,13 +57,16 @@ impl GpuContext {
         self.upload(label, &vec![f32::NAN; len])
     }
 
-    /// A uniform buffer holding one `Params` struct.
+    /// A uniform buffer holding one `Params` struct (copyable, so a recorded plan can be
+    /// read back and exported).
     pub fn uniform<T: Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: bytemuck::bytes_of(value),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                usage: wgpu::BufferUsages::UNIFORM
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
             })
     }
 

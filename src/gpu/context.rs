@@ -137,9 +137,12 @@ pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
-    /// The limits the device was actually created with.
+    /// The limits launchers plan within: the device's own, or WebGPU's defaults when
+    /// targeting a browser.
     pub limits: wgpu::Limits,
     pub pipelines: PipelineCache,
+    /// Launchers pick CPU-friendly kernel variants and respect llvmpipe's loop limit.
+    software_kernels: bool,
     sink: Arc<Mutex<ErrorSink>>,
 }
 
@@ -175,6 +178,7 @@ impl GpuContext {
         });
 
         let limits = device.limits();
+        let software_kernels = info.device_type == wgpu::DeviceType::Cpu;
         Ok(GpuContext {
             instance,
             adapter,
@@ -183,8 +187,18 @@ impl GpuContext {
             info,
             limits,
             pipelines: PipelineCache::default(),
+            software_kernels,
             sink,
         })
+    }
+
+    /// Makes launchers plan for a browser instead of this adapter: real-GPU kernel
+    /// variants, within WebGPU's default limits (what a page gets without asking). Plans
+    /// recorded on such a context are for export, and still valid to run here.
+    pub fn targeting_browser(mut self) -> Self {
+        self.software_kernels = false;
+        self.limits = wgpu::Limits::default();
+        self
     }
 
     pub fn has_timestamps(&self) -> bool {
@@ -205,9 +219,10 @@ impl GpuContext {
         )
     }
 
-    /// A software rasterizer (llvmpipe, SwiftShader, WARP) rather than a real GPU.
+    /// Whether kernels are tuned for a software rasterizer (llvmpipe, SwiftShader, WARP):
+    /// the adapter's own type, unless [`GpuContext::targeting_browser`] changed it.
     pub fn is_software(&self) -> bool {
-        self.info.device_type == wgpu::DeviceType::Cpu
+        self.software_kernels
     }
 
     /// Turns any error wgpu reported since the last check into an `Error` naming

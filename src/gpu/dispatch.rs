@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::gpu::pipeline::BoundBuffers;
 use crate::gpu::{GpuContext, Kernel};
 
 pub struct Dispatch {
     pub kernel: Arc<Kernel>,
-    pub bind_group: wgpu::BindGroup,
+    pub bind_group: BoundBuffers,
     /// Workgroup counts; a zero count means there is nothing to compute.
     pub groups: [u32; 3],
 }
@@ -19,7 +20,7 @@ impl Dispatch {
             return;
         }
         pass.set_pipeline(&self.kernel.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &self.bind_group.group, &[]);
         pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
     }
 }

@@ -86,6 +86,18 @@ pub struct Kernel {
     pub label: String,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// What it was built from, kept so a recorded plan can be rebuilt elsewhere (the
+    /// browser export).
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub bindings: &'static [Binding],
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+/// A bind group with the buffers it binds, in binding order.
+pub struct BoundBuffers {
+    pub group: wgpu::BindGroup,
+    pub buffers: Vec<wgpu::Buffer>,
 }
 
 type CacheKey = (Shader, &'static str, Vec<(&'static str, u64)>);
@@ -196,11 +208,15 @@ impl GpuContext {
             label,
             pipeline,
             layout,
+            shader: spec.shader,
+            entry: spec.entry,
+            bindings: spec.bindings,
+            constants: spec.constants.to_vec(),
         })
     }
 
     /// A bind group for `kernel` binding `buffers` in order.
-    pub fn bind(&self, kernel: &Kernel, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    pub fn bind(&self, kernel: &Kernel, buffers: &[&wgpu::Buffer]) -> BoundBuffers {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -209,11 +225,15 @@ impl GpuContext {
                 resource: buffer.as_entire_binding(),
             })
             .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&kernel.label),
             layout: &kernel.layout,
             entries: &entries,
-        })
+        });
+        BoundBuffers {
+            group,
+            buffers: buffers.iter().map(|&b| b.clone()).collect(),
+        }
     }
 }
 

@@ -112,6 +112,28 @@ impl GpuExecutor {
         Ok(exec)
     }
 
+    /// A compiled plan's dispatches in order, for replay outside this process (the
+    /// browser export). Refused for plans that draw noise or batches, whose per-step
+    /// uniforms a verbatim replay would freeze.
+    pub fn recorded_dispatches(&self, plan: usize) -> Result<&[Dispatch]> {
+        let plan = self
+            .plans
+            .get(plan)
+            .ok_or_else(|| Error::InvalidArgument(format!("no compiled plan {plan}")))?;
+        if !plan.streams.is_empty() || !plan.optimizers.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a plan with per-step random streams or Adam steps cannot be replayed verbatim"
+                    .into(),
+            ));
+        }
+        Ok(&plan.dispatches)
+    }
+
+    /// The buffer holding the value of node `id` (shared by views of one storage).
+    pub fn value_buffer(&self, id: NodeId) -> Option<&wgpu::Buffer> {
+        self.values.get(self.graph.storage(id))?.as_ref()
+    }
+
     /// The buffer behind `buf`, allocated (zeroed) on first use.
     fn buffer(&mut self, buf: Buf) -> wgpu::Buffer {
         let (slots, kind, id) = match buf {

@@ -1,0 +1,290 @@
+//! `gan-gpu export-web`: the generator as a static web page that runs our WGSL kernels
+//! on WebGPU.
+//!
+//! The page needs no kernel logic of its own. The export compiles the generator's forward
+//! pass with the wgpu executor, exactly as training samples it, on a context retargeted
+//! at browsers (real-GPU kernel variants, WebGPU's default limits), then writes that plan
+//! out: every dispatch's shader file, entry point, override constants, bound buffers and
+//! grid, and every uniform's bytes as read back from the device. `web/gan.js` replays the
+//! plan with `shaders/*.wgsl` copied from the very sources compiled into this binary, so
+//! the browser runs what the trainer runs, through a second compiler (Dawn/Tint).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cpu::AdamConfig;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomically;
+use crate::gpu::{AdapterRequest, Binding, GpuContext, Shader};
+use crate::graph::gpu_exec::GpuExecutor;
+use crate::graph::{Executor, RandomStreams, lower};
+use crate::model::checkpoint::{Checkpoint, NamedTensor, load_checkpoint, save_checkpoint};
+use crate::model::gan::{IMAGE_SIDE, sampler};
+use crate::model::sample::generator_from_checkpoint;
+
+/// Version tag of `plan.json`; `web/gan.js` refuses any other.
+pub const PLAN_FORMAT: &str = "gan-gpu-web-plan-v1";
+pub const WEIGHTS_FILE: &str = "generator.safetensors";
+pub const PLAN_FILE: &str = "plan.json";
+
+/// The page, its scripts and its style, as kept in `web/`.
+const SITE_FILES: &[(&str, &str)] = &[
+    ("index.html", include_str!("../../web/index.html")),
+    ("app.js", include_str!("../../web/app.js")),
+    ("gan.js", include_str!("../../web/gan.js")),
+    (
+        "check-shaders.html",
+        include_str!("../../web/check-shaders.html"),
+    ),
+    (
+        "check-shaders.js",
+        include_str!("../../web/check-shaders.js"),
+    ),
+    ("style.css", include_str!("../../web/style.css")),
+];
+
+#[derive(Serialize)]
+struct WebPlan {
+    format: &'static str,
+    /// Digits per forward pass: the page's grid is `grid` x `grid`.
+    batch: usize,
+    grid: usize,
+    noise_dim: usize,
+    image_side: usize,
+    weights: &'static str,
+    /// Buffers the page writes noise into and reads digits from.
+    noise_buffer: usize,
+    image_buffer: usize,
+    /// Every file in `shaders/`, all of which the compilation check page compiles.
+    shader_files: Vec<&'static str>,
+    buffers: Vec<PlanBuffer>,
+    dispatches: Vec<PlanDispatch>,
+    exported_by: String,
+    recorded_on: String,
+}
+
+#[derive(Serialize)]
+struct PlanBuffer {
+    label: String,
+    bytes: u64,
+    /// The weight tensor (in the weights file) this buffer starts with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tensor: Option<String>,
+    /// A uniform's contents, as 32-bit words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uniform: Option<Vec<u32>>,
+}
+
+#[derive(Serialize)]
+struct PlanDispatch {
+    shader: &'static str,
+    entry: &'static str,
+    constants: BTreeMap<&'static str, f64>,
+    bindings: Vec<PlanBinding>,
+    groups: [u32; 3],
+}
+
+#[derive(Serialize)]
+struct PlanBinding {
+    buffer: usize,
+    access: &'static str,
+}
+
+/// What [`export_web`] wrote.
+#[derive(Debug)]
+pub struct ExportSummary {
+    pub files: Vec<PathBuf>,
+    pub dispatches: usize,
+    pub weight_bytes: u64,
+    pub recorded_on: String,
+}
+
+/// Writes the site for the generator in `checkpoint` into `out` (created if missing;
+/// other files there are left alone). The plan is recorded on the adapter `request`
+/// picks, retargeted at browsers; `grid` x `grid` digits are drawn per forward pass.
+pub fn export_web(
+    checkpoint: &Path,
+    out: &Path,
+    request: &AdapterRequest,
+    grid: usize,
+) -> Result<ExportSummary> {
+    if !(1..=32).contains(&grid) {
+        return Err(Error::InvalidArgument(format!(
+            "--grid {grid}: expected 1 to 32 digits per side"
+        )));
+    }
+    if out.is_file() {
+        return Err(Error::InvalidArgument(format!(
+            "--out {}: is a file, expected a directory for the site",
+            out.display()
+        )));
+    }
+    let ckpt = load_checkpoint(checkpoint)?;
+    let (weights, noise_dim) = generator_from_checkpoint(checkpoint, &ckpt)?;
+    let batch = grid * grid;
+
+    let ctx = Arc::new(GpuContext::new(request)?.targeting_browser());
+    let (graph, generator) = sampler(batch, noise_dim)?;
+    let mut exec = GpuExecutor::new(
+        Arc::clone(&ctx),
+        &graph,
+        vec![AdamConfig::default()],
+        None,
+        RandomStreams { seed: 0 },
+    )?;
+    let plan = exec.compile(&lower::forward(
+        &graph,
+        &[generator.image],
+        &Default::default(),
+    ))?;
+
+    // Name every buffer the executor owns; anything else a launcher made is scratch.
+    let mut known: HashMap<wgpu::Buffer, (String, Option<String>)> = HashMap::new();
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if let Some(buffer) = exec.value_buffer(id) {
+            let tensor = generator.params.contains(&id).then(|| node.name.clone());
+            known
+                .entry(buffer.clone())
+                .or_insert_with(|| (node.name.clone(), tensor));
+        }
+    }
+    let value = |id| {
+        exec.value_buffer(id).cloned().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the generator's {} has no buffer",
+                graph.nodes[id].name
+            ))
+        })
+    };
+    let (noise, image) = (value(generator.z)?, value(generator.image)?);
+
+    let mut index: HashMap<wgpu::Buffer, usize> = HashMap::new();
+    let mut buffers = Vec::new();
+    let mut dispatches = Vec::new();
+    for d in exec.recorded_dispatches(plan)? {
+        if d.groups.contains(&0) {
+            continue;
+        }
+        let kernel = &d.kernel;
+        let mut bindings = Vec::new();
+        for (buffer, &binding) in d.bind_group.buffers.iter().zip(kernel.bindings) {
+            let slot = match index.get(buffer) {
+                Some(&slot) => slot,
+                None => {
+                    let entry = if binding == Binding::Uniform {
+                        let words = ctx.read::<u32>(buffer, buffer.size() as usize / 4)?;
+                        PlanBuffer {
+                            label: format!("{} params", kernel.label),
+                            bytes: buffer.size(),
+                            tensor: None,
+                            uniform: Some(words),
+                        }
+                    } else {
+                        let (label, tensor) = known
+                            .get(buffer)
+                            .cloned()
+                            .unwrap_or_else(|| (format!("{} scratch", kernel.label), None));
+                        PlanBuffer {
+                            label,
+                            bytes: buffer.size(),
+                            tensor,
+                            uniform: None,
+                        }
+                    };
+                    buffers.push(entry);
+                    index.insert(buffer.clone(), buffers.len() - 1);
+                    buffers.len() - 1
+                }
+            };
+            bindings.push(PlanBinding {
+                buffer: slot,
+                access: match binding {
+                    Binding::Uniform => "uniform",
+                    Binding::Read => "read",
+                    Binding::ReadWrite => "read_write",
+                },
+            });
+        }
+        dispatches.push(PlanDispatch {
+            shader: kernel.shader.file_name(),
+            entry: kernel.entry,
+            constants: kernel.constants.iter().copied().collect(),
+            bindings,
+            groups: d.groups,
+        });
+    }
+    let slot_of = |buffer: &wgpu::Buffer, what: &str| {
+        index.get(buffer).copied().ok_or_else(|| {
+            Error::InvalidArgument(format!("the recorded plan never binds the {what} buffer"))
+        })
+    };
+    let web_plan = WebPlan {
+        format: PLAN_FORMAT,
+        batch,
+        grid,
+        noise_dim,
+        image_side: IMAGE_SIDE,
+        weights: WEIGHTS_FILE,
+        noise_buffer: slot_of(&noise, "noise")?,
+        image_buffer: slot_of(&image, "image")?,
+        shader_files: Shader::ALL.iter().map(|s| s.file_name()).collect(),
+        buffers,
+        dispatches,
+        exported_by: format!("gan-gpu {}", env!("CARGO_PKG_VERSION")),
+        recorded_on: ctx.describe(),
+    };
+
+    let mut files = Vec::new();
+    let mut write = |name: &str, bytes: &[u8]| -> Result<()> {
+        let path = out.join(name);
+        write_atomically(&path, &[bytes])?;
+        files.push(path);
+        Ok(())
+    };
+    for (name, text) in SITE_FILES {
+        write(name, text.as_bytes())?;
+    }
+    for shader in Shader::ALL {
+        write(
+            &format!("shaders/{}", shader.file_name()),
+            shader.source().as_bytes(),
+        )?;
+    }
+    let plan_json = serde_json::to_vec_pretty(&web_plan)
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode the plan: {e}")))?;
+    write(PLAN_FILE, &plan_json)?;
+
+    let generator_only = Checkpoint {
+        tensors: generator
+            .params
+            .iter()
+            .zip(weights)
+            .map(|(&id, data)| NamedTensor {
+                name: graph.nodes[id].name.clone(),
+                shape: graph.nodes[id].shape.clone(),
+                data,
+            })
+            .collect(),
+        metadata: BTreeMap::from([
+            ("format".to_string(), "gan-gpu-generator-v1".to_string()),
+            ("noise_dim".to_string(), noise_dim.to_string()),
+            ("source".to_string(), checkpoint.display().to_string()),
+        ]),
+    };
+    let weights_path = out.join(WEIGHTS_FILE);
+    save_checkpoint(&weights_path, &generator_only)?;
+    let weight_bytes = std::fs::metadata(&weights_path)
+        .map_err(|e| Error::io(&weights_path, e))?
+        .len();
+    files.push(weights_path);
+    ctx.check("recording the generator's plan for the browser")?;
+    Ok(ExportSummary {
+        files,
+        dispatches: web_plan.dispatches.len(),
+        weight_bytes,
+        recorded_on: web_plan.recorded_on,
+    })
+}
