@@ -20,9 +20,11 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomically;
 use crate::gpu::{AdapterRequest, Binding, GpuContext, Shader};
 use crate::graph::gpu_exec::GpuExecutor;
-use crate::graph::{Executor, RandomStreams, lower};
-use crate::model::checkpoint::{Checkpoint, NamedTensor, load_checkpoint, save_checkpoint};
-use crate::model::gan::{IMAGE_SIDE, sampler};
+use crate::graph::{Executor, Graph, NodeId, RandomStreams, lower};
+use crate::model::checkpoint::{
+    Checkpoint, FORMAT, FORMAT_KEY, NamedTensor, load_checkpoint, save_checkpoint,
+};
+use crate::model::gan::{Generator, IMAGE_SIDE, sampler};
 use crate::model::sample::generator_from_checkpoint;
 
 /// Version tag of `plan.json`; `web/gan.js` refuses any other.
@@ -124,19 +126,83 @@ pub fn export_web(
     }
     let ckpt = load_checkpoint(checkpoint)?;
     let (weights, noise_dim) = generator_from_checkpoint(checkpoint, &ckpt)?;
-    let batch = grid * grid;
-
     let ctx = Arc::new(GpuContext::new(request)?.targeting_browser());
-    let (graph, generator) = sampler(batch, noise_dim)?;
+    let (graph, generator) = sampler(grid * grid, noise_dim)?;
+    let plan = record_plan(&ctx, &graph, &generator, grid)?;
+
+    let mut files = Vec::new();
+    let mut write = |name: &str, bytes: &[u8]| -> Result<()> {
+        let path = out.join(name);
+        write_atomically(&path, &[bytes])?;
+        files.push(path);
+        Ok(())
+    };
+    for (name, text) in SITE_FILES {
+        write(name, text.as_bytes())?;
+    }
+    for shader in Shader::ALL {
+        write(
+            &format!("shaders/{}", shader.file_name()),
+            shader.source().as_bytes(),
+        )?;
+    }
+    let plan_json = serde_json::to_vec_pretty(&plan)
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode the plan: {e}")))?;
+    write(PLAN_FILE, &plan_json)?;
+
+    let generator_only = Checkpoint {
+        tensors: generator
+            .params
+            .iter()
+            .zip(weights)
+            .map(|(&id, data)| NamedTensor {
+                name: graph.nodes[id].name.clone(),
+                shape: graph.nodes[id].shape.clone(),
+                data,
+            })
+            .collect(),
+        metadata: BTreeMap::from([
+            // A checkpoint with only the generator: `gan-gpu sample` reads it too.
+            (FORMAT_KEY.to_string(), FORMAT.to_string()),
+            ("noise_dim".to_string(), noise_dim.to_string()),
+            ("source".to_string(), checkpoint.display().to_string()),
+        ]),
+    };
+    let weights_path = out.join(WEIGHTS_FILE);
+    save_checkpoint(&weights_path, &generator_only)?;
+    let weight_bytes = std::fs::metadata(&weights_path)
+        .map_err(|e| Error::io(&weights_path, e))?
+        .len();
+    files.push(weights_path);
+    Ok(ExportSummary {
+        files,
+        dispatches: plan.dispatches.len(),
+        weight_bytes,
+        recorded_on: plan.recorded_on,
+    })
+}
+
+/// Compiles the generator's forward pass on `ctx` and describes what it recorded: each
+/// buffer (weights by tensor name, uniforms with their bytes read back from the device)
+/// and each dispatch.
+// Buffers are map keys by identity: wgpu::Buffer hashes and compares by its id, which
+// its interior mutability (mapping state) never changes.
+#[allow(clippy::mutable_key_type)]
+fn record_plan(
+    ctx: &Arc<GpuContext>,
+    graph: &Graph,
+    generator: &Generator,
+    grid: usize,
+) -> Result<WebPlan> {
     let mut exec = GpuExecutor::new(
-        Arc::clone(&ctx),
-        &graph,
+        Arc::clone(ctx),
+        graph,
         vec![AdamConfig::default()],
         None,
         RandomStreams { seed: 0 },
     )?;
     let plan = exec.compile(&lower::forward(
-        &graph,
+        graph,
         &[generator.image],
         &Default::default(),
     ))?;
@@ -151,15 +217,6 @@ pub fn export_web(
                 .or_insert_with(|| (node.name.clone(), tensor));
         }
     }
-    let value = |id| {
-        exec.value_buffer(id).cloned().ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "the generator's {} has no buffer",
-                graph.nodes[id].name
-            ))
-        })
-    };
-    let (noise, image) = (value(generator.z)?, value(generator.image)?);
 
     let mut index: HashMap<wgpu::Buffer, usize> = HashMap::new();
     let mut buffers = Vec::new();
@@ -174,27 +231,22 @@ pub fn export_web(
             let slot = match index.get(buffer) {
                 Some(&slot) => slot,
                 None => {
-                    let entry = if binding == Binding::Uniform {
+                    let (label, tensor, uniform) = if binding == Binding::Uniform {
                         let words = ctx.read::<u32>(buffer, buffer.size() as usize / 4)?;
-                        PlanBuffer {
-                            label: format!("{} params", kernel.label),
-                            bytes: buffer.size(),
-                            tensor: None,
-                            uniform: Some(words),
-                        }
+                        (format!("{} params", kernel.label), None, Some(words))
                     } else {
                         let (label, tensor) = known
                             .get(buffer)
                             .cloned()
                             .unwrap_or_else(|| (format!("{} scratch", kernel.label), None));
-                        PlanBuffer {
-                            label,
-                            bytes: buffer.size(),
-                            tensor,
-                            uniform: None,
-                        }
+                        (label, tensor, None)
                     };
-                    buffers.push(entry);
+                    buffers.push(PlanBuffer {
+                        label,
+                        bytes: buffer.size(),
+                        tensor,
+                        uniform,
+                    });
                     index.insert(buffer.clone(), buffers.len() - 1);
                     buffers.len() - 1
                 }
@@ -216,75 +268,31 @@ pub fn export_web(
             groups: d.groups,
         });
     }
-    let slot_of = |buffer: &wgpu::Buffer, what: &str| {
-        index.get(buffer).copied().ok_or_else(|| {
-            Error::InvalidArgument(format!("the recorded plan never binds the {what} buffer"))
-        })
+    ctx.check("recording the generator's plan for the browser")?;
+
+    let slot_of = |id: NodeId| {
+        exec.value_buffer(id)
+            .and_then(|buffer| index.get(buffer).copied())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "the recorded plan never binds the generator's {}",
+                    graph.nodes[id].name
+                ))
+            })
     };
-    let web_plan = WebPlan {
+    Ok(WebPlan {
         format: PLAN_FORMAT,
-        batch,
+        batch: grid * grid,
         grid,
-        noise_dim,
+        noise_dim: graph.nodes[generator.z].shape[1],
         image_side: IMAGE_SIDE,
         weights: WEIGHTS_FILE,
-        noise_buffer: slot_of(&noise, "noise")?,
-        image_buffer: slot_of(&image, "image")?,
+        noise_buffer: slot_of(generator.z)?,
+        image_buffer: slot_of(generator.image)?,
         shader_files: Shader::ALL.iter().map(|s| s.file_name()).collect(),
         buffers,
         dispatches,
         exported_by: format!("gan-gpu {}", env!("CARGO_PKG_VERSION")),
         recorded_on: ctx.describe(),
-    };
-
-    let mut files = Vec::new();
-    let mut write = |name: &str, bytes: &[u8]| -> Result<()> {
-        let path = out.join(name);
-        write_atomically(&path, &[bytes])?;
-        files.push(path);
-        Ok(())
-    };
-    for (name, text) in SITE_FILES {
-        write(name, text.as_bytes())?;
-    }
-    for shader in Shader::ALL {
-        write(
-            &format!("shaders/{}", shader.file_name()),
-            shader.source().as_bytes(),
-        )?;
-    }
-    let plan_json = serde_json::to_vec_pretty(&web_plan)
-        .map_err(|e| Error::InvalidArgument(format!("cannot encode the plan: {e}")))?;
-    write(PLAN_FILE, &plan_json)?;
-
-    let generator_only = Checkpoint {
-        tensors: generator
-            .params
-            .iter()
-            .zip(weights)
-            .map(|(&id, data)| NamedTensor {
-                name: graph.nodes[id].name.clone(),
-                shape: graph.nodes[id].shape.clone(),
-                data,
-            })
-            .collect(),
-        metadata: BTreeMap::from([
-            ("format".to_string(), "gan-gpu-generator-v1".to_string()),
-            ("noise_dim".to_string(), noise_dim.to_string()),
-            ("source".to_string(), checkpoint.display().to_string()),
-        ]),
-    };
-    let weights_path = out.join(WEIGHTS_FILE);
-    save_checkpoint(&weights_path, &generator_only)?;
-    let weight_bytes = std::fs::metadata(&weights_path)
-        .map_err(|e| Error::io(&weights_path, e))?
-        .len();
-    files.push(weights_path);
-    ctx.check("recording the generator's plan for the browser")?;
-    Ok(ExportSummary {
-        files,
-        dispatches: web_plan.dispatches.len(),
-        weight_bytes,
-        recorded_on: web_plan.recorded_on,
     })
 }

@@ -1,0 +1,285 @@
+//! `gan-gpu export-web` end to end: a checkpoint from a short training run is exported,
+//! the site is served on 127.0.0.1 and driven in headless Chromium (SwiftShader WebGPU)
+//! by `tests/web/drive.mjs`, and what the pages report is checked here: every shader
+//! compiles, the page's digits equal the CPU executor's for the same noise and weights
+//! (a fixed batch, then after "New noise" and after moving the slider), the page names
+//! its adapter, screenshots are PNGs of digits, and a browser without WebGPU gets the
+//! explanation instead.
+//!
+//! Needs Debian's `chromium` and `npm ci --prefix tests/web` (`.ci/run` does both);
+//! without them the test prints SKIP, unless `GAN_GPU_REQUIRE_BROWSER=1` makes that a
+//! failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::run_cli;
+use gan_gpu::cpu::normal_noise;
+use gan_gpu::gpu::Shader;
+use gan_gpu::model::checkpoint::load_checkpoint;
+use gan_gpu::model::sample::{generate_with, generator_from_checkpoint};
+use serde_json::Value;
+
+const REQUIRE_BROWSER_ENV: &str = "GAN_GPU_REQUIRE_BROWSER";
+const NOISE_FILE: &str = "parity-noise.f32";
+
+/// Chromium and the driver's node_modules, or why the test cannot run.
+fn browser_setup() -> Result<PathBuf, String> {
+    let chromium = std::env::var("GAN_GPU_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return Err(format!(
+            "no Chromium at {chromium} (apt-get install chromium)"
+        ));
+    }
+    let driver_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
+    if !driver_dir.join("node_modules/playwright-core").is_dir() {
+        return Err("no tests/web/node_modules (npm ci --prefix tests/web)".into());
+    }
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(driver_dir.join("drive.mjs")),
+        _ => Err("no `node` on PATH".into()),
+    }
+}
+
+fn floats(v: &Value, what: &str) -> Vec<f32> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("{what} is not an array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap_or(f64::NAN) as f32)
+        .collect()
+}
+
+/// The largest |page - cpu| over a state's digits, after checking shape and range.
+fn page_vs_cpu(name: &str, state: &Value, weights: &[Vec<f32>], noise_dim: usize) -> f32 {
+    assert_eq!(
+        state["status"], "ready",
+        "{name}: the page reported {state:#}"
+    );
+    let noise = floats(&state["noise"], "noise");
+    let images = floats(&state["images"], "images");
+    let cpu = generate_with(weights, &noise, noise_dim).unwrap();
+    assert_eq!(images.len(), cpu.len(), "{name}: digit values");
+    assert!(
+        images.iter().all(|v| (-1.0..=1.0).contains(v)),
+        "{name}: the page drew values outside [-1, 1] (or NaN)"
+    );
+    let worst = images
+        .iter()
+        .zip(&cpu)
+        .map(|(p, c)| (p - c).abs())
+        .fold(0.0, f32::max);
+    let spread = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        spread > 0.1,
+        "{name}: the CPU digits are flat ({spread}); a useless comparison"
+    );
+    assert!(
+        worst <= 1e-4,
+        "{name}: page and CPU executor differ by up to {worst:e} (tolerance 1e-4)"
+    );
+    worst
+}
+
+fn assert_png(path: &Path) -> (u32, u32) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let decoder = png::Decoder::new(std::io::BufReader::new(file));
+    let reader = decoder
+        .read_info()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let info = reader.info();
+    (info.width, info.height)
+}
+
+#[test]
+fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
+    let driver = match browser_setup() {
+        Ok(driver) => driver,
+        Err(reason) => {
+            let required = std::env::var(REQUIRE_BROWSER_ENV).is_ok_and(|v| v == "1");
+            assert!(!required, "{REQUIRE_BROWSER_ENV}=1 but {reason}");
+            eprintln!("SKIP: browser test not run: {reason}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let site = dir.path().join("site");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-export");
+    std::fs::create_dir_all(&out).unwrap();
+
+    // A few real training steps, so the weights are a trained checkpoint's, not init's.
+    let trained = run_cli(&[
+        "train",
+        "--device",
+        "cpu",
+        "--iterations",
+        "20",
+        "--seed",
+        "5",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(trained.status.success(), "{trained:?}");
+    let checkpoint = run.join("checkpoint.safetensors");
+    let exported = run_cli(&[
+        "export-web",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+    ]);
+    assert!(exported.status.success(), "{exported:?}");
+    for shader in Shader::ALL {
+        let copied =
+            std::fs::read_to_string(site.join("shaders").join(shader.file_name())).unwrap();
+        assert_eq!(
+            copied,
+            shader.source(),
+            "{} is not the trainer's copy",
+            shader.file_name()
+        );
+    }
+
+    // The exported weights file loads as a checkpoint and holds the trained generator.
+    let exported_weights = site.join("generator.safetensors");
+    let (weights, noise_dim) = generator_from_checkpoint(
+        &exported_weights,
+        &load_checkpoint(&exported_weights).unwrap(),
+    )
+    .unwrap();
+    let (trained_weights, _) =
+        generator_from_checkpoint(&checkpoint, &load_checkpoint(&checkpoint).unwrap()).unwrap();
+    assert_eq!(weights, trained_weights);
+
+    let noise = normal_noise(11, 0, 64 * noise_dim);
+    std::fs::write(
+        site.join(NOISE_FILE),
+        bytemuck::cast_slice::<f32, u8>(&noise),
+    )
+    .unwrap();
+    let driven = Command::new("node")
+        .arg(&driver)
+        .args([&site, &out])
+        .arg(NOISE_FILE)
+        .output()
+        .unwrap();
+    assert!(
+        driven.status.success(),
+        "drive.mjs failed:\n{}\n{}",
+        String::from_utf8_lossy(&driven.stdout),
+        String::from_utf8_lossy(&driven.stderr)
+    );
+    let result: Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    let console = result["console"].to_string();
+
+    let check = &result["shaderCheck"];
+    assert_eq!(
+        check["status"], "done",
+        "shader check: {check:#}\nconsole: {console}"
+    );
+    let files: Vec<&str> = check["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    let all: Vec<&str> = Shader::ALL.iter().map(|s| s.file_name()).collect();
+    assert_eq!(files, all, "the check page compiled other files");
+    assert_eq!(check["errors"], 0, "Chromium rejects shaders: {check:#}");
+
+    let states = &result["states"];
+    let fixed = &states["fixed"];
+    let adapter = fixed["adapter"].as_str().unwrap_or_default();
+    assert!(!adapter.is_empty(), "the page names no adapter: {fixed:#}");
+    assert_eq!(
+        floats(&fixed["noise"], "noise"),
+        noise,
+        "the page ignored ?noise="
+    );
+    let mut worst = page_vs_cpu("fixed noise", fixed, &weights, noise_dim);
+
+    let new_noise = &states["newNoise"];
+    assert_ne!(
+        new_noise["noise"], fixed["noise"],
+        "New noise kept the noise"
+    );
+    worst = worst.max(page_vs_cpu(
+        "after New noise",
+        new_noise,
+        &weights,
+        noise_dim,
+    ));
+
+    let halfway = &states["halfway"];
+    assert_eq!(halfway["mix"], 0.5);
+    assert_ne!(
+        halfway["noise"], new_noise["noise"],
+        "the slider left the noise alone"
+    );
+    worst = worst.max(page_vs_cpu("slider at 0.5", halfway, &weights, noise_dim));
+    eprintln!(
+        "page on {adapter}: max |page - cpu| {worst:e}, {} ms per forward pass",
+        fixed["ms"]
+    );
+
+    let (w, h) = assert_png(&out.join("page.png"));
+    assert!(w >= 600 && h >= 600, "page screenshot is {w}x{h}");
+    assert_png(&out.join("check-shaders.png"));
+
+    let no_webgpu = &result["noWebgpu"];
+    assert_eq!(no_webgpu["status"], "no-webgpu", "{no_webgpu:#}");
+    assert_eq!(no_webgpu["visible"], true, "{no_webgpu:#}");
+    assert!(
+        no_webgpu["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("WebGPU is not available"),
+        "{no_webgpu:#}"
+    );
+    assert_png(&out.join("no-webgpu.png"));
+}
+
+#[test]
+fn export_web_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing.safetensors");
+    let out = run_cli(&[
+        "export-web",
+        "--checkpoint",
+        missing.to_str().unwrap(),
+        "--out",
+        dir.path().join("site").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing.safetensors"), "{stderr}");
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = run_cli(&[
+        "export-web",
+        "--checkpoint",
+        missing.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a file"), "{stderr}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file was touched");
+
+    let out = run_cli(&[
+        "export-web",
+        "--checkpoint",
+        missing.to_str().unwrap(),
+        "--out",
+        dir.path().join("site").to_str().unwrap(),
+        "--grid",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--grid 0"));
+}
