@@ -1,6 +1,7 @@
-//! `gan-gpu export-web` end to end: a checkpoint from a short training run is exported,
-//! the site is served on 127.0.0.1 and driven in headless Chromium (SwiftShader WebGPU)
-//! by `tests/web/drive.mjs`, and what the pages report is checked here: every shader
+//! `gan-gpu export-web` end to end. A freshly trained checkpoint exports to a complete
+//! site. The bundled demo generator's site is served on 127.0.0.1 and driven in headless
+//! Chromium (SwiftShader WebGPU) by `tests/web/drive.mjs`, and what the pages report is
+//! checked here: every shader
 //! compiles, the page's digits equal the CPU executor's for the same noise and weights
 //! (a fixed batch, then after "New noise" and after moving the slider), the page names
 //! its adapter, screenshots are PNGs of digits, and a browser without WebGPU gets the
@@ -18,6 +19,7 @@ use std::process::Command;
 use common::run_cli;
 use gan_gpu::cpu::normal_noise;
 use gan_gpu::gpu::Shader;
+use gan_gpu::gpu::testing::test_context;
 use gan_gpu::model::checkpoint::load_checkpoint;
 use gan_gpu::model::sample::{generate_with, generator_from_checkpoint};
 use serde_json::Value;
@@ -92,6 +94,106 @@ fn assert_png(path: &Path) -> (u32, u32) {
     (info.width, info.height)
 }
 
+/// The generator bundled for demos, trained for 8,000 iterations.
+const DEMO_GENERATOR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/docs/demo-generator.safetensors"
+);
+
+fn export(checkpoint: &Path, site: &Path) {
+    let exported = run_cli(&[
+        "export-web",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+    ]);
+    assert!(exported.status.success(), "{exported:?}");
+}
+
+fn weights_of(checkpoint: &Path) -> (Vec<Vec<f32>>, usize) {
+    generator_from_checkpoint(checkpoint, &load_checkpoint(checkpoint).unwrap()).unwrap()
+}
+
+/// A freshly trained checkpoint exports to a complete site: the trainer's own shader
+/// sources, a plan that binds every generator tensor, and the generator's weights.
+#[test]
+fn a_trained_checkpoint_exports_to_a_complete_site() {
+    if test_context("a_trained_checkpoint_exports_to_a_complete_site").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (run, site) = (dir.path().join("run"), dir.path().join("site"));
+    let trained = run_cli(&[
+        "train",
+        "--device",
+        "cpu",
+        "--iterations",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(trained.status.success(), "{trained:?}");
+    let checkpoint = run.join("checkpoint.safetensors");
+    export(&checkpoint, &site);
+
+    for shader in Shader::ALL {
+        let copied =
+            std::fs::read_to_string(site.join("shaders").join(shader.file_name())).unwrap();
+        assert_eq!(
+            copied,
+            shader.source(),
+            "{} is not the trainer's copy",
+            shader.file_name()
+        );
+    }
+    for page in [
+        "index.html",
+        "app.js",
+        "gan.js",
+        "check-shaders.html",
+        "check-shaders.js",
+        "style.css",
+    ] {
+        assert!(site.join(page).is_file(), "{page} missing");
+    }
+    // The weights file is a checkpoint of the generator alone, equal to the trained one.
+    let exported = site.join("generator.safetensors");
+    assert_eq!(weights_of(&exported), weights_of(&checkpoint));
+
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(site.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["format"], "gan-gpu-web-plan-v1");
+    assert_eq!(plan["batch"], 64);
+    let buffers = plan["buffers"].as_array().unwrap();
+    let mut tensors: Vec<&str> = buffers
+        .iter()
+        .filter_map(|b| b["tensor"].as_str())
+        .collect();
+    tensors.sort();
+    let ckpt = load_checkpoint(&exported).unwrap();
+    let names: Vec<&str> = ckpt.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        tensors, names,
+        "the plan must bind every generator tensor once"
+    );
+    for d in plan["dispatches"].as_array().unwrap() {
+        let shader = d["shader"].as_str().unwrap();
+        assert!(
+            Shader::ALL.iter().any(|s| s.file_name() == shader),
+            "{shader}"
+        );
+        for b in d["bindings"].as_array().unwrap() {
+            let buffer = &buffers[b["buffer"].as_u64().unwrap() as usize];
+            assert_eq!(
+                buffer["uniform"].is_array(),
+                b["access"] == "uniform",
+                "{d}"
+            );
+        }
+    }
+}
+
 #[test]
 fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
     let driver = match browser_setup() {
@@ -104,54 +206,12 @@ fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
         }
     };
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
     let site = dir.path().join("site");
+    // Screenshots stay in cargo's test scratch folder; docs/web-page.png is a copy.
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-export");
     std::fs::create_dir_all(&out).unwrap();
-
-    // A few real training steps, so the weights are a trained checkpoint's, not init's.
-    let trained = run_cli(&[
-        "train",
-        "--device",
-        "cpu",
-        "--iterations",
-        "20",
-        "--seed",
-        "5",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    assert!(trained.status.success(), "{trained:?}");
-    let checkpoint = run.join("checkpoint.safetensors");
-    let exported = run_cli(&[
-        "export-web",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--out",
-        site.to_str().unwrap(),
-    ]);
-    assert!(exported.status.success(), "{exported:?}");
-    for shader in Shader::ALL {
-        let copied =
-            std::fs::read_to_string(site.join("shaders").join(shader.file_name())).unwrap();
-        assert_eq!(
-            copied,
-            shader.source(),
-            "{} is not the trainer's copy",
-            shader.file_name()
-        );
-    }
-
-    // The exported weights file loads as a checkpoint and holds the trained generator.
-    let exported_weights = site.join("generator.safetensors");
-    let (weights, noise_dim) = generator_from_checkpoint(
-        &exported_weights,
-        &load_checkpoint(&exported_weights).unwrap(),
-    )
-    .unwrap();
-    let (trained_weights, _) =
-        generator_from_checkpoint(&checkpoint, &load_checkpoint(&checkpoint).unwrap()).unwrap();
-    assert_eq!(weights, trained_weights);
+    export(Path::new(DEMO_GENERATOR), &site);
+    let (weights, noise_dim) = weights_of(&site.join("generator.safetensors"));
 
     let noise = normal_noise(11, 0, 64 * noise_dim);
     std::fs::write(
