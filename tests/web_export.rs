@@ -249,6 +249,16 @@ fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
     let all: Vec<&str> = Shader::ALL.iter().map(|s| s.file_name()).collect();
     assert_eq!(files, all, "the check page compiled other files");
     assert_eq!(check["errors"], 0, "Chromium rejects shaders: {check:#}");
+    let pipelines = check["pipelines"].as_array().unwrap();
+    assert!(
+        pipelines.len() >= 20,
+        "only {} trainer pipelines",
+        pipelines.len()
+    );
+    assert_eq!(
+        check["pipelineErrors"], 0,
+        "Chromium rejects pipelines: {check:#}"
+    );
 
     let states = &result["states"];
     let fixed = &states["fixed"];

@@ -5,6 +5,7 @@
 //! pipeline is built once per (shader, entry point, constants) and cached, with an
 //! explicit bind-group layout that binds inputs read-only and outputs read-write.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -106,6 +107,22 @@ type CacheKey = (Shader, &'static str, Vec<(&'static str, u64)>);
 pub struct PipelineCache {
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     kernels: Mutex<HashMap<CacheKey, Arc<Kernel>>>,
+}
+
+impl PipelineCache {
+    /// Every pipeline compiled so far, ordered by label, then constants.
+    pub fn compiled(&self) -> Vec<Arc<Kernel>> {
+        let mut kernels: Vec<Arc<Kernel>> =
+            self.kernels.lock().unwrap().values().cloned().collect();
+        kernels.sort_by(|a, b| {
+            a.label.cmp(&b.label).then_with(|| {
+                a.constants
+                    .partial_cmp(&b.constants)
+                    .unwrap_or(Ordering::Equal)
+            })
+        });
+        kernels
+    }
 }
 
 impl GpuContext {

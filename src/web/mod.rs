@@ -20,11 +20,12 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomically;
 use crate::gpu::{AdapterRequest, Binding, GpuContext, Shader};
 use crate::graph::gpu_exec::GpuExecutor;
-use crate::graph::{Executor, Graph, NodeId, RandomStreams, lower};
+use crate::graph::{Dataset, Executor, Graph, NodeId, RandomStreams, lower};
 use crate::model::checkpoint::{
     Checkpoint, FORMAT, FORMAT_KEY, NamedTensor, load_checkpoint, save_checkpoint,
 };
-use crate::model::gan::{Generator, IMAGE_SIDE, sampler};
+use crate::model::classifier::Classifier;
+use crate::model::gan::{Gan, Generator, IMAGE_SIDE, PIXELS, sampler};
 use crate::model::sample::generator_from_checkpoint;
 
 /// Version tag of `plan.json`; `web/gan.js` refuses any other.
@@ -64,6 +65,8 @@ struct WebPlan {
     shader_files: Vec<&'static str>,
     buffers: Vec<PlanBuffer>,
     dispatches: Vec<PlanDispatch>,
+    /// Every pipeline training builds, for the check page to build in the browser.
+    trainer_pipelines: Vec<PlanPipeline>,
     exported_by: String,
     recorded_on: String,
 }
@@ -87,6 +90,14 @@ struct PlanDispatch {
     constants: BTreeMap<&'static str, f64>,
     bindings: Vec<PlanBinding>,
     groups: [u32; 3],
+}
+
+#[derive(Serialize)]
+struct PlanPipeline {
+    shader: &'static str,
+    entry: &'static str,
+    constants: BTreeMap<&'static str, f64>,
+    bindings: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -182,6 +193,58 @@ pub fn export_web(
     })
 }
 
+fn access(binding: Binding) -> &'static str {
+    match binding {
+        Binding::Uniform => "uniform",
+        Binding::Read => "read",
+        Binding::ReadWrite => "read_write",
+    }
+}
+
+/// Every pipeline the trainer builds for a GAN step and a classifier step (at batch 100),
+/// compiled on `ctx` and listed with what is already in its cache. The check page builds
+/// each in the browser: some problems (override constants, workgroup limits) only show
+/// when a pipeline is created, not when a module compiles.
+fn trainer_pipelines(ctx: &Arc<GpuContext>, noise_dim: usize) -> Result<Vec<PlanPipeline>> {
+    // One dataset row is enough to record the batch gathers; nothing runs.
+    let dataset = |labels: Option<Vec<u8>>| {
+        Some(Arc::new(Dataset {
+            bytes: vec![0; PIXELS],
+            rows: 1,
+            row_len: PIXELS,
+            labels,
+        }))
+    };
+    let streams = RandomStreams { seed: 0 };
+    let gan = Gan::new(100, noise_dim)?;
+    let adams = vec![AdamConfig::default(); 2];
+    let mut exec = GpuExecutor::new(Arc::clone(ctx), &gan.graph, adams, dataset(None), streams)?;
+    exec.compile(&gan.train_step()?)?;
+
+    let classifier = Classifier::new(100, true)?;
+    let loss = classifier.loss.expect("a training classifier has a loss");
+    let g = &classifier.graph;
+    let mut plan = lower::forward(g, &[loss], &Default::default());
+    plan.extend(lower::backward(g, &[loss], &classifier.params)?);
+    plan.extend(lower::adam(g, &classifier.params, 0));
+    let adams = vec![AdamConfig::default()];
+    let mut exec = GpuExecutor::new(Arc::clone(ctx), g, adams, dataset(Some(vec![0])), streams)?;
+    exec.compile(&plan)?;
+    ctx.check("recording the trainer's pipelines")?;
+
+    Ok(ctx
+        .pipelines
+        .compiled()
+        .iter()
+        .map(|k| PlanPipeline {
+            shader: k.shader.file_name(),
+            entry: k.entry,
+            constants: k.constants.iter().copied().collect(),
+            bindings: k.bindings.iter().map(|&b| access(b)).collect(),
+        })
+        .collect())
+}
+
 /// Compiles the generator's forward pass on `ctx` and describes what it recorded: each
 /// buffer (weights by tensor name, uniforms with their bytes read back from the device)
 /// and each dispatch.
@@ -253,11 +316,7 @@ fn record_plan(
             };
             bindings.push(PlanBinding {
                 buffer: slot,
-                access: match binding {
-                    Binding::Uniform => "uniform",
-                    Binding::Read => "read",
-                    Binding::ReadWrite => "read_write",
-                },
+                access: access(binding),
             });
         }
         dispatches.push(PlanDispatch {
@@ -292,6 +351,7 @@ fn record_plan(
         shader_files: Shader::ALL.iter().map(|s| s.file_name()).collect(),
         buffers,
         dispatches,
+        trainer_pipelines: trainer_pipelines(ctx, graph.nodes[generator.z].shape[1])?,
         exported_by: format!("gan-gpu {}", env!("CARGO_PKG_VERSION")),
         recorded_on: ctx.describe(),
     })
