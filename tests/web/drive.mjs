@@ -55,7 +55,7 @@ const QUIET = [
 
 const consoleLines = [];
 async function openPage(browser, url) {
-  const page = await browser.newPage({ viewport: { width: 800, height: 980 } });
+  const page = await browser.newPage({ viewport: { width: 800, height: 860 } });
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
   await page.goto(url);
