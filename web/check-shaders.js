@@ -3,7 +3,7 @@
 // their override constants and bind-group layouts), since some problems only show at
 // pipeline creation. `window.shaderCheck` holds the result for tests.
 
-import { compileShader, openGpu } from './gan.js';
+import { compileShader, createPipeline, openGpu } from './gan.js';
 
 const check = (window.shaderCheck = {
   status: 'running',
@@ -27,27 +27,11 @@ function row(cells, ok) {
   return tr;
 }
 
-const ACCESS = {
-  uniform: { type: 'uniform' },
-  read: { type: 'read-only-storage' },
-  read_write: { type: 'storage' },
-};
-
 // The error message of building one pipeline, or null.
 async function buildPipeline(device, module, p) {
   device.pushErrorScope('validation');
   try {
-    const layout = device.createBindGroupLayout({
-      entries: p.bindings.map((access, i) => ({
-        binding: i,
-        visibility: GPUShaderStage.COMPUTE,
-        buffer: ACCESS[access],
-      })),
-    });
-    await device.createComputePipelineAsync({
-      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module, entryPoint: p.entry, constants: p.constants },
-    });
+    await createPipeline(device, module, p);
   } catch (e) {
     await device.popErrorScope();
     return e.message ?? String(e);

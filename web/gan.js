@@ -88,6 +88,22 @@ const ACCESS = {
   read_write: { type: 'storage' },
 };
 
+// A compute pipeline with an explicit layout: `access` lists each binding of group 0 as
+// 'uniform', 'read' or 'read_write', as the Rust launchers declare it.
+export async function createPipeline(device, module, { shader, entry, constants, access }) {
+  const label = `${shader}::${entry}`;
+  const layout = device.createBindGroupLayout({
+    label,
+    entries: access.map((a, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: ACCESS[a] })),
+  });
+  const pipeline = await device.createComputePipelineAsync({
+    label,
+    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+    compute: { module, entryPoint: entry, constants },
+  });
+  return { pipeline, layout };
+}
+
 export class Generator {
   // Loads plan.json, the weights and the shaders from `base` and builds every buffer,
   // pipeline and bind group once.
@@ -140,20 +156,8 @@ export class Generator {
     for (const d of plan.dispatches) {
       const key = JSON.stringify([d.shader, d.entry, d.constants, d.bindings.map((b) => b.access)]);
       if (!pipelines.has(key)) {
-        const layout = device.createBindGroupLayout({
-          label: `${d.shader}::${d.entry}`,
-          entries: d.bindings.map((b, i) => ({
-            binding: i,
-            visibility: GPUShaderStage.COMPUTE,
-            buffer: ACCESS[b.access],
-          })),
-        });
-        const pipeline = await device.createComputePipelineAsync({
-          label: `${d.shader}::${d.entry}`,
-          layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-          compute: { module: modules.get(d.shader), entryPoint: d.entry, constants: d.constants },
-        });
-        pipelines.set(key, { pipeline, layout });
+        const access = d.bindings.map((b) => b.access);
+        pipelines.set(key, await createPipeline(device, modules.get(d.shader), { ...d, access }));
       }
       const { pipeline, layout } = pipelines.get(key);
       const bindGroup = device.createBindGroup({

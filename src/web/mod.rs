@@ -97,7 +97,8 @@ struct PlanPipeline {
     shader: &'static str,
     entry: &'static str,
     constants: BTreeMap<&'static str, f64>,
-    bindings: Vec<&'static str>,
+    /// How each binding of group 0 is accessed, in order.
+    access: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -240,7 +241,7 @@ fn trainer_pipelines(ctx: &Arc<GpuContext>, noise_dim: usize) -> Result<Vec<Plan
             shader: k.shader.file_name(),
             entry: k.entry,
             constants: k.constants.iter().copied().collect(),
-            bindings: k.bindings.iter().map(|&b| access(b)).collect(),
+            access: k.bindings.iter().map(|&b| access(b)).collect(),
         })
         .collect())
 }
