@@ -5,7 +5,7 @@
 // `?noise=FILE` starts from a fixed noise batch (little-endian f32, batch x noise_dim)
 // instead of random noise.
 
-import { Generator, openGpu } from './gan.js';
+import { Generator, fetchOk, openGpu } from './gan.js';
 
 const state = (window.gan = {
   status: 'loading',
@@ -93,9 +93,7 @@ function draw(canvas, images, grid, side) {
 }
 
 async function loadNoise(url, length) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`?noise=${url}: HTTP ${response.status}`);
-  const noise = new Float32Array(await response.arrayBuffer());
+  const noise = new Float32Array(await (await fetchOk(url)).arrayBuffer());
   if (noise.length !== length) {
     throw new Error(`?noise=${url}: ${noise.length} values, the generator takes ${length}`);
   }

@@ -3,7 +3,7 @@
 // their override constants and bind-group layouts), since some problems only show at
 // pipeline creation. `window.shaderCheck` holds the result for tests.
 
-import { compileShader, createPipeline, openGpu } from './gan.js';
+import { compileShader, createPipeline, fetchOk, openGpu } from './gan.js';
 
 const check = (window.shaderCheck = {
   status: 'running',
@@ -47,7 +47,7 @@ async function main() {
   }
   check.adapter = gpu.description;
   $('adapter').textContent = `Compiled by ${gpu.description}.`;
-  const plan = await (await fetch('plan.json')).json();
+  const plan = await (await fetchOk('plan.json')).json();
   const modules = new Map();
   for (const file of plan.shader_files) {
     const { module, messages } = await compileShader(gpu.device, file);

@@ -28,7 +28,8 @@ export function describeAdapter(info) {
   return info.isFallbackAdapter ? `${label} (software fallback adapter)` : label;
 }
 
-async function fetchOk(url) {
+// fetch() that turns an HTTP error status into an Error naming the URL.
+export async function fetchOk(url) {
   const response = await fetch(url);
   if (!response.ok) {
     throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`);
