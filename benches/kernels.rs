@@ -1,9 +1,8 @@
 //! `cargo bench`: the same table as `gan-gpu bench`, on the default adapter and the CPU.
 
-use std::sync::Arc;
-
 use gan_gpu::bench::{self, BenchOptions};
-use gan_gpu::gpu::{AdapterRequest, GpuContext};
+use gan_gpu::gpu::AdapterRequest;
+use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
 
 /// As in the `gan-gpu` binary: keeps the CPU executor's large buffers off the page-fault path.
 #[global_allocator]
@@ -11,10 +10,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let ctx = match GpuContext::new(&AdapterRequest::default()) {
+    let runtime = Runtime::new(DeviceChoice::Gpu, AdapterRequest::default());
+    let gpu = match runtime.require_gpu("the GPU rows") {
         Ok(ctx) => {
             println!("adapter: {} (timing: {:?})", ctx.describe(), ctx.clock());
-            Some(Arc::new(ctx))
+            Some(&runtime)
         }
         Err(e) => {
             println!("no GPU adapter ({e}); CPU rows only");
@@ -23,10 +23,11 @@ fn main() {
     };
     let opts = BenchOptions {
         quick,
-        gpu: ctx.is_some(),
+        gpu: gpu.is_some(),
         cpu: true,
+        model: gan_gpu::model::MODELS[0],
     };
-    match bench::run(ctx.as_ref(), &opts, &mut |_| {}) {
+    match bench::run(gpu, &opts, &mut |_| {}) {
         Ok(rows) => print!("{}", bench::render(&rows)),
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,20 +1,23 @@
 //! gan-gpu: a GPU-compute runtime that trains GANs with hand-written WGSL kernels.
 //!
 //! Layers, from the metal up: [`gpu`] (device, buffers, pipelines), [`kernels`] (WGSL
-//! launchers) beside [`cpu`] (their CPU reference twins), [`graph`] (ops, autodiff and
-//! the two executors), and [`data`] (MNIST).
+//! launchers) beside [`cpu`] (their CPU reference twins), [`graph`] (ops, shape-inferring
+//! builders, autodiff, the two executors and the runtime that picks between them), [`io`]
+//! and [`data`] (files and MNIST), [`model`] (models as data), [`eval`] (sample quality),
+//! [`train`] (the training loop), and the front ends [`web`] and [`bench`].
 
 pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod eval;
-pub mod fsutil;
 pub mod geometry;
 pub mod gpu;
 pub mod graph;
+pub mod io;
 pub mod kernels;
 pub mod model;
+pub mod train;
 pub mod web;
 
 pub use error::{Error, Result};

@@ -8,18 +8,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
 use gan_gpu::bench::{self, BenchOptions};
-use gan_gpu::data::{Split, default_data_dir, load_mnist, read_idx_images, write_idx_images};
-use gan_gpu::gpu::adapters::{list_adapters, render_table};
-use gan_gpu::gpu::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
-use gan_gpu::model::checkpoint::load_checkpoint;
-use gan_gpu::model::classifier::{
-    ClassifierConfig, ClassifierWeights, accuracy, default_classifier_path, save_classifier,
-    scaled_images, train_classifier,
+use gan_gpu::data::{Split, default_data_dir, load_mnist};
+use gan_gpu::eval::classifier::{
+    ClassifierConfig, ClassifierRunner, default_classifier_path, train_classifier,
 };
-use gan_gpu::model::evaluate::{self, ensure_classifier};
-use gan_gpu::model::images::{to_u8_pixels, write_grid_png};
-use gan_gpu::model::sample::sample_checkpoint;
-use gan_gpu::model::train::{DeviceChoice, InTrainingEval, TrainConfig, TrainOptions, train};
+use gan_gpu::eval::quality::{self, EvalSource};
+use gan_gpu::gpu::adapters::{list_adapters, render_table};
+use gan_gpu::gpu::{AdapterRequest, BackendChoice, PowerPreference};
+use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
+use gan_gpu::io::checkpoint::load_checkpoint;
+use gan_gpu::io::images::write_digits;
+use gan_gpu::io::progress::step_bar;
+use gan_gpu::model::classifier::save_classifier;
+use gan_gpu::model::load::generator_from_checkpoint;
+use gan_gpu::model::sample::sample_stored;
+use gan_gpu::model::{IMAGE_SIDE, MODELS, kind};
+use gan_gpu::train::{InTrainingEval, TrainConfig, TrainOptions, train};
 use gan_gpu::web::export_web;
 
 #[derive(Parser)]
@@ -43,7 +47,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train the MNIST GAN
+    /// Train a GAN on MNIST
     Train(TrainArgs),
     /// Draw digits from a checkpoint's generator
     Sample {
@@ -59,6 +63,11 @@ enum Command {
         /// Output: a PNG grid, or MNIST's IDX format when the name ends in .idx3-ubyte or .idx
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Executor: `auto` uses the wgpu adapter when it is a real GPU, else the CPU executor
+        #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
+        #[command(flatten)]
+        adapter: AdapterArgs,
     },
     /// Write a checkpoint's generator as a static web page that runs our WGSL kernels on WebGPU
     ExportWeb {
@@ -102,6 +111,9 @@ enum Command {
         /// Fewer samples, no 1024³ GEMM: a quick smoke run
         #[arg(long)]
         quick: bool,
+        /// The model whose training step is timed
+        #[arg(long, default_value = "seed", value_parser = model_names())]
+        model: String,
     },
     /// Load and validate the MNIST files, and print what they hold
     Dataset {
@@ -147,7 +159,7 @@ struct EvalArgs {
     /// Classifier weights [default: the user's cache folder; trained there on first use]
     #[arg(long, value_name = "FILE")]
     classifier: Option<PathBuf>,
-    /// Executor for training the classifier on first use
+    /// Executor for sampling, and for training the classifier on first use
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     #[command(flatten)]
@@ -158,6 +170,9 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct TrainArgs {
+    /// The model to train
+    #[arg(long, default_value = "seed", value_parser = model_names())]
+    model: String,
     /// Executor: `auto` uses the wgpu adapter when it is a real GPU, else the CPU executor
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
@@ -270,15 +285,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             count,
             seed,
             out,
+            device,
+            adapter,
         } => {
-            let ckpt = load_checkpoint(&checkpoint)?;
-            let images = sample_checkpoint(&checkpoint, &ckpt, count, seed)?;
-            let name = out.to_string_lossy();
-            if name.ends_with(".idx3-ubyte") || name.ends_with(".idx") {
-                write_idx_images(&out, &to_u8_pixels(&images), count, 28, 28)?;
-            } else {
-                write_grid_png(&out, &images, count, 28, count.clamp(1, 16), 2)?;
-            }
+            let runtime = Runtime::new(device, adapter.request());
+            let stored = generator_from_checkpoint(&checkpoint, &load_checkpoint(&checkpoint)?)?;
+            let images = sample_stored(&runtime, &stored, count, seed, None)?;
+            write_digits(&out, &images, count, IMAGE_SIDE)?;
             println!("wrote {count} digits to {}", out.display());
         }
         Command::ExportWeb {
@@ -287,7 +300,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             grid,
             adapter,
         } => {
-            let summary = export_web(&checkpoint, &out, &adapter.request(), grid)?;
+            let runtime = Runtime::for_browser(adapter.request());
+            let summary = export_web(&runtime, &checkpoint, &out, grid)?;
             println!(
                 "wrote {} files to {} ({} dispatches recorded on {}, weights {:.1} MB)",
                 summary.files.len(),
@@ -309,22 +323,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             data,
         }) => {
+            let runtime = Runtime::new(device, adapter.request());
             let path = out.unwrap_or_else(default_classifier_path);
             let bar = step_bar("training the classifier");
-            let (weights, line) = train_classifier(
+            let weights = train_classifier(
+                &runtime,
                 &data.dir(),
                 &ClassifierConfig::default(),
-                device,
-                &adapter.request(),
                 &mut |done, total| {
                     bar.set_length(total);
                     bar.set_position(done);
                 },
             )?;
             bar.finish_and_clear();
-            eprintln!("{line}");
+            eprintln!("{}", runtime.describe()?);
             let test = load_mnist(&data.dir(), Split::Test)?;
-            let acc = accuracy(&weights, &test, test.count)?;
+            let acc = ClassifierRunner::new(&runtime, &weights)?.accuracy(&test, test.count)?;
             save_classifier(&path, &weights, acc)?;
             println!(
                 "test accuracy {:.2}% on {} images; weights in {}",
@@ -343,7 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .is_some_and(|h| h.contains(",fid,"));
             let out =
                 out.unwrap_or_else(|| run.join(if has_fid { "fid.svg" } else { "losses.svg" }));
-            gan_gpu::model::plot::plot_run(&csv, &out)?;
+            gan_gpu::train::plot::plot_run(&csv, &out)?;
             println!("wrote {}", out.display());
         }
         Command::Bench {
@@ -351,21 +365,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             device,
             json,
             quick,
+            model,
         } => {
-            let ctx = if device == BenchDevice::Cpu {
-                None
-            } else {
-                Some(Arc::new(GpuContext::new(&adapter.request())?))
-            };
-            if let Some(ctx) = &ctx {
+            let gpu = (device != BenchDevice::Cpu)
+                .then(|| Runtime::new(DeviceChoice::Gpu, adapter.request()));
+            if let Some(runtime) = &gpu {
+                let ctx = runtime.require_gpu("bench")?;
                 eprintln!("adapter: {} (timing: {:?})", ctx.describe(), ctx.clock());
             }
             let opts = BenchOptions {
                 quick,
                 gpu: device != BenchDevice::Cpu,
                 cpu: device != BenchDevice::Gpu,
+                model: kind(&model)?,
             };
-            let rows = bench::run(ctx.as_ref(), &opts, &mut |row| {
+            let rows = bench::run(gpu.as_ref(), &opts, &mut |row| {
                 if !json {
                     eprint!(
                         "{}",
@@ -405,27 +419,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A progress bar for a long preparation step (hidden when stderr is not a terminal).
-fn step_bar(what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(1);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
-
-/// The classifier from `path` or the cache, trained (with a progress bar) on first use.
-fn classifier(
-    path: Option<PathBuf>,
-    data: &DataArgs,
-    device: DeviceChoice,
-    adapter: &AdapterArgs,
-) -> anyhow::Result<ClassifierWeights> {
-    let path = path.unwrap_or_else(default_classifier_path);
+/// Reports the classifier's first-use training on a progress bar.
+fn with_classifier_bar<T>(
+    path: &std::path::Path,
+    job: impl FnOnce(&mut dyn FnMut(u64, u64)) -> gan_gpu::Result<(T, Option<f64>)>,
+) -> anyhow::Result<T> {
     if !path.exists() {
         eprintln!(
             "no classifier at {}: training one (a few minutes, once)",
@@ -433,76 +431,45 @@ fn classifier(
         );
     }
     let bar = step_bar("training the classifier");
-    let (weights, acc) = ensure_classifier(
-        &path,
-        &data.dir(),
-        device,
-        &adapter.request(),
-        &mut |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        },
-    )?;
+    let (out, trained) = job(&mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
     bar.finish_and_clear();
-    if let Some(acc) = acc {
+    if let Some(acc) = trained {
         eprintln!(
             "classifier test accuracy {:.2}%, saved to {}",
             100.0 * acc,
             path.display()
         );
     }
-    Ok(weights)
+    Ok(out)
 }
 
 fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
-    let weights = classifier(
-        args.classifier.clone(),
-        &args.data,
-        args.device,
-        &args.adapter,
-    )?;
-    let test = load_mnist(&args.data.dir(), Split::Test)?;
-    let reference = evaluate::reference(&weights, &test)?;
-    let (source, images) = match (&args.checkpoint, &args.samples) {
-        (Some(path), _) => {
-            let ckpt = load_checkpoint(path)?;
-            (
-                format!("generator ({} samples)", args.count),
-                sample_checkpoint(path, &ckpt, args.count, args.seed)?,
-            )
-        }
-        (None, Some(path)) => {
-            let (pixels, count, rows, cols) = read_idx_images(path)?;
-            if (rows, cols) != (28, 28) {
-                anyhow::bail!(
-                    "{}: images are {rows}x{cols}, the classifier takes 28x28",
-                    path.display()
-                );
-            }
-            (
-                format!("{} ({count} images)", path.display()),
-                gan_gpu::cpu::gather::to_signed_unit(&pixels),
-            )
-        }
+    let runtime = Runtime::new(args.device, args.adapter.request());
+    let classifier = args.classifier.unwrap_or_else(default_classifier_path);
+    let source = match (&args.checkpoint, &args.samples) {
+        (Some(path), _) => EvalSource::Checkpoint {
+            path,
+            count: args.count,
+            seed: args.seed,
+        },
+        (None, Some(path)) => EvalSource::Samples(path),
         (None, None) => unreachable!("clap requires --checkpoint or --samples"),
     };
-    let generated = evaluate::quality(&source, &weights, &images, &reference)?;
-    let train = load_mnist(&args.data.dir(), Split::Train)?;
-    let real = evaluate::quality(
-        "MNIST training images (reference)",
-        &weights,
-        &scaled_images(&train, 10_000),
-        &reference,
-    )?;
+    let rows = with_classifier_bar(&classifier, |progress| {
+        quality::evaluate(&runtime, &source, &classifier, &args.data.dir(), progress)
+    })?;
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({ "generated": generated, "real": real })
+                &serde_json::json!({ "generated": rows[0], "real": rows[1] })
             )?
         );
     } else {
-        print!("{}", evaluate::render(&[generated, real]));
+        print!("{}", quality::render(&rows));
     }
     Ok(())
 }
@@ -519,6 +486,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         log_every: args.log_every,
         sample_every: args.sample_every,
         checkpoint_every: args.checkpoint_every,
+        model: args.model.clone(),
         ..TrainConfig::default()
     };
     let out = match (&args.resume, &args.out) {
@@ -536,36 +504,35 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         }
         eprintln!("\nstopping after this step (Ctrl-C again to abort)");
     })?;
-    let eval = match args.eval_every {
+    let runtime = Runtime::new(args.device, args.adapter.request());
+    let mut eval = match args.eval_every {
         Some(every) => {
-            let weights = classifier(
-                args.classifier.clone(),
-                &args.data,
-                args.device,
-                &args.adapter,
-            )?;
-            let test = load_mnist(&args.data.dir(), Split::Test)?;
-            Some(InTrainingEval {
-                every: every.max(1),
-                count: args.eval_count.max(2),
-                reference: evaluate::reference(&weights, &test)?,
-                classifier: weights,
-            })
+            let path = args
+                .classifier
+                .clone()
+                .unwrap_or_else(default_classifier_path);
+            Some(with_classifier_bar(&path, |progress| {
+                InTrainingEval::prepare(
+                    &runtime,
+                    &path,
+                    &args.data.dir(),
+                    every,
+                    args.eval_count,
+                    progress,
+                )
+            })?)
         }
         None => None,
     };
     let opts = TrainOptions {
-        eval,
         config,
-        device: args.device,
-        adapter: args.adapter.request(),
         data_dir: args.data.dir(),
         out: out.clone(),
         resume: args.resume.is_some(),
         stop,
         quiet: false,
     };
-    let report = train(&opts)?;
+    let report = train(&runtime, &opts, eval.as_mut())?;
     let verb = if report.stopped_early {
         "stopped"
     } else {
@@ -577,6 +544,11 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The names `--model` takes, for its help text.
+fn model_names() -> Vec<&'static str> {
+    MODELS.iter().map(|k| k.name).collect()
 }
 
 fn main() -> ExitCode {

@@ -5,16 +5,16 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use gan_gpu::cpu::AdamConfig;
 use gan_gpu::graph::cpu_exec::CpuExecutor;
 use gan_gpu::graph::{Buf, Dataset, Executor, NodeId, RandomStreams, lower};
-use gan_gpu::model::gan::Gan;
+use gan_gpu::model::seed::SEED;
+use gan_gpu::model::{Model, ModelConfig};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const BATCH: usize = 3;
 
-fn setup() -> (Gan, CpuExecutor) {
-    let gan = Gan::new(BATCH, 100).unwrap();
+fn setup() -> (Model, CpuExecutor) {
+    let gan = SEED.build(&ModelConfig::new(BATCH, 100)).unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let dataset = Dataset {
         bytes: (0..20 * 784).map(|_| rng.random()).collect(),
@@ -24,7 +24,7 @@ fn setup() -> (Gan, CpuExecutor) {
     };
     let mut exec = CpuExecutor::new(
         &gan.graph,
-        vec![AdamConfig::default(); 2],
+        gan.optimizers(),
         Some(Arc::new(dataset)),
         RandomStreams { seed: 11 },
     );
@@ -49,7 +49,7 @@ fn setup() -> (Gan, CpuExecutor) {
 /// tensor. ReLU kinks make the loss non-smooth at some points; there a central
 /// difference does not converge, so an element counts only where the differences at h
 /// and h/2 agree (the loss is smooth there), and most sampled elements must be smooth.
-fn check(gan: &Gan, exec: &mut CpuExecutor, losses: &[NodeId], params: &[NodeId]) {
+fn check(gan: &Model, exec: &mut CpuExecutor, losses: &[NodeId], params: &[NodeId]) {
     let forward = lower::forward(&gan.graph, losses, &HashSet::new());
     let mut grad_plan = forward.clone();
     grad_plan.extend(lower::backward(&gan.graph, losses, params).unwrap());
@@ -108,24 +108,20 @@ fn check(gan: &Gan, exec: &mut CpuExecutor, losses: &[NodeId], params: &[NodeId]
 #[test]
 fn discriminator_gradients_match_finite_differences() {
     let (gan, mut exec) = setup();
-    let losses = [gan.d_loss_real, gan.d_loss_fake];
-    check(&gan, &mut exec, &losses, &gan.discriminator.params.clone());
+    let d = gan.phases[0].clone();
+    check(&gan, &mut exec, &d.losses, &d.params);
 }
 
 #[test]
 fn generator_gradients_through_the_discriminator_match_finite_differences() {
     let (gan, mut exec) = setup();
-    check(
-        &gan,
-        &mut exec,
-        &[gan.g_loss],
-        &gan.generator.params.clone(),
-    );
+    let g = gan.phases[1].clone();
+    check(&gan, &mut exec, &g.losses, &g.params);
 }
 
 #[test]
 fn the_discriminator_step_does_not_touch_the_generator() {
-    let gan = Gan::new(BATCH, 100).unwrap();
+    let gan = SEED.build(&ModelConfig::new(BATCH, 100)).unwrap();
     let plan = gan.train_step().unwrap();
     let d_step_end = plan
         .iter()
@@ -133,7 +129,7 @@ fn the_discriminator_step_does_not_touch_the_generator() {
         .unwrap();
     for instr in &plan[..d_step_end] {
         if let gan_gpu::graph::Instr::Adam { param, .. } = instr {
-            assert!(gan.discriminator.params.contains(param));
+            assert!(gan.phases[0].params.contains(param));
         }
     }
     // The generator step reuses G(z): no noise is drawn twice.

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use gan_gpu::error::Error;
-use gan_gpu::model::checkpoint::{
+use gan_gpu::io::checkpoint::{
     Checkpoint, FORMAT, NamedTensor, check_tensors, load_checkpoint, save_checkpoint,
 };
 use proptest::prelude::*;

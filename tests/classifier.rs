@@ -5,30 +5,32 @@ use std::sync::Arc;
 
 use gan_gpu::cpu::AdamConfig;
 use gan_gpu::data::{Split, default_data_dir, load_mnist};
-use gan_gpu::gpu::AdapterRequest;
+use gan_gpu::eval::classifier::{ClassifierConfig, ClassifierRunner, train_classifier};
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::graph::cpu_exec::CpuExecutor;
 use gan_gpu::graph::gpu_exec::GpuExecutor;
+use gan_gpu::graph::runtime::Runtime;
 use gan_gpu::graph::{Buf, Dataset, Executor, RandomStreams, lower};
-use gan_gpu::model::classifier::{
-    Classifier, ClassifierConfig, accuracy, load_classifier, save_classifier, train_classifier,
-};
-use gan_gpu::model::gan::PIXELS;
-use gan_gpu::model::train::DeviceChoice;
+use gan_gpu::io::checkpoint::{Checkpoint, FORMAT, save_checkpoint};
+use gan_gpu::model::PIXELS;
+use gan_gpu::model::classifier::{Classifier, load_classifier, save_classifier};
 use rand::{SeedableRng, rngs::StdRng};
 
 #[test]
 fn the_classifier_reaches_99_percent_on_the_test_set() {
-    let (weights, _) = train_classifier(
+    let runtime = Runtime::cpu();
+    let weights = train_classifier(
+        &runtime,
         &default_data_dir(),
         &ClassifierConfig::default(),
-        DeviceChoice::Cpu,
-        &AdapterRequest::default(),
         &mut |_, _| {},
     )
     .unwrap();
     let test = load_mnist(&default_data_dir(), Split::Test).unwrap();
-    let acc = accuracy(&weights, &test, test.count).unwrap();
+    let acc = ClassifierRunner::new(&runtime, &weights)
+        .unwrap()
+        .accuracy(&test, test.count)
+        .unwrap();
     eprintln!("test accuracy {acc:.4}");
     assert!(acc >= 0.99, "test accuracy {acc:.4}");
 
@@ -43,15 +45,11 @@ fn the_classifier_reaches_99_percent_on_the_test_set() {
 fn a_gan_checkpoint_is_not_a_classifier() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.safetensors");
-    let ckpt = gan_gpu::model::checkpoint::Checkpoint {
+    let ckpt = Checkpoint {
         tensors: vec![],
-        metadata: [(
-            "format".to_string(),
-            gan_gpu::model::checkpoint::FORMAT.to_string(),
-        )]
-        .into(),
+        metadata: [("format".to_string(), FORMAT.to_string())].into(),
     };
-    gan_gpu::model::checkpoint::save_checkpoint(&path, &ckpt).unwrap();
+    save_checkpoint(&path, &ckpt).unwrap();
     let err = load_classifier(&path).unwrap_err().to_string();
     assert!(err.contains("not a gan-gpu MNIST classifier"), "{err}");
 }
@@ -70,9 +68,7 @@ fn a_training_step_tracks_the_cpu_executor_on_the_gpu() {
     });
     let model = Classifier::new(32, true).unwrap();
     let loss = model.loss.unwrap();
-    let mut plan = lower::forward(&model.graph, &[loss], &Default::default());
-    plan.extend(lower::backward(&model.graph, &[loss], &model.params).unwrap());
-    plan.extend(lower::adam(&model.graph, &model.params, 0));
+    let plan = lower::training_step(&model.graph, &model.phases().unwrap()).unwrap();
     let adams = vec![AdamConfig {
         lr: 1e-3,
         beta1: 0.9,

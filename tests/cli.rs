@@ -228,11 +228,11 @@ fn a_checkpoint_of_another_architecture_is_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     // Rename a tensor so the file no longer matches the generator.
     let ckpt = run.join("checkpoint.safetensors");
-    let mut loaded = gan_gpu::model::checkpoint::load_checkpoint(&ckpt).unwrap();
+    let mut loaded = gan_gpu::io::checkpoint::load_checkpoint(&ckpt).unwrap();
     loaded
         .tensors
         .retain(|t| t.name != "generator.deconv2.kernel");
-    gan_gpu::model::checkpoint::save_checkpoint(&ckpt, &loaded).unwrap();
+    gan_gpu::io::checkpoint::save_checkpoint(&ckpt, &loaded).unwrap();
     let png = dir.path().join("x.png");
     let out = run_cli(&[
         "sample",

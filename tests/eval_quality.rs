@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use gan_gpu::data::{Split, default_data_dir, load_mnist};
-use gan_gpu::gpu::AdapterRequest;
-use gan_gpu::model::classifier::{
-    ClassifierConfig, ClassifierWeights, save_classifier, scaled_images, train_classifier,
+use gan_gpu::eval::classifier::{
+    ClassifierConfig, ClassifierRunner, scaled_images, train_classifier,
 };
-use gan_gpu::model::evaluate::{quality, reference};
-use gan_gpu::model::sample::generate_with;
-use gan_gpu::model::train::DeviceChoice;
+use gan_gpu::eval::quality::{quality, reference};
+use gan_gpu::graph::runtime::Runtime;
+use gan_gpu::graph::{Buf, RandomStreams};
+use gan_gpu::model::classifier::{ClassifierWeights, save_classifier};
+use gan_gpu::model::sample::Sampler;
+use gan_gpu::model::seed::SEED;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 /// A briefly trained classifier (about 97% accurate): enough to rank image sets, and
@@ -26,14 +28,8 @@ fn classifier() -> &'static (ClassifierWeights, PathBuf) {
             iterations: 400,
             ..ClassifierConfig::default()
         };
-        let (weights, _) = train_classifier(
-            &default_data_dir(),
-            &cfg,
-            DeviceChoice::Cpu,
-            &AdapterRequest::default(),
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let weights =
+            train_classifier(&Runtime::cpu(), &default_data_dir(), &cfg, &mut |_, _| {}).unwrap();
         // Cargo's scratch folder for integration tests: nothing is left in /tmp.
         let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-test-classifier.safetensors");
         save_classifier(&path, &weights, 0.0).unwrap();
@@ -44,32 +40,36 @@ fn classifier() -> &'static (ClassifierWeights, PathBuf) {
 #[test]
 fn real_digits_score_far_better_than_noise_and_an_untrained_generator() {
     let (weights, _) = classifier();
+    let runtime = Runtime::cpu();
+    let mut runner = ClassifierRunner::new(&runtime, weights).unwrap();
     let test = load_mnist(&default_data_dir(), Split::Test).unwrap();
     let train = load_mnist(&default_data_dir(), Split::Train).unwrap();
-    let reference = reference(weights, &test).unwrap();
-    let real = quality("real", weights, &scaled_images(&train, 5000), &reference).unwrap();
+    let reference = reference(&mut runner, &test).unwrap();
+    let real = quality(
+        "real",
+        &mut runner,
+        &scaled_images(&train, 5000),
+        &reference,
+    )
+    .unwrap();
 
     let mut rng = StdRng::seed_from_u64(1);
     let noise: Vec<f32> = (0..2000 * 784)
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
-    let noise = quality("noise", weights, &noise, &reference).unwrap();
+    let noise = quality("noise", &mut runner, &noise, &reference).unwrap();
 
-    let (graph, generator) = gan_gpu::model::gan::sampler(1, 100).unwrap();
-    let init: Vec<Vec<f32>> = graph
-        .init_params(&mut rng)
-        .into_iter()
-        .map(|(_, w)| w)
-        .collect();
-    assert_eq!(init.len(), generator.params.len());
+    let (graph, generator) = SEED.generator_graph(500, 100).unwrap();
+    let mut exec = runtime
+        .executor(&graph, vec![], RandomStreams { seed: 0 }, None)
+        .unwrap();
+    for (id, values) in graph.init_params(&mut rng) {
+        exec.write(Buf::Value(id), &values).unwrap();
+    }
+    let sampler = Sampler::compile(exec.as_mut(), &graph, &generator).unwrap();
     let z = gan_gpu::cpu::normal_noise(3, 0, 2000 * 100);
-    let untrained = quality(
-        "untrained",
-        weights,
-        &generate_with(&init, &z, 100).unwrap(),
-        &reference,
-    )
-    .unwrap();
+    let images = sampler.generate(exec.as_mut(), &z, None).unwrap();
+    let untrained = quality("untrained", &mut runner, &images, &reference).unwrap();
 
     eprintln!(
         "FID real {:.3}, noise {:.3}, untrained generator {:.3}",

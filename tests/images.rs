@@ -6,7 +6,7 @@ use std::path::Path;
 
 use gan_gpu::data::{Split, default_data_dir, load_mnist};
 use gan_gpu::error::Error;
-use gan_gpu::model::images::{GAP, GAP_GREY, grid_pixels, to_u8_pixels, write_grid_png};
+use gan_gpu::io::images::{GAP, GAP_GREY, grid_pixels, to_u8_pixels, write_grid_png};
 
 /// Decodes an 8-bit grayscale PNG to (pixels, width, height).
 fn decode_png(path: &Path) -> (Vec<u8>, u32, u32) {

@@ -10,7 +10,8 @@ use gan_gpu::gpu::testing::test_context;
 use gan_gpu::graph::cpu_exec::CpuExecutor;
 use gan_gpu::graph::gpu_exec::GpuExecutor;
 use gan_gpu::graph::{Buf, Dataset, Executor, RandomStreams};
-use gan_gpu::model::gan::{Gan, PIXELS};
+use gan_gpu::model::seed::SEED;
+use gan_gpu::model::{Model, ModelConfig, PIXELS};
 use rand::{SeedableRng, rngs::StdRng};
 
 /// Small enough for a quick trajectory on lavapipe.
@@ -27,11 +28,11 @@ fn dataset() -> Arc<Dataset> {
 }
 
 /// A GPU and a CPU executor holding the same initial weights, and the compiled step.
-fn pair(gan: &Gan) -> Option<(GpuExecutor, CpuExecutor, usize)> {
+fn pair(gan: &Model) -> Option<(GpuExecutor, CpuExecutor, usize)> {
     let ctx = test_context("GPU training step vs CPU")?;
     let data = dataset();
     let streams = RandomStreams { seed: 9 };
-    let adams = vec![AdamConfig::default(); 2];
+    let adams = gan.optimizers();
     let mut gpu =
         GpuExecutor::new(ctx, &gan.graph, adams.clone(), Some(data.clone()), streams).unwrap();
     let mut cpu = CpuExecutor::new(&gan.graph, adams, Some(data), streams);
@@ -44,6 +45,15 @@ fn pair(gan: &Gan) -> Option<(GpuExecutor, CpuExecutor, usize)> {
     let plan = gpu.compile(&step).unwrap();
     assert_eq!(cpu.compile(&step).unwrap(), plan);
     Some((gpu, cpu, plan))
+}
+
+fn seed_model(batch: usize) -> Model {
+    SEED.build(&ModelConfig::new(batch, 100)).unwrap()
+}
+
+/// The loss nodes the model logs (each `[loss, mean D output]`).
+fn losses(gan: &Model) -> Vec<usize> {
+    gan.logged_nodes()
 }
 
 fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
@@ -59,7 +69,7 @@ fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
 /// are compared by relative L2 norm; a wiring or kernel bug is O(1).
 #[test]
 fn one_iteration_at_batch_100_matches_the_cpu_executor() {
-    let gan = Gan::new(100, 100).unwrap();
+    let gan = seed_model(100);
     let Some((mut gpu, mut cpu, plan)) = pair(&gan) else {
         return;
     };
@@ -113,14 +123,14 @@ fn one_iteration_at_batch_100_matches_the_cpu_executor() {
 
 #[test]
 fn a_five_iteration_loss_trajectory_tracks_the_cpu_executor() {
-    let gan = Gan::new(BATCH, 100).unwrap();
+    let gan = seed_model(BATCH);
     let Some((mut gpu, mut cpu, plan)) = pair(&gan) else {
         return;
     };
     for iteration in 0..5 {
         gpu.run(plan, iteration).unwrap();
         cpu.run(plan, iteration).unwrap();
-        for loss in [gan.d_loss_real, gan.d_loss_fake, gan.g_loss] {
+        for loss in losses(&gan) {
             let (a, b) = (
                 gpu.read(Buf::Value(loss)).unwrap(),
                 cpu.read(Buf::Value(loss)).unwrap(),
@@ -140,13 +150,15 @@ fn a_five_iteration_loss_trajectory_tracks_the_cpu_executor() {
 
 #[test]
 fn the_same_seed_gives_identical_gpu_losses() {
-    let gan = Gan::new(BATCH, 100).unwrap();
+    let gan = seed_model(BATCH);
     let run = || -> Option<Vec<f32>> {
         let (mut gpu, _, plan) = pair(&gan)?;
         let mut out = Vec::new();
         for iteration in 0..3 {
             gpu.run(plan, iteration).unwrap();
-            out.extend(gpu.read(Buf::Value(gan.g_loss)).unwrap());
+            for loss in losses(&gan) {
+                out.extend(gpu.read(Buf::Value(loss)).unwrap());
+            }
         }
         Some(out)
     };
@@ -158,7 +170,8 @@ fn the_same_seed_gives_identical_gpu_losses() {
 #[test]
 fn a_resumed_gpu_run_continues_exactly() {
     use gan_gpu::gpu::AdapterRequest;
-    use gan_gpu::model::train::{DeviceChoice, TrainConfig, TrainOptions, train};
+    use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
+    use gan_gpu::train::{TrainConfig, TrainOptions, train};
     use std::sync::atomic::AtomicBool;
     if test_context("GPU resume").is_none() {
         return;
@@ -171,21 +184,24 @@ fn a_resumed_gpu_run_continues_exactly() {
             log_every: 1,
             ..TrainConfig::default()
         },
-        device: DeviceChoice::Gpu,
-        adapter: AdapterRequest::default(),
         data_dir: default_data_dir(),
         out: dir.path().join(out),
         resume,
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
-        eval: None,
     };
-    let whole = train(&options("whole", 4, false)).unwrap();
+    let runtime = Runtime::new(DeviceChoice::Gpu, AdapterRequest::default());
+    let whole = train(&runtime, &options("whole", 4, false), None).unwrap();
     assert!(whole.executor.contains("gpu"), "{}", whole.executor);
-    let mut split = train(&options("split", 2, false)).unwrap().rows;
-    split.extend(train(&options("split", 4, true)).unwrap().rows);
-    let key =
-        |r: &gan_gpu::model::train::LossRow| (r.iteration, r.d_loss_real, r.d_loss_fake, r.g_loss);
+    let mut split = train(&runtime, &options("split", 2, false), None)
+        .unwrap()
+        .rows;
+    split.extend(
+        train(&runtime, &options("split", 4, true), None)
+            .unwrap()
+            .rows,
+    );
+    let key = |r: &gan_gpu::train::LossRow| (r.iteration, r.values.clone());
     assert_eq!(
         split.iter().map(key).collect::<Vec<_>>(),
         whole.rows.iter().map(key).collect::<Vec<_>>()

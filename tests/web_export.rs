@@ -20,8 +20,10 @@ use common::{assert_close, run_cli};
 use gan_gpu::cpu::normal_noise;
 use gan_gpu::gpu::Shader;
 use gan_gpu::gpu::testing::test_context;
-use gan_gpu::model::checkpoint::load_checkpoint;
-use gan_gpu::model::sample::{generate_with, generator_from_checkpoint};
+use gan_gpu::graph::runtime::Runtime;
+use gan_gpu::io::checkpoint::load_checkpoint;
+use gan_gpu::model::load::{StoredGenerator, generator_from_checkpoint};
+use gan_gpu::model::sample::generate_stored;
 use serde_json::Value;
 
 const REQUIRE_BROWSER_ENV: &str = "GAN_GPU_REQUIRE_BROWSER";
@@ -55,7 +57,7 @@ fn floats(v: &Value, what: &str) -> Vec<f32> {
 
 /// Checks a state's digits against the CPU executor on the same noise; returns the
 /// largest |page - cpu|.
-fn page_vs_cpu(name: &str, state: &Value, weights: &[Vec<f32>], noise_dim: usize) -> f32 {
+fn page_vs_cpu(name: &str, state: &Value, stored: &StoredGenerator) -> f32 {
     assert_eq!(
         state["status"], "ready",
         "{name}: the page reported {}",
@@ -63,7 +65,7 @@ fn page_vs_cpu(name: &str, state: &Value, weights: &[Vec<f32>], noise_dim: usize
     );
     let noise = floats(&state["noise"], "noise");
     let images = floats(&state["images"], "images");
-    let cpu = generate_with(weights, &noise, noise_dim).unwrap();
+    let cpu = generate_stored(&Runtime::cpu(), stored, &noise, None).unwrap();
     assert_eq!(images.len(), cpu.len(), "{name}: digit values");
     assert!(
         images.iter().all(|v| (-1.0..=1.0).contains(v)),
@@ -109,7 +111,7 @@ fn export(checkpoint: &Path, site: &Path) {
     assert!(exported.status.success(), "{exported:?}");
 }
 
-fn weights_of(checkpoint: &Path) -> (Vec<Vec<f32>>, usize) {
+fn weights_of(checkpoint: &Path) -> StoredGenerator {
     generator_from_checkpoint(checkpoint, &load_checkpoint(checkpoint).unwrap()).unwrap()
 }
 
@@ -157,7 +159,9 @@ fn a_trained_checkpoint_exports_to_a_complete_site() {
     }
     // The weights file is a checkpoint of the generator alone, equal to the trained one.
     let exported = site.join("generator.safetensors");
-    assert_eq!(weights_of(&exported), weights_of(&checkpoint));
+    let (a, b) = (weights_of(&exported), weights_of(&checkpoint));
+    assert_eq!((a.kind.name, a.noise_dim), (b.kind.name, b.noise_dim));
+    assert_eq!(a.tensors, b.tensors);
 
     let plan: Value =
         serde_json::from_slice(&std::fs::read(site.join("plan.json")).unwrap()).unwrap();
@@ -209,7 +213,8 @@ fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-export");
     std::fs::create_dir_all(&out).unwrap();
     export(Path::new(DEMO_GENERATOR), &site);
-    let (weights, noise_dim) = weights_of(&site.join("generator.safetensors"));
+    let stored = weights_of(&site.join("generator.safetensors"));
+    let noise_dim = stored.noise_dim;
 
     let noise = normal_noise(11, 0, 64 * noise_dim);
     std::fs::write(
@@ -271,19 +276,14 @@ fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
         noise,
         "the page ignored ?noise="
     );
-    let mut worst = page_vs_cpu("fixed noise", fixed, &weights, noise_dim);
+    let mut worst = page_vs_cpu("fixed noise", fixed, &stored);
 
     let new_noise = &states["newNoise"];
     assert_ne!(
         new_noise["noise"], fixed["noise"],
         "New noise kept the noise"
     );
-    worst = worst.max(page_vs_cpu(
-        "after New noise",
-        new_noise,
-        &weights,
-        noise_dim,
-    ));
+    worst = worst.max(page_vs_cpu("after New noise", new_noise, &stored));
 
     let halfway = &states["halfway"];
     assert_eq!(halfway["mix"], 0.5);
@@ -291,7 +291,7 @@ fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
         halfway["noise"], new_noise["noise"],
         "the slider left the noise alone"
     );
-    worst = worst.max(page_vs_cpu("slider at 0.5", halfway, &weights, noise_dim));
+    worst = worst.max(page_vs_cpu("slider at 0.5", halfway, &stored));
     eprintln!(
         "page on {adapter}: max |page - cpu| {worst:e}, {} ms per forward pass",
         fixed["ms"]

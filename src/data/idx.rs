@@ -337,5 +337,5 @@ pub fn write_idx_images(
         )));
     }
 
-    crate::fsutil::write_atomically(path, &[&header, images])
+    crate::io::atomic::write_atomically(path, &[&header, images])
 }

@@ -326,4 +326,17 @@ impl Executor for CpuExecutor {
     fn graph(&self) -> &Graph {
         &self.graph
     }
+
+    fn set_learning_rate(&mut self, group: usize, lr: f32) -> Result<()> {
+        let cfg = self
+            .optimizers
+            .get_mut(group)
+            .ok_or_else(|| no_group(group))?;
+        cfg.lr = lr;
+        Ok(())
+    }
+}
+
+pub(crate) fn no_group(group: usize) -> Error {
+    Error::InvalidArgument(format!("the executor has no optimizer group {group}"))
 }

@@ -634,6 +634,25 @@ impl Executor for GpuExecutor {
     fn graph(&self) -> &Graph {
         &self.graph
     }
+
+    fn set_learning_rate(&mut self, group: usize, lr: f32) -> Result<()> {
+        let step = self
+            .optimizers
+            .get_mut(group)
+            .ok_or_else(|| crate::graph::cpu_exec::no_group(group))?;
+        // Read by the next `set_step`, which every run of a plan with Adam steps makes.
+        step.config.lr = lr;
+        Ok(())
+    }
+
+    fn time_plan(&mut self, plan: usize, samples: usize) -> Result<f64> {
+        let plan = self
+            .plans
+            .get(plan)
+            .ok_or_else(|| Error::InvalidArgument(format!("no compiled plan {plan}")))?;
+        let refs: Vec<&Dispatch> = plan.dispatches.iter().collect();
+        self.ctx.time_dispatches(&refs, 3, samples as u32)
+    }
 }
 
 fn buf_node(buf: Buf) -> NodeId {

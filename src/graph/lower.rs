@@ -452,3 +452,44 @@ pub fn adam(graph: &Graph, params: &[NodeId], group: usize) -> Vec<Instr> {
         })
         .collect()
 }
+
+/// One optimizer step inside a training iteration: the gradient of the sum of `losses`
+/// with respect to `params`, applied by Adam with the state of optimizer group `group`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub losses: Vec<NodeId>,
+    pub params: Vec<NodeId>,
+    pub group: usize,
+}
+
+/// A whole training iteration as one instruction list: each phase's forward pass,
+/// backward pass and Adam step, in order. A later phase recomputes only what depends on
+/// parameters an earlier phase updated; everything else (noise, batches, a generator's
+/// output before the discriminator's step) is reused as computed.
+pub fn training_step(graph: &Graph, phases: &[Phase]) -> Result<Vec<Instr>> {
+    let mut plan = Vec::new();
+    let mut updated: Vec<NodeId> = Vec::new();
+    for phase in phases {
+        let reused: HashSet<NodeId> = if updated.is_empty() {
+            HashSet::new()
+        } else {
+            let stale = dependents(graph, &updated);
+            (0..graph.nodes.len()).filter(|&id| !stale[id]).collect()
+        };
+        plan.extend(forward(graph, &phase.losses, &reused));
+        plan.extend(backward(graph, &phase.losses, &phase.params)?);
+        plan.extend(adam(graph, &phase.params, phase.group));
+        updated.extend(&phase.params);
+    }
+    Ok(plan)
+}
+
+/// Marks every node that is one of `sources` or computed from one (node ids are in
+/// topological order, so one forward sweep suffices).
+fn dependents(graph: &Graph, sources: &[NodeId]) -> Vec<bool> {
+    let mut mark = vec![false; graph.nodes.len()];
+    for id in 0..graph.nodes.len() {
+        mark[id] = sources.contains(&id) || graph.nodes[id].op.inputs().iter().any(|&i| mark[i]);
+    }
+    mark
+}

@@ -4,17 +4,20 @@
 //! forward passes and reverse-mode autodiff into a flat list of [`Instr`]uctions over
 //! named buffers, and each executor ([`cpu_exec`], [`gpu_exec`]) runs those.
 
+pub mod build;
 pub mod cpu_exec;
 pub mod gpu_exec;
 pub mod lower;
+pub mod runtime;
 
 use rand::{Rng, RngExt};
 
 use crate::cpu::Activation;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 
-pub use lower::{Buf, Instr};
+pub use build::Padding;
+pub use lower::{Buf, Instr, Phase};
 
 pub type NodeId = usize;
 
@@ -125,10 +128,9 @@ impl Node {
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     pub nodes: Vec<Node>,
-}
-
-fn shape_error(op: &'static str, message: String) -> Error {
-    Error::Shape { op, message }
+    /// Name prefixes of the builders in [`build`]: parameters, and op nodes.
+    param_scope: String,
+    node_scope: String,
 }
 
 impl Graph {
@@ -162,136 +164,6 @@ impl Graph {
         (0..self.nodes.len())
             .filter(|&i| matches!(self.nodes[i].op, Op::Param(_)))
             .collect()
-    }
-
-    fn expect_shape(&self, op: &'static str, id: NodeId, expected: &[usize]) -> Result<()> {
-        if self.shape(id) == expected {
-            Ok(())
-        } else {
-            Err(shape_error(
-                op,
-                format!(
-                    "{} has shape {:?}, expected {expected:?}",
-                    self.nodes[id].name,
-                    self.shape(id)
-                ),
-            ))
-        }
-    }
-
-    pub fn dense(&mut self, name: &str, x: NodeId, w: NodeId, b: NodeId) -> Result<NodeId> {
-        let &[batch, in_f] = self.shape(x) else {
-            return Err(shape_error(
-                "dense",
-                format!("input must be [batch, features], got {:?}", self.shape(x)),
-            ));
-        };
-        let &[w_in, out_f] = self.shape(w) else {
-            return Err(shape_error(
-                "dense",
-                format!("weight must be [in, out], got {:?}", self.shape(w)),
-            ));
-        };
-        if w_in != in_f {
-            return Err(shape_error(
-                "dense",
-                format!("{name}: input has {in_f} features, weight expects {w_in}"),
-            ));
-        }
-        self.expect_shape("dense", b, &[out_f])?;
-        Ok(self.push(name, Op::Dense { x, w, b }, vec![batch, out_f]))
-    }
-
-    pub fn conv2d(
-        &mut self,
-        name: &str,
-        x: NodeId,
-        w: NodeId,
-        b: NodeId,
-        geom: Conv2dGeometry,
-    ) -> Result<NodeId> {
-        geom.validate()?;
-        self.expect_shape("conv2d", x, &[geom.batch, geom.in_h, geom.in_w, geom.in_c])?;
-        self.expect_shape("conv2d", w, &[geom.k_h, geom.k_w, geom.in_c, geom.out_c])?;
-        self.expect_shape("conv2d", b, &[geom.out_c])?;
-        let shape = vec![geom.batch, geom.out_h(), geom.out_w(), geom.out_c];
-        Ok(self.push(name, Op::Conv2d { x, w, b, geom }, shape))
-    }
-
-    pub fn conv_transpose2d(
-        &mut self,
-        name: &str,
-        x: NodeId,
-        w: NodeId,
-        b: NodeId,
-        geom: ConvTranspose2dGeometry,
-    ) -> Result<NodeId> {
-        geom.validate()?;
-        self.expect_shape(
-            "conv_transpose2d",
-            x,
-            &[geom.batch, geom.in_h, geom.in_w, geom.in_c],
-        )?;
-        self.expect_shape(
-            "conv_transpose2d",
-            w,
-            &[geom.k_h, geom.k_w, geom.out_c, geom.in_c],
-        )?;
-        self.expect_shape("conv_transpose2d", b, &[geom.out_c])?;
-        let shape = vec![geom.batch, geom.out_h, geom.out_w, geom.out_c];
-        Ok(self.push(name, Op::ConvTranspose2d { x, w, b, geom }, shape))
-    }
-
-    pub fn activation(&mut self, name: &str, x: NodeId, act: Activation) -> NodeId {
-        let shape = self.shape(x).to_vec();
-        self.push(name, Op::Activation { x, act }, shape)
-    }
-
-    pub fn reshape(&mut self, name: &str, x: NodeId, shape: Vec<usize>) -> Result<NodeId> {
-        let from: usize = self.shape(x).iter().product();
-        let to: usize = shape.iter().product();
-        if from != to {
-            return Err(shape_error(
-                "reshape",
-                format!(
-                    "{name}: cannot reshape {:?} ({from} elements) to {shape:?} ({to})",
-                    self.shape(x)
-                ),
-            ));
-        }
-        Ok(self.push(name, Op::Reshape { x }, shape))
-    }
-
-    pub fn bce_with_logits(&mut self, name: &str, logits: NodeId, label: f32) -> Result<NodeId> {
-        if self.shape(logits).len() != 2 || self.shape(logits)[1] != 1 {
-            return Err(shape_error(
-                "bce_with_logits",
-                format!(
-                    "{name}: logits must be [batch, 1], got {:?}",
-                    self.shape(logits)
-                ),
-            ));
-        }
-        Ok(self.push(name, Op::BceWithLogits { logits, label }, vec![2]))
-    }
-
-    pub fn softmax_cross_entropy(
-        &mut self,
-        name: &str,
-        logits: NodeId,
-        labels: NodeId,
-    ) -> Result<NodeId> {
-        let &[batch, _classes] = self.shape(logits) else {
-            return Err(shape_error(
-                "softmax_cross_entropy",
-                format!(
-                    "{name}: logits must be [batch, classes], got {:?}",
-                    self.shape(logits)
-                ),
-            ));
-        };
-        self.expect_shape("softmax_cross_entropy", labels, &[batch])?;
-        Ok(self.push(name, Op::SoftmaxCrossEntropy { logits, labels }, vec![2]))
     }
 
     /// The node whose buffer holds `id`'s data: reshapes share their input's storage.
@@ -388,4 +260,21 @@ pub trait Executor {
     /// Waits until all submitted work has finished (for timing).
     fn sync(&mut self) -> Result<()>;
     fn graph(&self) -> &Graph;
+    /// Changes optimizer group `group`'s learning rate from the next step on (a schedule's
+    /// phases run on one executor, keeping its buffers and Adam state).
+    fn set_learning_rate(&mut self, group: usize, lr: f32) -> Result<()>;
+    /// Median milliseconds of one run of `plan` over `samples` runs after a warm-up: the
+    /// wall clock with a device wait, or the device's own timestamps where it has them.
+    fn time_plan(&mut self, plan: usize, samples: usize) -> Result<f64> {
+        self.run(plan, 0)?;
+        self.sync()?;
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = std::time::Instant::now();
+            self.run(plan, 0)?;
+            self.sync()?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(crate::gpu::timer::median(&mut times))
+    }
 }

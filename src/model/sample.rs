@@ -1,105 +1,125 @@
-//! Drawing digits from a generator: sample grids during training and `gan-gpu sample`.
+//! Drawing digits from a generator on any executor: sample grids and evaluation during
+//! training (on the training executor, with the model's in-graph sampler), `gan-gpu
+//! sample` and `eval` (on a generator graph loaded from a checkpoint).
 
-use std::path::Path;
+use std::collections::HashSet;
 
-use crate::cpu::AdamConfig;
 use crate::error::{Error, Result};
-use crate::graph::cpu_exec::CpuExecutor;
-use crate::graph::{Buf, Executor, RandomStreams, lower};
-use crate::model::checkpoint::Checkpoint;
-use crate::model::gan::{Gan, IMAGE_SIDE, PIXELS, sampler};
+use crate::graph::runtime::Runtime;
+use crate::graph::{Buf, Executor, Graph, RandomStreams, lower};
+use crate::model::load::StoredGenerator;
+use crate::model::{GeneratorNodes, PIXELS};
 
 /// Digits in a training sample grid (8x8).
 pub const SAMPLE_GRID: usize = 64;
 
-/// Runs the generator on `noise` ([count, noise_dim]) with generator weights `weights`
-/// (in `Gan::generator.params` order) on the CPU executor: [count, 28, 28, 1] in [-1, 1].
-pub fn generate_with(weights: &[Vec<f32>], noise: &[f32], noise_dim: usize) -> Result<Vec<f32>> {
-    let count = noise.len() / noise_dim.max(1);
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let (graph, generator) = sampler(count, noise_dim)?;
-    let mut exec = CpuExecutor::new(
-        &graph,
-        vec![AdamConfig::default()],
-        None,
-        RandomStreams { seed: 0 },
-    );
-    for (&id, w) in generator.params.iter().zip(weights) {
-        exec.write(Buf::Value(id), w)?;
-    }
-    exec.write(Buf::Value(generator.z), noise)?;
-    let plan = exec.compile(&lower::forward(
-        &graph,
-        &[generator.image],
-        &Default::default(),
-    ))?;
-    exec.run(plan, 0)?;
-    exec.read(Buf::Value(generator.image))
+/// A generator's forward pass compiled on an executor.
+pub struct Sampler {
+    pub nodes: GeneratorNodes,
+    plan: usize,
 }
 
-/// Samples from the generator currently held by a training executor.
-pub fn generate(exec: &mut dyn Executor, gan: &Gan, noise: &[f32]) -> Result<Vec<f32>> {
-    let weights = gan
-        .generator
-        .params
-        .iter()
-        .map(|&id| exec.read(Buf::Value(id)))
-        .collect::<Result<Vec<_>>>()?;
-    generate_with(&weights, noise, gan.noise_dim)
-}
+impl Sampler {
+    /// Compiles `nodes`' forward pass (of `graph`, the executor's graph) on `exec`.
+    pub fn compile(exec: &mut dyn Executor, graph: &Graph, nodes: &GeneratorNodes) -> Result<Self> {
+        let plan = exec.compile(&lower::forward(graph, &[nodes.image], &HashSet::new()))?;
+        Ok(Sampler {
+            nodes: nodes.clone(),
+            plan,
+        })
+    }
 
-/// Generator weights and noise dimension from a checkpoint, checked against the
-/// generator's architecture.
-pub fn generator_from_checkpoint(path: &Path, ckpt: &Checkpoint) -> Result<(Vec<Vec<f32>>, usize)> {
-    let dense = ckpt
-        .tensor("generator.dense.kernel")
-        .ok_or_else(|| Error::Checkpoint {
-            path: path.to_path_buf(),
-            problem: "no tensor generator.dense.kernel: not a gan-gpu GAN checkpoint".into(),
-        })?;
-    let noise_dim = dense.shape.first().copied().unwrap_or(0);
-    let (graph, generator) = sampler(1, noise_dim)?;
-    let expected: Vec<(String, Vec<usize>)> = generator
-        .params
-        .iter()
-        .map(|&id| (graph.nodes[id].name.clone(), graph.nodes[id].shape.clone()))
-        .collect();
-    let mut weights = Vec::new();
-    for (name, shape) in &expected {
-        let t = ckpt.tensor(name).ok_or_else(|| Error::Checkpoint {
-            path: path.to_path_buf(),
-            problem: format!("missing tensor {name}: a checkpoint of another architecture"),
-        })?;
-        if &t.shape != shape {
-            return Err(Error::Checkpoint {
-                path: path.to_path_buf(),
-                problem: format!(
-                    "tensor {name} has shape {:?}, this generator needs {shape:?}",
-                    t.shape
+    /// Images [count, 28, 28, 1] in [-1, 1] for `noise` [count, noise_dim] (and, for a
+    /// class-conditional generator, `labels` [count]), a batch of the graph's size at a
+    /// time; a short last batch is padded with zeros and cut off again.
+    pub fn generate(
+        &self,
+        exec: &mut dyn Executor,
+        noise: &[f32],
+        labels: Option<&[u32]>,
+    ) -> Result<Vec<f32>> {
+        let (batch, dim) = (self.nodes.batch, self.nodes.noise_dim);
+        if dim == 0 || !noise.len().is_multiple_of(dim) {
+            return Err(Error::Shape {
+                op: "generate",
+                message: format!(
+                    "{} noise values are not whole rows of the noise dimension {dim}",
+                    noise.len()
                 ),
             });
         }
-        weights.push(t.data.clone());
+        let count = noise.len() / dim;
+        match (self.nodes.labels, labels) {
+            (Some(_), Some(l)) if l.len() == count => {}
+            (None, None) => {}
+            (Some(_), _) => {
+                return Err(Error::InvalidArgument(format!(
+                    "this generator is class-conditional: it needs one label per image ({count})"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(Error::InvalidArgument(
+                    "this generator is not class-conditional: it takes no labels".into(),
+                ));
+            }
+        }
+        let mut images = Vec::with_capacity(count * PIXELS);
+        let mut z = vec![0.0; batch * dim];
+        let mut y = vec![0.0; batch];
+        for start in (0..count).step_by(batch.max(1)) {
+            let n = batch.min(count - start);
+            z[..n * dim].copy_from_slice(&noise[start * dim..(start + n) * dim]);
+            z[n * dim..].fill(0.0);
+            let root = exec.graph().storage(self.nodes.z);
+            exec.write(Buf::Value(root), &z)?;
+            if let (Some(node), Some(labels)) = (self.nodes.labels, labels) {
+                for (slot, &label) in y.iter_mut().zip(&labels[start..start + n]) {
+                    *slot = f32::from_bits(label);
+                }
+                y[n..].fill(f32::from_bits(0));
+                let root = exec.graph().storage(node);
+                exec.write(Buf::Value(root), &y)?;
+            }
+            exec.run(self.plan, 0)?;
+            let root = exec.graph().storage(self.nodes.image);
+            let out = exec.read(Buf::Value(root))?;
+            images.extend_from_slice(&out[..n * PIXELS]);
+        }
+        Ok(images)
     }
-    Ok((weights, noise_dim))
 }
 
-/// `count` digits from a checkpoint, with noise from `seed`.
-pub fn sample_checkpoint(
-    path: &Path,
-    ckpt: &Checkpoint,
+/// Images per forward pass when sampling from a checkpoint.
+const STORED_BATCH: usize = 1000;
+
+/// `count` digits from a checkpoint's generator on `runtime`, with noise stream 0 of
+/// `seed` (and, for a class-conditional generator, `labels`).
+pub fn sample_stored(
+    runtime: &Runtime,
+    stored: &StoredGenerator,
     count: usize,
     seed: u64,
+    labels: Option<&[u32]>,
 ) -> Result<Vec<f32>> {
-    let (weights, noise_dim) = generator_from_checkpoint(path, ckpt)?;
-    let noise = crate::cpu::normal_noise(seed, 0, count * noise_dim);
-    let mut images = Vec::with_capacity(count * PIXELS);
-    // Bounded memory for large counts: generate in chunks.
-    for chunk in noise.chunks(1000 * noise_dim) {
-        images.extend(generate_with(&weights, chunk, noise_dim)?);
+    let noise = crate::cpu::normal_noise(seed, 0, count * stored.noise_dim);
+    generate_stored(runtime, stored, &noise, labels)
+}
+
+/// Digits from a checkpoint's generator on `runtime` for the given `noise` [count,
+/// noise_dim] (and `labels`).
+pub fn generate_stored(
+    runtime: &Runtime,
+    stored: &StoredGenerator,
+    noise: &[f32],
+    labels: Option<&[u32]>,
+) -> Result<Vec<f32>> {
+    let count = noise.len() / stored.noise_dim.max(1);
+    if count == 0 {
+        return Ok(Vec::new());
     }
-    debug_assert_eq!(images.len(), count * IMAGE_SIDE * IMAGE_SIDE);
-    Ok(images)
+    let (graph, nodes) = stored.graph(count.min(STORED_BATCH))?;
+    let mut exec = runtime.executor(&graph, vec![], RandomStreams { seed: 0 }, None)?;
+    stored.write_into(exec.as_mut())?;
+    let sampler = Sampler::compile(exec.as_mut(), &graph, &nodes)?;
+    sampler.generate(exec.as_mut(), noise, labels)
 }

@@ -17,16 +17,14 @@ use serde::Serialize;
 
 use crate::cpu::AdamConfig;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomically;
-use crate::gpu::{AdapterRequest, Binding, GpuContext, Shader};
-use crate::graph::gpu_exec::GpuExecutor;
+use crate::gpu::{Binding, GpuContext, Shader};
+use crate::graph::runtime::Runtime;
 use crate::graph::{Dataset, Executor, Graph, NodeId, RandomStreams, lower};
-use crate::model::checkpoint::{
-    Checkpoint, FORMAT, FORMAT_KEY, NamedTensor, load_checkpoint, save_checkpoint,
-};
+use crate::io::atomic::write_atomically;
+use crate::io::checkpoint::{Checkpoint, FORMAT, FORMAT_KEY, load_checkpoint, save_checkpoint};
 use crate::model::classifier::Classifier;
-use crate::model::gan::{Gan, Generator, IMAGE_SIDE, PIXELS, sampler};
-use crate::model::sample::generator_from_checkpoint;
+use crate::model::load::{MODEL_KEY, NOISE_DIM_KEY, generator_from_checkpoint};
+use crate::model::{GeneratorNodes, IMAGE_SIDE, ModelConfig, ModelKind, PIXELS};
 
 /// Version tag of `plan.json`; `web/gan.js` refuses any other.
 pub const PLAN_FORMAT: &str = "gan-gpu-web-plan-v1";
@@ -117,12 +115,13 @@ pub struct ExportSummary {
 }
 
 /// Writes the site for the generator in `checkpoint` into `out` (created if missing;
-/// other files there are left alone). The plan is recorded on the adapter `request`
-/// picks, retargeted at browsers; `grid` x `grid` digits are drawn per forward pass.
+/// other files there are left alone). The plan is recorded on `runtime`'s adapter, which
+/// must plan for browsers ([`Runtime::for_browser`]); `grid` x `grid` digits are drawn per
+/// forward pass.
 pub fn export_web(
+    runtime: &Runtime,
     checkpoint: &Path,
     out: &Path,
-    request: &AdapterRequest,
     grid: usize,
 ) -> Result<ExportSummary> {
     if !(1..=32).contains(&grid) {
@@ -137,10 +136,16 @@ pub fn export_web(
         )));
     }
     let ckpt = load_checkpoint(checkpoint)?;
-    let (weights, noise_dim) = generator_from_checkpoint(checkpoint, &ckpt)?;
-    let ctx = Arc::new(GpuContext::new(request)?.targeting_browser());
-    let (graph, generator) = sampler(grid * grid, noise_dim)?;
-    let plan = record_plan(&ctx, &graph, &generator, grid)?;
+    let stored = generator_from_checkpoint(checkpoint, &ckpt)?;
+    if stored.kind.classes.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: the web page draws unconditional generators; the {} model is class-conditional",
+            checkpoint.display(),
+            stored.kind.name
+        )));
+    }
+    let (graph, generator) = stored.graph(grid * grid)?;
+    let plan = record_plan(runtime, &graph, &generator, stored.kind, grid)?;
 
     let mut files = Vec::new();
     let mut write = |name: &str, bytes: &[u8]| -> Result<()> {
@@ -163,20 +168,12 @@ pub fn export_web(
     write(PLAN_FILE, &plan_json)?;
 
     let generator_only = Checkpoint {
-        tensors: generator
-            .params
-            .iter()
-            .zip(weights)
-            .map(|(&id, data)| NamedTensor {
-                name: graph.nodes[id].name.clone(),
-                shape: graph.nodes[id].shape.clone(),
-                data,
-            })
-            .collect(),
+        tensors: stored.tensors.clone(),
         metadata: BTreeMap::from([
             // A checkpoint with only the generator: `gan-gpu sample` reads it too.
             (FORMAT_KEY.to_string(), FORMAT.to_string()),
-            ("noise_dim".to_string(), noise_dim.to_string()),
+            (MODEL_KEY.to_string(), stored.kind.name.to_string()),
+            (NOISE_DIM_KEY.to_string(), stored.noise_dim.to_string()),
             ("source".to_string(), checkpoint.display().to_string()),
         ]),
     };
@@ -202,35 +199,40 @@ fn access(binding: Binding) -> &'static str {
     }
 }
 
-/// Every pipeline the trainer builds for a GAN step and a classifier step (at batch 100),
-/// compiled on `ctx` and listed with what is already in its cache. The check page builds
-/// each in the browser: some problems (override constants, workgroup limits) only show
-/// when a pipeline is created, not when a module compiles.
-fn trainer_pipelines(ctx: &Arc<GpuContext>, noise_dim: usize) -> Result<Vec<PlanPipeline>> {
+/// Every pipeline the trainer builds for a step of `kind` and a classifier step (at batch
+/// 100), compiled on `runtime` and listed with what is already in its cache. The check
+/// page builds each in the browser: some problems (override constants, workgroup limits)
+/// only show when a pipeline is created, not when a module compiles.
+fn trainer_pipelines(
+    runtime: &Runtime,
+    kind: &'static ModelKind,
+    noise_dim: usize,
+) -> Result<Vec<PlanPipeline>> {
     // One dataset row is enough to record the batch gathers; nothing runs.
-    let dataset = |labels: Option<Vec<u8>>| {
-        Some(Arc::new(Dataset {
-            bytes: vec![0; PIXELS],
-            rows: 1,
-            row_len: PIXELS,
-            labels,
-        }))
-    };
+    let dataset = Some(Arc::new(Dataset {
+        bytes: vec![0; PIXELS],
+        rows: 1,
+        row_len: PIXELS,
+        labels: Some(vec![0]),
+    }));
     let streams = RandomStreams { seed: 0 };
-    let gan = Gan::new(100, noise_dim)?;
-    let adams = vec![AdamConfig::default(); 2];
-    let mut exec = GpuExecutor::new(Arc::clone(ctx), &gan.graph, adams, dataset(None), streams)?;
-    exec.compile(&gan.train_step()?)?;
+    let model = kind.build(&ModelConfig {
+        batch: 100,
+        noise_dim,
+        adam: AdamConfig::default(),
+        sample_batch: 1,
+    })?;
+    let mut exec =
+        runtime.gpu_executor(&model.graph, model.optimizers(), streams, dataset.clone())?;
+    exec.compile(&model.train_step()?)?;
 
     let classifier = Classifier::new(100, true)?;
-    let loss = classifier.loss.expect("a training classifier has a loss");
     let g = &classifier.graph;
-    let mut plan = lower::forward(g, &[loss], &Default::default());
-    plan.extend(lower::backward(g, &[loss], &classifier.params)?);
-    plan.extend(lower::adam(g, &classifier.params, 0));
+    let plan = lower::training_step(g, &classifier.phases()?)?;
     let adams = vec![AdamConfig::default()];
-    let mut exec = GpuExecutor::new(Arc::clone(ctx), g, adams, dataset(Some(vec![0])), streams)?;
+    let mut exec = runtime.gpu_executor(g, adams, streams, dataset)?;
     exec.compile(&plan)?;
+    let ctx = runtime.require_gpu("recording the trainer's pipelines")?;
     ctx.check("recording the trainer's pipelines")?;
 
     Ok(ctx
@@ -253,18 +255,14 @@ fn trainer_pipelines(ctx: &Arc<GpuContext>, noise_dim: usize) -> Result<Vec<Plan
 // its interior mutability (mapping state) never changes.
 #[allow(clippy::mutable_key_type)]
 fn record_plan(
-    ctx: &Arc<GpuContext>,
+    runtime: &Runtime,
     graph: &Graph,
-    generator: &Generator,
+    generator: &GeneratorNodes,
+    kind: &'static ModelKind,
     grid: usize,
 ) -> Result<WebPlan> {
-    let mut exec = GpuExecutor::new(
-        Arc::clone(ctx),
-        graph,
-        vec![AdamConfig::default()],
-        None,
-        RandomStreams { seed: 0 },
-    )?;
+    let ctx: Arc<GpuContext> = runtime.require_gpu("the web export")?;
+    let mut exec = runtime.gpu_executor(graph, vec![], RandomStreams { seed: 0 }, None)?;
     let plan = exec.compile(&lower::forward(
         graph,
         &[generator.image],
@@ -352,7 +350,7 @@ fn record_plan(
         shader_files: Shader::ALL.iter().map(|s| s.file_name()).collect(),
         buffers,
         dispatches,
-        trainer_pipelines: trainer_pipelines(ctx, graph.nodes[generator.z].shape[1])?,
+        trainer_pipelines: trainer_pipelines(runtime, kind, generator.noise_dim)?,
         exported_by: format!("gan-gpu {}", env!("CARGO_PKG_VERSION")),
         recorded_on: ctx.describe(),
     })

@@ -6,48 +6,22 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
-
-/// The columns of `loss.csv` by name, one `Vec` of values per column (missing = NaN).
-fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .ok_or_else(|| Error::InvalidArgument(format!("{} is empty", path.display())))?
-        .split(',')
-        .map(str::to_string)
-        .collect();
-    let mut columns = vec![Vec::new(); header.len()];
-    for (n, line) in lines.enumerate() {
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.len() != header.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{} line {}: {} fields, the header has {}",
-                path.display(),
-                n + 2,
-                fields.len(),
-                header.len()
-            )));
-        }
-        for (column, field) in columns.iter_mut().zip(fields) {
-            column.push(field.parse().unwrap_or(f64::NAN));
-        }
-    }
-    Ok((header, columns))
-}
+use crate::train::log::read_columns;
 
 /// Draws FID against iterations (or, without FID columns, the three losses) to `out`.
 pub fn plot_run(loss_csv: &Path, out: &Path) -> Result<()> {
-    let (header, columns) = read_csv(loss_csv)?;
+    let (header, columns) = read_columns(loss_csv)?;
     let column = |name: &str| header.iter().position(|h| h == name).map(|i| &columns[i]);
     let iterations = column("iteration").ok_or_else(|| {
         Error::InvalidArgument(format!("{} has no iteration column", loss_csv.display()))
     })?;
     let series: Vec<(&str, Vec<(f64, f64)>)> = match column("fid") {
         Some(fid) => vec![("FID to the MNIST test set", points(iterations, fid))],
-        None => ["d_loss_real", "d_loss_fake", "g_loss"]
+        // Without FID, every loss the model logs.
+        None => header
             .iter()
-            .filter_map(|&name| Some((name, points(iterations, column(name)?))))
+            .filter(|name| name.contains("loss"))
+            .filter_map(|name| Some((name.as_str(), points(iterations, column(name)?))))
             .collect(),
     };
     let all: Vec<&(f64, f64)> = series.iter().flat_map(|(_, p)| p).collect();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, View};
 
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomically;
+use crate::io::atomic::write_atomically;
 
 /// The value of the `format` metadata key that marks a file as ours.
 pub const FORMAT: &str = "gan-gpu-checkpoint-v1";

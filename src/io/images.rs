@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomically;
+use crate::io::atomic::write_atomically;
 
 /// Width in pixels of the border around and between cells.
 pub const GAP: usize = 2;
@@ -111,4 +111,15 @@ pub fn write_grid_png(
     writer.write_image_data(&pixels).map_err(encoding_error)?;
     writer.finish().map_err(encoding_error)?;
     write_atomically(path, &[&bytes])
+}
+
+/// Writes `count` generated digits to `out`: MNIST's IDX format when the name ends in
+/// `.idx3-ubyte` or `.idx`, else a PNG grid of up to 16 per row.
+pub fn write_digits(out: &Path, images: &[f32], count: usize, side: usize) -> Result<()> {
+    let name = out.to_string_lossy();
+    if name.ends_with(".idx3-ubyte") || name.ends_with(".idx") {
+        crate::data::write_idx_images(out, &to_u8_pixels(images), count, side, side)
+    } else {
+        write_grid_png(out, images, count, side, count.clamp(1, 16), 2)
+    }
 }

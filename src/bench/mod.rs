@@ -1,0 +1,325 @@
+//! `gan-gpu bench`: every distinct instruction of a model's training step (and of the
+//! classifier's), timed on the executors that run it, plus square GEMMs for scale and one
+//! whole training iteration per executor. The cases come from the plan itself, so the
+//! bench times exactly what training runs, at the model's real shapes; see [`cases`] for
+//! how work is counted. GPU times are medians of timestamp-query samples (or the wall
+//! clock with a device wait where the adapter has no timestamps), after a warm-up; CPU
+//! times are wall-clock medians.
+
+pub mod cases;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+
+use crate::cpu::AdamConfig;
+use crate::error::Result;
+use crate::gpu::timer::median;
+use crate::graph::runtime::Runtime;
+use crate::graph::{Buf, Dataset, Executor, Graph, InputSource, Instr, RandomStreams, lower};
+use crate::model::classifier::Classifier;
+use crate::model::{ModelConfig, ModelKind, PIXELS};
+use cases::{Case, Work, plan_cases};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub kernel: String,
+    /// The graph node the instruction first serves (empty for the square GEMMs).
+    pub layer: String,
+    pub shape: String,
+    pub executor: &'static str,
+    pub adapter: String,
+    pub median_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gbps: Option<f64>,
+    /// Training step only: images per second and GFLOP/s as a fraction of this
+    /// executor's GEMM 512³ rate in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_gemm512: Option<f64>,
+}
+
+pub struct BenchOptions {
+    /// Fewer samples and no 1024³ GEMM: a smoke run.
+    pub quick: bool,
+    pub gpu: bool,
+    pub cpu: bool,
+    /// The model whose training step is timed.
+    pub model: &'static ModelKind,
+}
+
+/// Batch and noise dimension of the timed training step: `train`'s defaults.
+const BATCH: usize = 100;
+const NOISE_DIM: usize = 100;
+/// The classifier's training batch (`ClassifierConfig`'s default).
+const CLASSIFIER_BATCH: usize = 128;
+
+fn row(case_kernel: &str, layer: &str, shape: &str, on: &Target, ms: f64, work: Work) -> BenchRow {
+    let per_s = |x: f64| x / (ms * 1e-3) / 1e9;
+    BenchRow {
+        kernel: case_kernel.to_string(),
+        layer: layer.to_string(),
+        shape: shape.to_string(),
+        executor: on.executor,
+        adapter: on.adapter.clone(),
+        median_ms: ms,
+        gflops: match work {
+            Work::Flops(f) => Some(per_s(f)),
+            Work::Bytes(_) => None,
+        },
+        gbps: match work {
+            Work::Bytes(b) => Some(per_s(b)),
+            Work::Flops(_) => None,
+        },
+        images_per_s: None,
+        fraction_of_gemm512: None,
+    }
+}
+
+/// An executor family to time on.
+struct Target<'a> {
+    runtime: &'a Runtime,
+    executor: &'static str,
+    adapter: String,
+}
+
+/// A synthetic labelled dataset of 1000 random images.
+fn dataset(rng: &mut StdRng) -> Arc<Dataset> {
+    let rows = 1000;
+    Arc::new(Dataset {
+        bytes: (0..rows * PIXELS).map(|_| rng.random()).collect(),
+        rows,
+        row_len: PIXELS,
+        labels: Some((0..rows).map(|i| (i % 10) as u8).collect()),
+    })
+}
+
+/// Times every case on an executor that has run `plan` once (so every buffer holds
+/// realistic values).
+fn time_cases(
+    exec: &mut dyn Executor,
+    cases: Vec<Case>,
+    on: &Target,
+    samples: usize,
+    progress: &mut dyn FnMut(&BenchRow),
+    rows: &mut Vec<BenchRow>,
+) -> Result<()> {
+    for case in cases {
+        let plan = exec.compile(std::slice::from_ref(&case.instr))?;
+        let ms = exec.time_plan(plan, samples)?;
+        let r = row(&case.kernel, &case.layer, &case.shape, on, ms, case.work);
+        progress(&r);
+        rows.push(r);
+    }
+    Ok(())
+}
+
+/// c = a·b for square matrices of side `s`, on random data.
+fn square_gemm(on: &Target, s: usize, samples: usize) -> Result<BenchRow> {
+    let mut g = Graph::default();
+    let a = g.input("a", InputSource::External, vec![s, s]);
+    let b = g.input("b", InputSource::External, vec![s, s]);
+    let c = g.input("c", InputSource::External, vec![s, s]);
+    let mut exec = on
+        .runtime
+        .executor(&g, vec![], RandomStreams { seed: 0 }, None)?;
+    let mut rng = StdRng::seed_from_u64(1);
+    for id in [a, b] {
+        let values: Vec<f32> = (0..s * s).map(|_| rng.random_range(-1.0..1.0)).collect();
+        exec.write(Buf::Value(id), &values)?;
+    }
+    let instr = Instr::Gemm {
+        a: Buf::Value(a),
+        b: Buf::Value(b),
+        c: Buf::Value(c),
+        bias: None,
+        m: s,
+        n: s,
+        k: s,
+        trans_a: false,
+        trans_b: false,
+        accumulate: false,
+    };
+    let work = Work::Flops(instr.flops());
+    let plan = exec.compile(&[instr])?;
+    let ms = exec.time_plan(plan, samples)?;
+    Ok(row("gemm", "", &format!("{s}x{s}x{s} NN"), on, ms, work))
+}
+
+/// Rows for one executor family: square GEMMs, the model's and the classifier's
+/// instructions, and the model's whole training step.
+fn bench_target(
+    on: &Target,
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
+    let samples = if opts.quick { 2 } else { 7 };
+    let mut rows = Vec::new();
+    let squares: &[usize] = if opts.quick {
+        &[256, 512]
+    } else {
+        &[256, 512, 1024]
+    };
+    for &s in squares {
+        let r = square_gemm(on, s, samples)?;
+        progress(&r);
+        rows.push(r);
+    }
+
+    let mut rng = StdRng::seed_from_u64(15);
+    let model = opts.model.build(&ModelConfig {
+        batch: BATCH,
+        noise_dim: NOISE_DIM,
+        adam: AdamConfig::default(),
+        sample_batch: 1,
+    })?;
+    let step = model.train_step()?;
+    let mut exec = on.runtime.executor(
+        &model.graph,
+        model.optimizers(),
+        RandomStreams { seed: 1 },
+        Some(dataset(&mut rng)),
+    )?;
+    for (id, values) in model.graph.init_params(&mut rng) {
+        exec.write(Buf::Value(id), &values)?;
+    }
+    let plan = exec.compile(&step)?;
+    exec.run(plan, 0)?;
+    // Timed before the single instructions, which leave the buffers as no step would.
+    let steps = if opts.quick { 2 } else { 5 };
+    let step_row = train_step_row(exec.as_mut(), plan, &step, on, steps, &rows)?;
+    time_cases(
+        exec.as_mut(),
+        plan_cases(&model.graph, &step),
+        on,
+        samples,
+        progress,
+        &mut rows,
+    )?;
+
+    let classifier = Classifier::new(CLASSIFIER_BATCH, true)?;
+    let classifier_step = lower::training_step(&classifier.graph, &classifier.phases()?)?;
+    let mut cexec = on.runtime.executor(
+        &classifier.graph,
+        vec![AdamConfig::default()],
+        RandomStreams { seed: 2 },
+        Some(dataset(&mut rng)),
+    )?;
+    for (id, values) in classifier.graph.init_params(&mut rng) {
+        cexec.write(Buf::Value(id), &values)?;
+    }
+    let cplan = cexec.compile(&classifier_step)?;
+    cexec.run(cplan, 0)?;
+    // Only what the GAN's plan did not already time.
+    let extra: Vec<Case> = plan_cases(&classifier.graph, &classifier_step)
+        .into_iter()
+        .filter(|c| {
+            !rows
+                .iter()
+                .any(|r| r.kernel == c.kernel && r.shape == c.shape)
+        })
+        .collect();
+    time_cases(cexec.as_mut(), extra, on, samples, progress, &mut rows)?;
+
+    progress(&step_row);
+    rows.push(step_row);
+    Ok(rows)
+}
+
+/// Runs the bench on the GPU runtime `gpu` (when given and asked for) and on the CPU
+/// executor; `progress` sees each finished row.
+pub fn run(
+    gpu: Option<&Runtime>,
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
+    let mut rows = Vec::new();
+    if let (Some(runtime), true) = (gpu, opts.gpu) {
+        let ctx = runtime.require_gpu("bench --device gpu")?;
+        let on = Target {
+            runtime,
+            executor: "gpu",
+            adapter: ctx.info.name.clone(),
+        };
+        rows.extend(bench_target(&on, opts, progress)?);
+    }
+    if opts.cpu {
+        let cpu = Runtime::cpu();
+        let on = Target {
+            runtime: &cpu,
+            executor: "cpu",
+            adapter: "cpu executor (matrixmultiply)".into(),
+        };
+        rows.extend(bench_target(&on, opts, progress)?);
+    }
+    Ok(rows)
+}
+
+/// One whole training iteration, wall clock with a device wait, median of `steps`.
+fn train_step_row(
+    exec: &mut dyn Executor,
+    plan: usize,
+    step: &[Instr],
+    on: &Target,
+    steps: u64,
+    rows: &[BenchRow],
+) -> Result<BenchRow> {
+    let flops: f64 = step.iter().map(|i| i.flops()).sum();
+    exec.sync()?;
+    let mut times = Vec::new();
+    for it in 1..=steps {
+        let start = Instant::now();
+        exec.run(plan, it)?;
+        exec.sync()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let ms = median(&mut times);
+    let mut r = row(
+        "train_step",
+        "",
+        &format!("batch {BATCH}, forward/backward/Adam"),
+        on,
+        ms,
+        Work::Flops(flops),
+    );
+    r.images_per_s = Some(BATCH as f64 / (ms * 1e-3));
+    let gemm512 = rows
+        .iter()
+        .find(|r| {
+            r.kernel == "gemm" && r.executor == on.executor && r.shape.starts_with("512x512x512")
+        })
+        .and_then(|r| r.gflops);
+    r.fraction_of_gemm512 = gemm512.zip(r.gflops).map(|(g, s)| s / g);
+    Ok(r)
+}
+
+/// The table printed by `gan-gpu bench`.
+pub fn render(rows: &[BenchRow]) -> String {
+    let mut out = format!(
+        "{:<20} {:<28} {:<38} {:<4} {:>10} {:>10} {:>10}\n",
+        "kernel", "layer", "shape", "exec", "median ms", "GFLOP/s", "GB/s"
+    );
+    for r in rows {
+        let f = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_default();
+        out += &format!(
+            "{:<20} {:<28} {:<38} {:<4} {:>10.3} {:>10} {:>10}",
+            r.kernel,
+            r.layer,
+            r.shape,
+            r.executor,
+            r.median_ms,
+            f(r.gflops),
+            f(r.gbps)
+        );
+        if let (Some(ips), Some(frac)) = (r.images_per_s, r.fraction_of_gemm512) {
+            out += &format!("  {ips:.0} images/s, {frac:.2} of GEMM 512³");
+        }
+        out += "\n";
+    }
+    out
+}

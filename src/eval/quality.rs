@@ -1,0 +1,140 @@
+//! `gan-gpu eval`: how close generated digits are to MNIST, in the classifier's eyes.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::data::{MnistSet, Split, load_mnist, read_idx_images};
+use crate::error::{Error, Result};
+use crate::eval::classifier::{ClassifierRunner, ensure_classifier, scaled_images};
+use crate::eval::fid::{Gaussian, frechet_distance};
+use crate::eval::stats::{ClassStats, class_stats};
+use crate::graph::runtime::Runtime;
+use crate::io::checkpoint::load_checkpoint;
+use crate::model::IMAGE_SIDE;
+use crate::model::classifier::{CLASSES, FEATURES};
+use crate::model::load::generator_from_checkpoint;
+use crate::model::sample::sample_stored;
+
+/// A sample counts as confidently classified above this probability.
+pub const CONFIDENT: f32 = 0.9;
+
+/// The figures for one set of images.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quality {
+    pub source: String,
+    pub count: usize,
+    /// Fréchet distance to the MNIST test set in the classifier's 128-wide features.
+    pub fid: f64,
+    pub classes: ClassStats,
+}
+
+/// The Gaussian fit of the MNIST test set's features: the reference every FID is
+/// measured against.
+pub fn reference(classifier: &mut ClassifierRunner, test: &MnistSet) -> Result<Gaussian> {
+    let (_, features) = classifier.classify(&scaled_images(test, test.count))?;
+    Gaussian::fit(&features, FEATURES)
+}
+
+/// FID and class statistics of `images` ([n, 28, 28, 1] in [-1, 1]).
+pub fn quality(
+    source: &str,
+    classifier: &mut ClassifierRunner,
+    images: &[f32],
+    reference: &Gaussian,
+) -> Result<Quality> {
+    let (probs, features) = classifier.classify(images)?;
+    let fit = Gaussian::fit(&features, FEATURES)?;
+    Ok(Quality {
+        source: source.to_string(),
+        count: fit.count,
+        fid: frechet_distance(&fit, reference)?,
+        classes: class_stats(&probs, CLASSES, CONFIDENT)?,
+    })
+}
+
+/// The human-readable report.
+pub fn render(rows: &[Quality]) -> String {
+    let mut out = format!(
+        "{:<34} {:>7} {:>9} {:>8} {:>10}  predicted classes 0-9\n",
+        "images", "count", "FID", "entropy", "p>0.9"
+    );
+    for q in rows {
+        let hist: Vec<String> = q.classes.histogram.iter().map(|c| c.to_string()).collect();
+        out += &format!(
+            "{:<34} {:>7} {:>9.3} {:>8.3} {:>9.1}%  {}\n",
+            q.source,
+            q.count,
+            q.fid,
+            q.classes.entropy,
+            100.0 * q.classes.confident_fraction,
+            hist.join(" ")
+        );
+    }
+    out += &format!(
+        "(entropy of a perfectly balanced set: ln 10 = {:.3})\n",
+        (CLASSES as f64).ln()
+    );
+    out
+}
+
+/// What `gan-gpu eval` scores.
+pub enum EvalSource<'a> {
+    /// `count` digits from a checkpoint's generator, noise from `seed`.
+    Checkpoint {
+        path: &'a Path,
+        count: usize,
+        seed: u64,
+    },
+    /// Images from an IDX file of 28x28 images.
+    Samples(&'a Path),
+}
+
+/// The figures of `source`'s images and, as the reference line, of 10,000 MNIST training
+/// images. The images are loaded (and a bad file refused) before the classifier, which
+/// `classifier` holds or, on first use, is trained into with `progress` showing the steps.
+pub fn evaluate(
+    runtime: &Runtime,
+    source: &EvalSource,
+    classifier: &Path,
+    data_dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Vec<Quality>, Option<f64>)> {
+    let (label, images) = match *source {
+        EvalSource::Checkpoint { path, count, seed } => {
+            let stored = generator_from_checkpoint(path, &load_checkpoint(path)?)?;
+            let labels = stored
+                .kind
+                .classes
+                .map(|c| (0..count).map(|i| (i % c) as u32).collect::<Vec<_>>());
+            let images = sample_stored(runtime, &stored, count, seed, labels.as_deref())?;
+            (format!("generator ({count} samples)"), images)
+        }
+        EvalSource::Samples(path) => {
+            let (pixels, count, rows, cols) = read_idx_images(path)?;
+            if (rows, cols) != (IMAGE_SIDE, IMAGE_SIDE) {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: images are {rows}x{cols}, the classifier takes {IMAGE_SIDE}x{IMAGE_SIDE}",
+                    path.display()
+                )));
+            }
+            (
+                format!("{} ({count} images)", path.display()),
+                crate::cpu::gather::to_signed_unit(&pixels),
+            )
+        }
+    };
+    let (weights, trained) = ensure_classifier(runtime, classifier, data_dir, progress)?;
+    let mut runner = ClassifierRunner::new(runtime, &weights)?;
+    let test = load_mnist(data_dir, Split::Test)?;
+    let reference = reference(&mut runner, &test)?;
+    let generated = quality(&label, &mut runner, &images, &reference)?;
+    let train = load_mnist(data_dir, Split::Train)?;
+    let real = quality(
+        "MNIST training images (reference)",
+        &mut runner,
+        &scaled_images(&train, 10_000),
+        &reference,
+    )?;
+    Ok((vec![generated, real], trained))
+}

@@ -1,0 +1,172 @@
+//! `--model seed`: the classic Keras MNIST GAN, corrected (see the README for the four
+//! fixes). Every size below the input comes from the layer builders.
+
+use crate::cpu::Activation;
+use crate::error::Result;
+use crate::graph::{Graph, InputSource, NodeId, Padding, Phase};
+use crate::model::{GeneratorNodes, IMAGE_SIDE, Logged, Model, ModelConfig, ModelKind, ParamGroup};
+
+pub static SEED: ModelKind = ModelKind {
+    name: "seed",
+    about: "the classic Keras MNIST GAN, corrected",
+    classes: None,
+    training,
+    generator: generator_graph,
+};
+
+/// Channels of the generator's first feature map, which is a quarter of the image's side
+/// (two stride-2 transposed convolutions follow).
+const SEED_CHANNELS: usize = 128;
+
+/// Dense(noise -> 7·7·128) -> reshape (7, 7, 128) -> ConvTranspose(64, 5x5, s2, same)
+/// -> ReLU -> ConvTranspose(1, 5x5, s2, same) -> tanh: [batch, 28, 28, 1] in [-1, 1].
+pub fn generator(g: &mut Graph, z: NodeId) -> Result<NodeId> {
+    let side = IMAGE_SIDE / 4;
+    let h = g.dense("dense", z, side * side * SEED_CHANNELS)?;
+    let h = g.unflatten("reshape", h, (side, side, SEED_CHANNELS))?;
+    let h = g.conv_transpose2d("deconv1", h, 64, (5, 5), (2, 2), Padding::Same)?;
+    let h = g.activation("relu1", h, Activation::Relu);
+    let h = g.conv_transpose2d("deconv2", h, 1, (5, 5), (2, 2), Padding::Same)?;
+    Ok(g.activation("tanh", h, Activation::Tanh))
+}
+
+/// Conv(32, 3x3, s2, valid) -> ReLU -> Conv(64, 3x3, s2, valid) -> ReLU -> Flatten
+/// -> Dense(1): a logit per image [batch, 1] (the sigmoid lives in the loss).
+pub fn discriminator(g: &mut Graph, x: NodeId) -> Result<NodeId> {
+    let h = g.conv2d("conv1", x, 32, (3, 3), (2, 2), Padding::Valid)?;
+    let h = g.activation("relu1", h, Activation::Relu);
+    let h = g.conv2d("conv2", h, 64, (3, 3), (2, 2), Padding::Valid)?;
+    let h = g.activation("relu2", h, Activation::Relu);
+    let h = g.flatten("flatten", h)?;
+    g.dense("dense", h, 1)
+}
+
+/// The parameters whose names start with `prefix.`, in creation order.
+pub fn params_under(g: &Graph, prefix: &str) -> Vec<NodeId> {
+    let prefix = format!("{prefix}.");
+    g.params()
+        .into_iter()
+        .filter(|&id| g.nodes[id].name.starts_with(&prefix))
+        .collect()
+}
+
+/// The generator fed by caller-written noise `[batch, noise_dim]`, under node scope
+/// `nodes` (its parameters are always `generator.*`).
+pub fn external_generator(
+    g: &mut Graph,
+    nodes: &str,
+    batch: usize,
+    noise_dim: usize,
+) -> Result<GeneratorNodes> {
+    let z = g.input(
+        &format!("{nodes}.z"),
+        InputSource::External,
+        vec![batch, noise_dim],
+    );
+    let image = g.scoped("generator", nodes, |g| generator(g, z))?;
+    Ok(GeneratorNodes {
+        z,
+        labels: None,
+        image,
+        params: params_under(g, "generator"),
+        batch,
+        noise_dim,
+    })
+}
+
+fn generator_graph(batch: usize, noise_dim: usize) -> Result<(Graph, GeneratorNodes)> {
+    let mut g = Graph::default();
+    let nodes = external_generator(&mut g, "generator", batch, noise_dim)?;
+    Ok((g, nodes))
+}
+
+/// Optimizer groups, in the order of `Instr::Adam`'s `group`.
+pub const D_GROUP: usize = 0;
+pub const G_GROUP: usize = 1;
+
+/// The losses of a GAN's iteration: a discriminator step on the sum of its real and fake
+/// losses (the fake batch is a constant for it), then a generator step through the updated
+/// discriminator on the same fake batch with label 1 (the non-saturating loss). Logged as
+/// loss.csv's `d_loss_real,d_loss_fake,g_loss,d_real_mean,d_fake_mean`.
+pub fn gan_step(
+    g: &mut Graph,
+    real_logits: NodeId,
+    fake_logits: NodeId,
+) -> Result<(Vec<Phase>, Vec<Logged>)> {
+    let d_loss_real = g.bce_with_logits("d_loss_real", real_logits, 1.0)?;
+    let d_loss_fake = g.bce_with_logits("d_loss_fake", fake_logits, 0.0)?;
+    let g_loss = g.bce_with_logits("g_loss", fake_logits, 1.0)?;
+    let phases = vec![
+        Phase {
+            losses: vec![d_loss_real, d_loss_fake],
+            params: params_under(g, "discriminator"),
+            group: D_GROUP,
+        },
+        Phase {
+            losses: vec![g_loss],
+            params: params_under(g, "generator"),
+            group: G_GROUP,
+        },
+    ];
+    let logged = |column, label, node, index| Logged {
+        column,
+        label,
+        node,
+        index,
+    };
+    let logged = vec![
+        logged("d_loss_real", "D loss real", d_loss_real, 0),
+        logged("d_loss_fake", "fake", d_loss_fake, 0),
+        logged("g_loss", "G loss", g_loss, 0),
+        logged("d_real_mean", "D(x)", d_loss_real, 1),
+        logged("d_fake_mean", "D(G(z))", d_loss_fake, 1),
+    ];
+    Ok((phases, logged))
+}
+
+/// The optimizer groups of a GAN whose parameters are `discriminator.*` and `generator.*`,
+/// indexed by [`D_GROUP`] and [`G_GROUP`].
+pub fn gan_groups(g: &Graph, config: &ModelConfig) -> Vec<ParamGroup> {
+    vec![
+        ParamGroup {
+            name: "discriminator",
+            params: params_under(g, "discriminator"),
+            adam: config.adam,
+        },
+        ParamGroup {
+            name: "generator",
+            params: params_under(g, "generator"),
+            adam: config.adam,
+        },
+    ]
+}
+
+/// G(z), D(real), D(G(z)), the three losses, and a sampler sharing G's weights.
+fn training(kind: &'static ModelKind, config: &ModelConfig) -> Result<Model> {
+    let mut g = Graph::default();
+    let (batch, noise_dim) = (config.batch, config.noise_dim);
+    let z = g.input("z", InputSource::Noise { slot: 0 }, vec![batch, noise_dim]);
+    let fake = g.scoped("generator", "generator", |g| generator(g, z))?;
+    let real = g.input(
+        "real",
+        InputSource::DataBatch,
+        vec![batch, IMAGE_SIDE, IMAGE_SIDE, 1],
+    );
+    let real_logits = g.scoped("discriminator", "discriminator.real", |g| {
+        discriminator(g, real)
+    })?;
+    let fake_logits = g.scoped("discriminator", "discriminator.fake", |g| {
+        discriminator(g, fake)
+    })?;
+    let (phases, logged) = gan_step(&mut g, real_logits, fake_logits)?;
+    let sampler = external_generator(&mut g, "sample", config.sample_batch, noise_dim)?;
+    Ok(Model {
+        kind,
+        groups: gan_groups(&g, config),
+        graph: g,
+        config: *config,
+        phases,
+        logged,
+        sampler,
+    })
+}

@@ -1,0 +1,205 @@
+//! `loss.csv`: its schema (defined here once, from the model's logged values), its rows,
+//! reading it back (`plot`, resume), and the progress display.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::graph::Snapshot;
+use crate::model::Model;
+
+/// The columns `--eval-every` adds.
+pub const EVAL_COLUMNS: [&str; 3] = ["fid", "class_entropy", "confident_fraction"];
+
+/// The columns of a run's loss.csv: `iteration`, the model's logged values, `seconds`,
+/// and with in-training evaluation the [`EVAL_COLUMNS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LossSchema {
+    pub logged: Vec<&'static str>,
+    pub eval: bool,
+}
+
+impl LossSchema {
+    pub fn of(model: &Model, eval: bool) -> Self {
+        LossSchema {
+            logged: model.logged.iter().map(|l| l.column).collect(),
+            eval,
+        }
+    }
+
+    pub fn header(&self) -> String {
+        let mut columns = vec!["iteration"];
+        columns.extend(&self.logged);
+        columns.push("seconds");
+        if self.eval {
+            columns.extend(EVAL_COLUMNS);
+        }
+        columns.join(",")
+    }
+
+    /// Which of the schemas of `model` a header line is, if any.
+    pub fn from_header(model: &Model, header: &str) -> Option<Self> {
+        [false, true]
+            .into_iter()
+            .map(|eval| Self::of(model, eval))
+            .find(|s| s.header() == header.trim_end())
+    }
+
+    pub fn line(&self, row: &LossRow) -> String {
+        let mut line = row.iteration.to_string();
+        for v in &row.values {
+            line += &format!(",{v}");
+        }
+        line += &format!(",{:.3}", row.seconds);
+        if self.eval {
+            line += &match row.quality {
+                Some((fid, entropy, confident)) => {
+                    format!(",{fid:.4},{entropy:.4},{confident:.4}")
+                }
+                None => ",,,".to_string(),
+            };
+        }
+        line
+    }
+}
+
+/// One row of `loss.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossRow {
+    pub iteration: u64,
+    /// The model's logged values, in [`Model::logged`] order.
+    pub values: Vec<f32>,
+    pub seconds: f64,
+    /// FID, class entropy and confident fraction, at `--eval-every` points.
+    pub quality: Option<(f64, f64, f64)>,
+}
+
+impl LossRow {
+    /// A row from a snapshot of [`Model::logged_nodes`] taken after step `snap.tag`, or
+    /// the error that stops a diverged run.
+    pub fn from_snapshot(model: &Model, snap: &Snapshot, seconds: f64) -> Result<Self> {
+        let nodes = model.logged_nodes();
+        let mut values = Vec::with_capacity(model.logged.len());
+        for l in &model.logged {
+            let slot = nodes.iter().position(|&n| n == l.node).unwrap_or_default();
+            let x = snap
+                .values
+                .get(slot)
+                .and_then(|v| v.get(l.index))
+                .copied()
+                .unwrap_or(f32::NAN);
+            if !x.is_finite() {
+                return Err(Error::NonFinite {
+                    iteration: snap.tag + 1,
+                    what: l.column.to_string(),
+                    value: x,
+                });
+            }
+            values.push(x);
+        }
+        Ok(LossRow {
+            iteration: snap.tag + 1,
+            values,
+            seconds,
+            quality: None,
+        })
+    }
+
+    /// The value of loss.csv column `column`, if the row has it.
+    pub fn value(&self, model: &Model, column: &str) -> Option<f32> {
+        let i = model.logged.iter().position(|l| l.column == column)?;
+        self.values.get(i).copied()
+    }
+}
+
+/// A loss.csv-shaped file's columns by name, one `Vec` per column (empty fields are NaN).
+pub fn read_columns(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is empty", path.display())))?
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let mut columns = vec![Vec::new(); header.len()];
+    for (n, line) in lines.enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != header.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} line {}: {} fields, the header has {}",
+                path.display(),
+                n + 2,
+                fields.len(),
+                header.len()
+            )));
+        }
+        for (column, field) in columns.iter_mut().zip(fields) {
+            column.push(field.parse().unwrap_or(f64::NAN));
+        }
+    }
+    Ok((header, columns))
+}
+
+/// A progress bar on a terminal, plain lines otherwise.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    plain: bool,
+    labels: Vec<&'static str>,
+}
+
+impl Progress {
+    pub fn new(model: &Model, start: u64, total: u64, quiet: bool) -> Self {
+        let labels = model.logged.iter().map(|l| l.label).collect();
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: None,
+                plain: !quiet,
+                labels,
+            };
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_position(start);
+        Progress {
+            bar: Some(bar),
+            plain: false,
+            labels,
+        }
+    }
+
+    pub fn log(&self, r: &LossRow) {
+        let parts: Vec<String> = self
+            .labels
+            .iter()
+            .zip(&r.values)
+            .map(|(label, v)| format!("{label} {v:.3}"))
+            .collect();
+        let mut line = parts.join("  ");
+        if let Some((fid, entropy, _)) = r.quality {
+            line += &format!("  FID {fid:.2}  class entropy {entropy:.2}");
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(line);
+        } else if self.plain {
+            eprintln!("iter {:>6}  {line}  ({:.1}s)", r.iteration, r.seconds);
+        }
+    }
+
+    pub fn tick(&self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}

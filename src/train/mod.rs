@@ -1,0 +1,277 @@
+//! The training loop: a model's step on the runtime's executor, with the run folder,
+//! loss.csv, sample grids, in-training evaluation, checkpoints, resume and Ctrl-C.
+
+pub mod config;
+pub mod log;
+pub mod plot;
+pub mod run_dir;
+pub mod state;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rand::SeedableRng;
+
+use crate::data::{Split, load_mnist};
+use crate::error::{Error, Result};
+use crate::eval::classifier::ClassifierRunner;
+use crate::eval::fid::Gaussian;
+use crate::eval::quality::quality;
+use crate::graph::runtime::Runtime;
+use crate::graph::{Buf, Dataset, RandomStreams};
+use crate::io::atomic::write_atomically;
+use crate::io::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::model::sample::{SAMPLE_GRID, Sampler};
+use crate::model::{IMAGE_SIDE, Model, PIXELS};
+
+pub use config::TrainConfig;
+pub use log::{LossRow, LossSchema};
+pub use run_dir::RunDir;
+
+/// What a caller needs to drive training.
+pub struct TrainOptions {
+    pub config: TrainConfig,
+    pub data_dir: PathBuf,
+    pub out: PathBuf,
+    /// Continue the run in `out` from its checkpoint.
+    pub resume: bool,
+    /// Set (e.g. by Ctrl-C) to stop after the current step with a checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// Show a progress bar (on a terminal) or print plain log lines.
+    pub quiet: bool,
+}
+
+/// What `--eval-every` needs: the classifier (on the training runtime) and the test
+/// set's feature Gaussian.
+pub struct InTrainingEval {
+    pub every: u64,
+    /// Generated images per evaluation.
+    pub count: usize,
+    pub classifier: ClassifierRunner,
+    pub reference: Gaussian,
+}
+
+impl InTrainingEval {
+    /// The classifier at `classifier` (trained there with `progress` on first use) on
+    /// `runtime`, and the test set's reference; also returns the accuracy when it trained.
+    pub fn prepare(
+        runtime: &Runtime,
+        classifier: &Path,
+        data_dir: &Path,
+        every: u64,
+        count: usize,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(Self, Option<f64>)> {
+        let (weights, trained) =
+            crate::eval::classifier::ensure_classifier(runtime, classifier, data_dir, progress)?;
+        let mut runner = ClassifierRunner::new(runtime, &weights)?;
+        let test = load_mnist(data_dir, Split::Test)?;
+        let reference = crate::eval::quality::reference(&mut runner, &test)?;
+        let eval = InTrainingEval {
+            every: every.max(1),
+            count: count.max(2),
+            classifier: runner,
+            reference,
+        };
+        Ok((eval, trained))
+    }
+}
+
+#[derive(Debug)]
+pub struct TrainReport {
+    pub executor: String,
+    pub rows: Vec<LossRow>,
+    pub iterations_run: u64,
+    pub last_iteration: u64,
+    pub stopped_early: bool,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+/// The fixed noise behind every sample grid of a run (a stream no training step uses).
+pub fn sample_noise(cfg: &TrainConfig) -> Vec<f32> {
+    crate::cpu::normal_noise(cfg.seed, u64::MAX, SAMPLE_GRID * cfg.noise_dim)
+}
+
+/// Labels for `count` generated images of a class-conditional model: every class in
+/// turn, so a grid of width `classes` has one class per column. `None` otherwise.
+pub fn cycling_labels(model: &Model, count: usize) -> Option<Vec<u32>> {
+    let classes = model.kind.classes?;
+    Some((0..count).map(|i| (i % classes) as u32).collect())
+}
+
+/// Trains `opts.config`'s model on `runtime`'s executor and returns the logged rows.
+pub fn train(
+    runtime: &Runtime,
+    opts: &TrainOptions,
+    mut eval: Option<&mut InTrainingEval>,
+) -> Result<TrainReport> {
+    let run = RunDir {
+        root: opts.out.clone(),
+    };
+    let mut cfg = opts.config.clone();
+    let resumed = if opts.resume {
+        let ckpt = load_checkpoint(&run.checkpoint())?;
+        let saved = state::saved_config(&run.checkpoint(), &ckpt)?;
+        // A resumed run keeps every setting but may be given a new length.
+        cfg = TrainConfig {
+            iterations: cfg.iterations,
+            ..saved
+        };
+        Some(ckpt)
+    } else {
+        None
+    };
+    cfg.validate()?;
+    std::fs::create_dir_all(run.samples()).map_err(io_err(&run.root))?;
+
+    let kind = cfg.model_kind()?;
+    let mnist = load_mnist(&opts.data_dir, Split::Train)?;
+    let dataset = Arc::new(Dataset {
+        bytes: mnist.images,
+        rows: mnist.count,
+        row_len: PIXELS,
+        labels: kind.classes.map(|_| mnist.labels),
+    });
+    let model = kind.build(&cfg.model_config())?;
+    if let Some(ckpt) = &resumed {
+        state::check_resumable(&model, &run.checkpoint(), ckpt)?;
+    }
+    let mut exec = runtime.executor(
+        &model.graph,
+        model.optimizers(),
+        RandomStreams { seed: cfg.seed },
+        Some(dataset),
+    )?;
+    let executor_line = runtime.describe()?;
+    if !opts.quiet {
+        eprintln!("{executor_line}");
+    }
+    let plan = exec.compile(&model.train_step()?)?;
+    let sampler = Sampler::compile(exec.as_mut(), &model.graph, &model.sampler)?;
+
+    let schema = LossSchema::of(&model, eval.is_some());
+    let start = match &resumed {
+        Some(ckpt) => state::restore(exec.as_mut(), &model, &run.checkpoint(), ckpt)?,
+        None => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+            for (id, values) in model.graph.init_params(&mut rng) {
+                exec.write(Buf::Value(id), &values)?;
+            }
+            let config_json = serde_json::to_string_pretty(&cfg).unwrap_or_default();
+            write_atomically(&run.config(), &[config_json.as_bytes()])?;
+            let header = format!("{}\n", schema.header());
+            std::fs::write(run.losses(), header).map_err(io_err(&run.losses()))?;
+            0
+        }
+    };
+    // The columns were fixed when the run started; a resumed run keeps them.
+    let header = std::fs::read_to_string(run.losses())
+        .map_err(io_err(&run.losses()))?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if LossSchema::from_header(&model, &header) != Some(schema.clone()) {
+        return Err(Error::InvalidArgument(format!(
+            "{} has the columns {header:?}, this run writes {:?}{}",
+            run.losses().display(),
+            schema.header(),
+            if eval.is_some() {
+                " (was it started without --eval-every? then resume it without that flag)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let mut csv = OpenOptions::new()
+        .append(true)
+        .open(run.losses())
+        .map_err(io_err(&run.losses()))?;
+    let logged: Vec<Buf> = model
+        .logged_nodes()
+        .into_iter()
+        .map(|n| Buf::Value(model.graph.storage(n)))
+        .collect();
+    let grid_noise = sample_noise(&cfg);
+    let grid_labels = cycling_labels(&model, SAMPLE_GRID);
+
+    let progress = log::Progress::new(&model, start, cfg.iterations, opts.quiet);
+    let clock = Instant::now();
+    let mut rows = Vec::new();
+    let mut stopped_early = false;
+    let mut iteration = start;
+    let mut requested_at = std::collections::VecDeque::new();
+    while iteration < cfg.iterations {
+        exec.run(plan, iteration)?;
+        let done = iteration + 1;
+        let last = done == cfg.iterations;
+        let stop = opts.stop.load(Ordering::SeqCst);
+        let checkpoint_due = done % cfg.checkpoint_every == 0 || last || stop;
+        let eval_due = eval.as_ref().is_some_and(|e| done % e.every == 0 || last);
+        if done % cfg.log_every == 0 || checkpoint_due || eval_due {
+            // Copied back without waiting: the GPU keeps running the next steps.
+            exec.snapshot(iteration, &logged)?;
+            requested_at.push_back(clock.elapsed().as_secs_f64());
+        }
+        let quality = match eval.as_deref_mut() {
+            Some(ev) if eval_due => {
+                let noise =
+                    crate::cpu::normal_noise(cfg.seed, u64::MAX - 1, ev.count * cfg.noise_dim);
+                let labels = cycling_labels(&model, ev.count);
+                let images = sampler.generate(exec.as_mut(), &noise, labels.as_deref())?;
+                let q = quality("generator", &mut ev.classifier, &images, &ev.reference)?;
+                Some((q.fid, q.classes.entropy, q.classes.confident_fraction))
+            }
+            _ => None,
+        };
+        // Before a checkpoint, every logged loss must have been checked.
+        for snap in exec.take_snapshots(checkpoint_due || eval_due)? {
+            let seconds = requested_at.pop_front().unwrap_or_default();
+            let mut row = LossRow::from_snapshot(&model, &snap, seconds)?;
+            if snap.tag == iteration {
+                row.quality = row.quality.or(quality);
+            }
+            writeln!(csv, "{}", schema.line(&row)).map_err(io_err(&run.losses()))?;
+            progress.log(&row);
+            rows.push(row);
+        }
+        if done % cfg.sample_every == 0 || last {
+            let images = sampler.generate(exec.as_mut(), &grid_noise, grid_labels.as_deref())?;
+            crate::io::images::write_grid_png(
+                &run.sample(done),
+                &images,
+                SAMPLE_GRID,
+                IMAGE_SIDE,
+                8,
+                2,
+            )?;
+        }
+        if checkpoint_due {
+            save_checkpoint(
+                &run.checkpoint(),
+                &state::checkpoint_of(exec.as_mut(), &model, &cfg, done)?,
+            )?;
+        }
+        progress.tick(done);
+        iteration = done;
+        if stop && !last {
+            stopped_early = true;
+            break;
+        }
+    }
+    progress.finish();
+    Ok(TrainReport {
+        executor: executor_line,
+        rows,
+        iterations_run: iteration - start,
+        last_iteration: iteration,
+        stopped_early,
+    })
+}
