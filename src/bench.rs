@@ -17,7 +17,7 @@ use crate::cpu::{self, Activation, AdamConfig};
 use crate::error::Result;
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::gpu::timer::median;
-use crate::gpu::{Dispatch, GpuContext};
+use crate::gpu::{Dispatch, GpuContext, KernelSettings};
 use crate::graph::cpu_exec::CpuExecutor;
 use crate::graph::gpu_exec::GpuExecutor;
 use crate::graph::{Buf, Dataset, Executor, RandomStreams};
@@ -42,6 +42,9 @@ pub struct BenchRow {
     pub shape: String,
     pub executor: &'static str,
     pub adapter: String,
+    /// The kernel settings a GPU row ran with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<KernelSettings>,
     pub median_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gflops: Option<f64>,
@@ -544,6 +547,7 @@ fn row(
         shape: shape.to_string(),
         executor,
         adapter: adapter.to_string(),
+        kernels: None,
         median_ms: ms,
         gflops: match work {
             Work::Flops(f) => Some(per_s(f)),
@@ -572,7 +576,7 @@ pub fn run(
             let dispatches = (case.gpu)(ctx)?;
             let refs: Vec<&Dispatch> = dispatches.iter().collect();
             let ms = ctx.time_dispatches(&refs, if opts.quick { 1 } else { 3 }, samples as u32)?;
-            let r = row(
+            let mut r = row(
                 case.kernel,
                 &case.shape,
                 "gpu",
@@ -580,6 +584,7 @@ pub fn run(
                 ms,
                 case.work,
             );
+            r.kernels = Some(ctx.kernel_settings());
             progress(&r);
             rows.push(r);
         }
@@ -664,6 +669,7 @@ fn train_step_row(
         Work::Flops(flops),
     );
     r.images_per_s = Some(batch as f64 / (ms * 1e-3));
+    r.kernels = ctx.map(|ctx| ctx.kernel_settings());
     let gemm512 = rows
         .iter()
         .find(|r| {

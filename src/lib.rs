@@ -2,7 +2,8 @@
 //!
 //! Layers, from the metal up: [`gpu`] (device, buffers, pipelines), [`kernels`] (WGSL
 //! launchers) beside [`cpu`] (their CPU reference twins), [`graph`] (ops, autodiff and
-//! the two executors), and [`data`] (MNIST).
+//! the two executors), and [`data`] (MNIST). [`selftest`] checks every kernel on the
+//! user's adapter against the CPU reference.
 
 pub mod bench;
 pub mod cpu;
@@ -15,6 +16,7 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod model;
+pub mod selftest;
 pub mod web;
 
 pub use error::{Error, Result};

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use gan_gpu::bench::{self, BenchOptions};
 use gan_gpu::data::{Split, default_data_dir, load_mnist, read_idx_images, write_idx_images};
 use gan_gpu::gpu::adapters::{list_adapters, render_table};
-use gan_gpu::gpu::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
+use gan_gpu::gpu::{AdapterRequest, BackendChoice, GpuContext, KernelChoice, PowerPreference};
 use gan_gpu::model::checkpoint::load_checkpoint;
 use gan_gpu::model::classifier::{
     ClassifierConfig, ClassifierWeights, accuracy, default_classifier_path, save_classifier,
@@ -20,6 +20,7 @@ use gan_gpu::model::evaluate::{self, ensure_classifier};
 use gan_gpu::model::images::{to_u8_pixels, write_grid_png};
 use gan_gpu::model::sample::sample_checkpoint;
 use gan_gpu::model::train::{DeviceChoice, InTrainingEval, TrainConfig, TrainOptions, train};
+use gan_gpu::selftest::first_use::FirstUseArgs;
 use gan_gpu::web::export_web;
 
 #[derive(Parser)]
@@ -103,6 +104,21 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Check every kernel on this adapter against the CPU reference, at the GAN's and the
+    /// classifier's exact shapes and at awkward ones, then whole training iterations
+    Selftest {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Kernel settings to check [default: GAN_GPU_KERNELS, else auto]
+        #[arg(long, value_enum)]
+        kernels: Option<KernelChoice>,
+        /// One JSON report instead of the lines
+        #[arg(long)]
+        json: bool,
+        /// Only what `train` needs: the GAN's kernels and both training iterations
+        #[arg(long)]
+        quick: bool,
+    },
     /// Load and validate the MNIST files, and print what they hold
     Dataset {
         #[command(flatten)]
@@ -123,6 +139,8 @@ enum ClassifierCommand {
         out: Option<PathBuf>,
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        selftest: FirstUseArgs,
     },
 }
 
@@ -154,6 +172,8 @@ struct EvalArgs {
     adapter: AdapterArgs,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    selftest: FirstUseArgs,
 }
 
 #[derive(Args)]
@@ -207,6 +227,8 @@ struct TrainArgs {
     resume: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    selftest: FirstUseArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -264,7 +286,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", render_table(&reports));
             }
         }
-        Command::Train(args) => run_train(args)?,
+        Command::Train(args) => {
+            args.selftest.apply();
+            run_train(args)?
+        }
         Command::Sample {
             checkpoint,
             count,
@@ -308,7 +333,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             adapter,
             out,
             data,
+            selftest,
         }) => {
+            selftest.apply();
             let path = out.unwrap_or_else(default_classifier_path);
             let bar = step_bar("training the classifier");
             let (weights, line) = train_classifier(
@@ -333,7 +360,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        Command::Eval(args) => run_eval(args)?,
+        Command::Eval(args) => {
+            args.selftest.apply();
+            run_eval(args)?
+        }
         Command::Plot { run, out } => {
             let csv = run.join("loss.csv");
             let has_fid = std::fs::read_to_string(&csv)
@@ -383,6 +413,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", bench::render(&rows));
             }
         }
+        Command::Selftest {
+            adapter,
+            kernels,
+            json,
+            quick,
+        } => gan_gpu::selftest::command(&adapter.request(), kernels, json, quick)?,
         Command::Dataset { data } => {
             let dir = data.dir();
             for split in [Split::Train, Split::Test] {

@@ -241,11 +241,11 @@ impl GpuContext {
 
     /// The kernel settings and how they were chosen, e.g. `kernels gpu (auto)`.
     pub fn describe_kernels(&self) -> String {
-        let how = match self.kernel_choice {
-            KernelChoice::Auto => "auto",
-            _ => "forced",
-        };
-        format!("kernels {} ({how})", self.kernels.name())
+        format!(
+            "kernels {} ({})",
+            self.kernels.name(),
+            self.kernel_choice.provenance()
+        )
     }
 
     /// Whether the adapter is a software rasterizer (llvmpipe, SwiftShader, WARP), far

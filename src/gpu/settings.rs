@@ -73,6 +73,14 @@ impl KernelChoice {
         }
     }
 
+    /// How settings from this choice came about: `auto`, or `forced`.
+    pub fn provenance(self) -> &'static str {
+        match self {
+            KernelChoice::Auto => "auto",
+            KernelChoice::Gpu | KernelChoice::Software => "forced",
+        }
+    }
+
     /// The settings for an adapter of `device_type`.
     pub fn resolve(self, device_type: wgpu::DeviceType) -> KernelSettings {
         match self {
@@ -119,9 +127,16 @@ mod tests {
         assert_eq!(KernelChoice::Auto.resolve(cpu), KernelSettings::Software);
         assert_eq!(KernelChoice::Auto.resolve(discrete), KernelSettings::Gpu);
         assert_eq!(KernelChoice::Gpu.resolve(cpu), KernelSettings::Gpu);
-        assert_eq!(KernelChoice::Software.resolve(discrete), KernelSettings::Software);
+        assert_eq!(
+            KernelChoice::Software.resolve(discrete),
+            KernelSettings::Software
+        );
         assert_eq!(loop_limit(cpu), Some(LOOP_LIMIT));
         assert_eq!(loop_limit(discrete), None);
-        assert!(bad_env("fast").to_string().contains("GAN_GPU_KERNELS=\"fast\""));
+        assert!(
+            bad_env("fast")
+                .to_string()
+                .contains("GAN_GPU_KERNELS=\"fast\"")
+        );
     }
 }

@@ -132,6 +132,7 @@ pub fn make_executor(
                     ctx.info.name
                 )));
             }
+            crate::selftest::first_use::protect(&ctx)?;
             let line = format!("executor: gpu on {}", ctx.describe());
             let exec = GpuExecutor::new(ctx, graph, adams.clone(), dataset.clone(), streams)?;
             Ok((Box::new(exec), line))
