@@ -328,7 +328,7 @@ fn check_buffer(
     Ok(())
 }
 
-/// Records `db[j] = Σ_r dy[r, j]` (+ db[j] with `accumulate`) for dy (rows, cols)
+/// Records `db[j] = Σ_r dy[r, j]` (+ `db[j]` with `accumulate`) for dy (rows, cols)
 /// row-major: the bias gradient of a Dense layer (rows = batch) or of a convolution over
 /// NHWC (rows = batch·H·W, cols = channels).
 pub fn bias_grad(

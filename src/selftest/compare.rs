@@ -30,10 +30,13 @@ impl Tolerance {
     }
 
     pub fn describe(&self) -> String {
-        match (self.atol, self.rtol) {
-            (a, r) if a == 0.0 && r == 0.0 => "bit-exact".into(),
-            (a, r) if r == 0.0 => format!("{a:.1e}"),
-            (a, r) => format!("{a:.1e} + {r:.0e}·|ref|"),
+        let (a, r) = (self.atol, self.rtol);
+        if a == 0.0 && r == 0.0 {
+            "bit-exact".into()
+        } else if r == 0.0 {
+            format!("{a:.1e}")
+        } else {
+            format!("{a:.1e} + {r:.0e}·|ref|")
         }
     }
 }

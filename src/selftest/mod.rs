@@ -2,9 +2,9 @@
 //!
 //! The checks come from the trainer's own plans: each distinct instruction of the GAN's
 //! training step (batch 100) and of the classifier's runs alone on the GPU executor and
-//! on the CPU executor from the same inputs ([`instr`]), so each kernel is checked at the
+//! on the CPU executor from the same inputs (`instr.rs`), so each kernel is checked at the
 //! exact shape, variant, grid and split that training uses under the context's kernel
-//! settings; then whole training iterations of both models ([`step`]). The full run adds
+//! settings; then whole training iterations of both models (`step.rs`). The full run adds
 //! small graphs at awkward shapes ([`plans::awkward`]). [`first_use`] runs the quick set
 //! before `train` first uses an adapter.
 
