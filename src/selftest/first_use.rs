@@ -5,10 +5,10 @@
 //! adapters without a kept verdict are skipped with a line saying so, unless
 //! `--selftest` asks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -164,9 +164,23 @@ fn refuse(ctx: &GpuContext, failing: Vec<String>, kept: Option<&str>) -> Error {
     }
 }
 
+/// The verdict keys already settled in this process (a classifier trains in two
+/// phases, each creating an executor): checked or skipped once is enough.
+static SETTLED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
 /// Called where the GPU executor is created for training: runs the quick selftest on
 /// first use of this adapter (as [`set_policy`] says) and refuses a failing one.
 pub fn protect(ctx: &Arc<GpuContext>) -> Result<()> {
+    let key = key(ctx);
+    if SETTLED.lock().unwrap().contains(&key) {
+        return Ok(());
+    }
+    settle(ctx, &key)?;
+    SETTLED.lock().unwrap().insert(key);
+    Ok(())
+}
+
+fn settle(ctx: &Arc<GpuContext>, key: &str) -> Result<()> {
     let name = &ctx.info.name;
     let policy = policy();
     if policy == FirstUse::Skip {
@@ -175,7 +189,7 @@ pub fn protect(ctx: &Arc<GpuContext>) -> Result<()> {
     }
     // A kept verdict holds on any adapter; skipping software adapters only saves time.
     if policy == FirstUse::Auto {
-        if let Some(v) = load().verdicts.get(&key(ctx)) {
+        if let Some(v) = load().verdicts.get(key) {
             return match v.passed {
                 true => Ok(()),
                 false => Err(refuse(ctx, v.failing.clone(), Some(&v.date))),

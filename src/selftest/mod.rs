@@ -36,7 +36,8 @@ pub struct Check {
     pub plan: &'static str,
     pub what: String,
     pub shape: String,
-    /// The largest absolute difference from the CPU (relative L2 for gradients).
+    /// The largest absolute difference from the CPU, in the output closest to failing
+    /// (the worst relative L2 error for gradients).
     pub max_error: f64,
     pub tolerance: String,
     /// The worst element's error as a fraction of what it is allowed: at most 1 passes.
