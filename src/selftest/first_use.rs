@@ -205,7 +205,7 @@ fn settle(ctx: &Arc<GpuContext>, key: &str) -> Result<()> {
     }
     eprintln!(
         "selftest: first use of {} with gan-gpu {}: checking every kernel against the CPU \
-         reference (quick selftest, seconds on a GPU)...",
+         reference (the quick selftest)...",
         ctx.describe(),
         env!("CARGO_PKG_VERSION")
     );
