@@ -28,7 +28,7 @@ while (($#)); do
         --data) data="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --iterations) iterations="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "device-check: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
