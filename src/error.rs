@@ -48,6 +48,18 @@ pub enum Error {
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    #[error(
+        "the selftest failed on {adapter}: {} failing check(s): {}{advice}",
+        failing.len(),
+        failing.join("; ")
+    )]
+    Selftest {
+        adapter: String,
+        failing: Vec<String>,
+        /// What the user can do, for the caller that refused to go on.
+        advice: String,
+    },
 }
 
 /// What is wrong with an IDX file; the `Error::Idx` variant adds the path.

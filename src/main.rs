@@ -14,7 +14,7 @@ use gan_gpu::eval::classifier::{
 };
 use gan_gpu::eval::quality::{self, EvalSource, not_conditional};
 use gan_gpu::gpu::adapters::{list_adapters, render_table};
-use gan_gpu::gpu::{AdapterRequest, BackendChoice, PowerPreference};
+use gan_gpu::gpu::{AdapterRequest, BackendChoice, KernelChoice, PowerPreference};
 use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
 use gan_gpu::io::checkpoint::load_checkpoint;
 use gan_gpu::io::images::write_digits;
@@ -23,6 +23,7 @@ use gan_gpu::model::classifier::save_classifier;
 use gan_gpu::model::load::generator_from_checkpoint;
 use gan_gpu::model::sample::{Digits, sample_stored};
 use gan_gpu::model::{IMAGE_SIDE, MODELS, kind};
+use gan_gpu::selftest::first_use::FirstUseArgs;
 use gan_gpu::train::{InTrainingEval, TrainConfig, TrainOptions, train};
 use gan_gpu::web::export_web;
 
@@ -119,6 +120,21 @@ enum Command {
         #[arg(long, default_value = "seed", value_parser = model_names())]
         model: String,
     },
+    /// Check every kernel on this adapter against the CPU reference, at the GAN's and the
+    /// classifier's exact shapes and at awkward ones, then whole training iterations
+    Selftest {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Kernel settings to check [default: GAN_GPU_KERNELS, else auto]
+        #[arg(long, value_enum)]
+        kernels: Option<KernelChoice>,
+        /// One JSON report instead of the lines
+        #[arg(long)]
+        json: bool,
+        /// Only what `train` needs: the GAN's kernels and both training iterations
+        #[arg(long)]
+        quick: bool,
+    },
     /// Load and validate the MNIST files, and print what they hold
     Dataset {
         #[command(flatten)]
@@ -139,6 +155,8 @@ enum ClassifierCommand {
         out: Option<PathBuf>,
         #[command(flatten)]
         data: DataArgs,
+        #[command(flatten)]
+        selftest: FirstUseArgs,
     },
 }
 
@@ -174,6 +192,8 @@ struct EvalArgs {
     adapter: AdapterArgs,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    selftest: FirstUseArgs,
 }
 
 #[derive(Args)]
@@ -230,6 +250,8 @@ struct TrainArgs {
     resume: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    selftest: FirstUseArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -287,7 +309,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", render_table(&reports));
             }
         }
-        Command::Train(args) => run_train(args)?,
+        Command::Train(args) => {
+            args.selftest.apply();
+            run_train(args)?
+        }
         Command::Sample {
             checkpoint,
             count,
@@ -309,7 +334,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     return Err(not_conditional(&checkpoint, stored.kind.name).into());
                 }
             };
-            let runtime = Runtime::new(device, adapter.request());
+            let runtime = guarded(Runtime::new(device, adapter.request()));
             let images = sample_stored(&runtime, &stored, count, seed, labels.as_deref())?;
             write_digits(&out, &images, count, IMAGE_SIDE, columns)?;
             println!("wrote {count} digits to {}", out.display());
@@ -342,8 +367,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             adapter,
             out,
             data,
+            selftest,
         }) => {
-            let runtime = Runtime::new(device, adapter.request());
+            selftest.apply();
+            let runtime = guarded(Runtime::new(device, adapter.request()));
             let path = out.unwrap_or_else(default_classifier_path);
             let bar = step_bar("training the classifier");
             let weights = train_classifier(
@@ -367,7 +394,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        Command::Eval(args) => run_eval(args)?,
+        Command::Eval(args) => {
+            args.selftest.apply();
+            run_eval(args)?
+        }
         Command::Plot { run, out } => {
             let csv = run.join("loss.csv");
             let has_fid = std::fs::read_to_string(&csv)
@@ -416,6 +446,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", bench::render(&rows));
             }
+        }
+        Command::Selftest {
+            adapter,
+            kernels,
+            json,
+            quick,
+        } => {
+            let runtime = Runtime::new(DeviceChoice::Gpu, adapter.request()).with_kernels(kernels);
+            gan_gpu::selftest::command(&runtime, json, quick)?
         }
         Command::Dataset { data } => {
             let dir = data.dir();
@@ -467,7 +506,7 @@ fn with_classifier_bar<T>(
 }
 
 fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
-    let runtime = Runtime::new(args.device, args.adapter.request());
+    let runtime = guarded(Runtime::new(args.device, args.adapter.request()));
     let classifier = args.classifier.unwrap_or_else(default_classifier_path);
     let source = match (&args.checkpoint, &args.samples) {
         (Some(path), _) => EvalSource::Checkpoint {
@@ -525,7 +564,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         }
         eprintln!("\nstopping after this step (Ctrl-C again to abort)");
     })?;
-    let runtime = Runtime::new(args.device, args.adapter.request());
+    let runtime = guarded(Runtime::new(args.device, args.adapter.request()));
     let mut eval = match args.eval_every {
         Some(every) => {
             let path = args
@@ -565,6 +604,12 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// A runtime that runs the first-use selftest (as `--selftest`/`--skip-selftest` set it)
+/// before training or sampling on a GPU it has not checked.
+fn guarded(runtime: Runtime) -> Runtime {
+    runtime.guarded(gan_gpu::selftest::first_use::protect)
 }
 
 /// The names `--model` takes, for its help text.

@@ -319,6 +319,10 @@ fn gan_layers_match_cpu_at_batch_2() {
     }
 }
 
+/// At the batch training runs, not a smaller one: the weight gradients' split into
+/// slices (10-350 of them under the real-GPU settings, 1-55 under the software ones) and
+/// every grid follow the batch, so only batch 100 runs the very plans `train` runs. The
+/// other tests here stay small for CI.
 #[test]
 fn gan_layers_match_cpu_at_batch_100() {
     let Some(ctx) = test_context("conv GAN layers batch 100") else {
@@ -422,7 +426,7 @@ fn long_weight_grad_reductions_stay_under_the_software_loop_limit() {
     let result = conv::conv2d_backward_weight(&ctx, &g, &x, &dy, &dw, false);
     assert_eq!(
         result.is_err(),
-        ctx.is_software(),
+        ctx.loop_limit().is_some(),
         "{:?}",
         result.map(|d| d.len())
     );

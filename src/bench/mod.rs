@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::cpu::AdamConfig;
 use crate::error::Result;
+use crate::gpu::KernelSettings;
 use crate::gpu::timer::median;
 use crate::graph::runtime::Runtime;
 use crate::graph::{Buf, Dataset, Executor, Graph, InputSource, Instr, RandomStreams, lower};
@@ -31,6 +32,9 @@ pub struct BenchRow {
     pub shape: String,
     pub executor: &'static str,
     pub adapter: String,
+    /// The kernel settings a GPU row ran with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<KernelSettings>,
     pub median_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gflops: Option<f64>,
@@ -67,6 +71,7 @@ fn row(case_kernel: &str, layer: &str, shape: &str, on: &Target, ms: f64, work: 
         shape: shape.to_string(),
         executor: on.executor,
         adapter: on.adapter.clone(),
+        kernels: on.kernels,
         median_ms: ms,
         gflops: match work {
             Work::Flops(f) => Some(per_s(f)),
@@ -86,6 +91,7 @@ struct Target<'a> {
     runtime: &'a Runtime,
     executor: &'static str,
     adapter: String,
+    kernels: Option<KernelSettings>,
 }
 
 /// A synthetic labelled dataset of 1000 random images.
@@ -245,6 +251,7 @@ pub fn run(
             runtime,
             executor: "gpu",
             adapter: ctx.info.name.clone(),
+            kernels: Some(ctx.kernel_settings()),
         };
         rows.extend(bench_target(&on, opts, progress)?);
     }
@@ -254,6 +261,7 @@ pub fn run(
             runtime: &cpu,
             executor: "cpu",
             adapter: "cpu executor (matrixmultiply)".into(),
+            kernels: None,
         };
         rows.extend(bench_target(&on, opts, progress)?);
     }

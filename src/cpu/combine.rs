@@ -10,7 +10,8 @@ pub fn add(a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
     Ok(a.iter().zip(b).map(|(x, y)| x + y).collect())
 }
 
-/// y [rows]: y[r] = Σ_c a[r, c]·b[r, c], for a and b [rows, cols], summed in column order.
+/// `y [rows]`: `y[r] = Σ_c a[r, c]·b[r, c]`, for a and b `[rows, cols]`, summed in column
+/// order.
 pub fn row_dot(a: &[f32], b: &[f32], cols: usize) -> Result<Vec<f32>> {
     check_len("row_dot", "b", b.len(), a.len())?;
     if cols == 0 {
@@ -28,7 +29,7 @@ pub fn row_dot(a: &[f32], b: &[f32], cols: usize) -> Result<Vec<f32>> {
         .collect())
 }
 
-/// The gradient of row_dot with respect to one input: dx[r, c] = dy[r]·other[r, c].
+/// The gradient of row_dot with respect to one input: `dx[r, c] = dy[r]·other[r, c]`.
 pub fn row_dot_backward(dy: &[f32], other: &[f32], cols: usize) -> Result<Vec<f32>> {
     check_len("row_dot_backward", "other", other.len(), dy.len() * cols)?;
     Ok(other

@@ -14,7 +14,7 @@ fn check_labels(op: &'static str, labels: &[u32], classes: usize) -> Result<()> 
     }
 }
 
-/// out [batch, dim]: out[b, j] = table[labels[b], j], for table [classes, dim].
+/// `out [batch, dim]`: `out[b, j] = table[labels[b], j]`, for `table [classes, dim]`.
 pub fn embedding_forward(
     table: &[f32],
     labels: &[u32],
@@ -31,7 +31,7 @@ pub fn embedding_forward(
     Ok(out)
 }
 
-/// dtable [classes, dim]: dtable[c, j] = Σ over b with labels[b] = c of dy[b, j].
+/// `dtable [classes, dim]`: `dtable[c, j] = Σ over b with labels[b] = c of dy[b, j]`.
 pub fn embedding_backward(
     dy: &[f32],
     labels: &[u32],

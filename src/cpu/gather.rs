@@ -7,7 +7,7 @@ pub fn to_signed_unit(pixels: &[u8]) -> Vec<f32> {
     pixels.iter().map(|&b| b as f32 * scale - 1.0).collect()
 }
 
-/// dataset: [rows, row_len] u8; indices: [batch] -> [batch, row_len] f32 in [-1, 1].
+/// dataset: [rows, row_len] u8; indices: \[batch\] -> [batch, row_len] f32 in [-1, 1].
 pub fn gather_rows(dataset: &[u8], row_len: usize, indices: &[u32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(indices.len() * row_len);
     for &row in indices {
@@ -17,7 +17,7 @@ pub fn gather_rows(dataset: &[u8], row_len: usize, indices: &[u32]) -> Vec<f32> 
     out
 }
 
-/// labels: [rows] u8 class labels; indices: [batch] -> [batch] u32 labels.
+/// labels: \[rows\] u8 class labels; indices: \[batch\] -> \[batch\] u32 labels.
 pub fn gather_labels(labels: &[u8], indices: &[u32]) -> Vec<u32> {
     indices
         .iter()

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SoftmaxCeOutput {
-    /// Mean over the rows of logsumexp(x) - x[label].
+    /// Mean over the rows of logsumexp(x) - x\[label\].
     pub loss: f32,
     /// Fraction of rows whose first (lowest-index) maximal logit is at the label.
     pub accuracy: f32,
@@ -35,7 +35,7 @@ fn row_stats(row: &[f32]) -> (f64, usize, f64) {
     (m, argmax, rest)
 }
 
-/// logits [batch, classes] row-major, labels [batch] (each < classes), batch > 0 ->
+/// logits [batch, classes] row-major, labels \[batch\] (each < classes), batch > 0 ->
 /// mean loss, accuracy, dlogits [batch, classes]. Each row is computed stably in f64
 /// (max subtracted, every exponent <= 0) and the means accumulated in f64, so the oracle
 /// does not depend on a summation order.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::PipelineCache;
+use crate::gpu::settings::{self, KernelChoice, KernelSettings};
 
 /// wgpu's power preference, as chosen with `--adapter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -141,13 +142,19 @@ pub struct GpuContext {
     /// targeting a browser.
     pub limits: wgpu::Limits,
     pub pipelines: PipelineCache,
-    /// Launchers pick CPU-friendly kernel variants and respect llvmpipe's loop limit.
-    software_kernels: bool,
+    /// What the launchers plan for, and how it was chosen.
+    kernels: KernelSettings,
+    kernel_choice: KernelChoice,
+    /// The adapter's own loop cut-off, whatever the kernel settings.
+    loop_limit: Option<usize>,
     sink: Arc<Mutex<ErrorSink>>,
 }
 
 impl GpuContext {
+    /// The adapter `request` picks, with the kernel settings `GAN_GPU_KERNELS` asks for
+    /// (`auto` when unset).
     pub fn new(request: &AdapterRequest) -> Result<Self> {
+        let kernel_choice = KernelChoice::from_env()?;
         let instance = request.instance();
         let adapter = request.pick(&instance)?;
         let info = adapter.get_info();
@@ -178,25 +185,36 @@ impl GpuContext {
         });
 
         let limits = device.limits();
-        let software_kernels = info.device_type == wgpu::DeviceType::Cpu;
         Ok(GpuContext {
             instance,
             adapter,
             device,
             queue,
-            info,
             limits,
             pipelines: PipelineCache::default(),
-            software_kernels,
+            kernels: kernel_choice.resolve(info.device_type),
+            kernel_choice,
+            loop_limit: settings::loop_limit(info.device_type),
+            info,
             sink,
         })
+    }
+
+    /// Makes launchers plan with the kernel settings `choice` gives for this adapter
+    /// (the library call behind `GAN_GPU_KERNELS` and `--kernels`). Only plans built
+    /// afterwards use them.
+    pub fn with_kernels(mut self, choice: KernelChoice) -> Self {
+        self.kernel_choice = choice;
+        self.kernels = choice.resolve(self.info.device_type);
+        self
     }
 
     /// Makes launchers plan for a browser instead of this adapter: real-GPU kernel
     /// variants, within WebGPU's default limits (what a page gets without asking). Plans
     /// recorded on such a context are for export, and still valid to run here.
     pub fn targeting_browser(mut self) -> Self {
-        self.software_kernels = false;
+        self.kernel_choice = KernelChoice::Gpu;
+        self.kernels = KernelSettings::Gpu;
         self.limits = wgpu::Limits::default();
         self
     }
@@ -207,22 +225,57 @@ impl GpuContext {
             .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
-    /// One line naming the adapter, for logs and benchmark headers.
+    /// One line naming the adapter and the kernel settings, for logs and benchmark
+    /// headers.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({:?}, {:?}, driver {} {})",
+            "{} ({:?}, {:?}, driver {} {}; {})",
             self.info.name,
             self.info.backend,
             self.info.device_type,
             self.info.driver,
-            self.info.driver_info
+            self.info.driver_info,
+            self.describe_kernels()
         )
     }
 
-    /// Whether kernels are tuned for a software rasterizer (llvmpipe, SwiftShader, WARP):
-    /// the adapter's own type, unless [`GpuContext::targeting_browser`] changed it.
+    /// The kernel settings and how they were chosen, e.g. `kernels gpu (auto)`.
+    pub fn describe_kernels(&self) -> String {
+        format!(
+            "kernels {} ({})",
+            self.kernels.name(),
+            self.kernel_choice.provenance()
+        )
+    }
+
+    /// Whether the adapter is a software rasterizer (llvmpipe, SwiftShader, WARP), far
+    /// slower than the CPU executor. Says nothing about the kernel settings.
     pub fn is_software(&self) -> bool {
-        self.software_kernels
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The kernel settings launchers plan for.
+    pub fn kernel_settings(&self) -> KernelSettings {
+        self.kernels
+    }
+
+    /// How the kernel settings were chosen.
+    pub fn kernel_choice(&self) -> KernelChoice {
+        self.kernel_choice
+    }
+
+    /// The most loop iterations one invocation may run on this adapter, where it has a
+    /// limit (llvmpipe's), whatever the kernel settings.
+    pub fn loop_limit(&self) -> Option<usize> {
+        self.loop_limit
+    }
+
+    /// The message for a launch whose invocations would each run `iterations` loop
+    /// iterations, when that passes this adapter's loop limit.
+    pub fn loop_limit_exceeded(&self, iterations: usize) -> Option<String> {
+        self.loop_limit
+            .filter(|&limit| iterations > limit)
+            .map(|limit| settings::loop_limit_message(iterations, limit))
     }
 
     /// Turns any error wgpu reported since the last check into an `Error` naming

@@ -5,9 +5,11 @@ pub mod buffer;
 pub mod context;
 pub mod dispatch;
 pub mod pipeline;
+pub mod settings;
 
 pub use context::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
 pub use dispatch::Dispatch;
 pub use pipeline::{Binding, Kernel, KernelSpec, Shader};
+pub use settings::{KernelChoice, KernelSettings};
 pub mod testing;
 pub mod timer;

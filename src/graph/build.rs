@@ -138,9 +138,26 @@ impl Graph {
         let geom = make(
             batch, h, w_, c, filters, kernel.0, kernel.1, stride.0, stride.1,
         );
+        self.conv2d_with(layer, x, geom)
+    }
+
+    /// A conv2d of any geometry (explicit, unequal paddings): the geometry's input must
+    /// be x's shape.
+    pub fn conv2d_with(&mut self, layer: &str, x: NodeId, geom: Conv2dGeometry) -> Result<NodeId> {
         geom.validate()?;
-        let (w, b) = self.kernel_and_bias(layer, vec![kernel.0, kernel.1, c, filters], filters)?;
-        let shape = vec![batch, geom.out_h(), geom.out_w(), filters];
+        let expected = [geom.batch, geom.in_h, geom.in_w, geom.in_c];
+        if self.shape(x) != expected {
+            return Err(shape_error(
+                "conv2d",
+                format!(
+                    "{layer}: input is {:?}, the geometry takes {expected:?}",
+                    self.shape(x)
+                ),
+            ));
+        }
+        let (k_h, k_w, c, filters) = (geom.k_h, geom.k_w, geom.in_c, geom.out_c);
+        let (w, b) = self.kernel_and_bias(layer, vec![k_h, k_w, c, filters], filters)?;
+        let shape = vec![geom.batch, geom.out_h(), geom.out_w(), filters];
         let name = self.node_name(layer);
         Ok(self.push(name, Op::Conv2d { x, w, b, geom }, shape))
     }
@@ -163,9 +180,31 @@ impl Graph {
         let geom = make(
             batch, h, w_, c, filters, kernel.0, kernel.1, stride.0, stride.1, None,
         );
+        self.conv_transpose2d_with(layer, x, geom)
+    }
+
+    /// A transposed conv of any geometry (output padding, any crop): the geometry's input
+    /// must be x's shape.
+    pub fn conv_transpose2d_with(
+        &mut self,
+        layer: &str,
+        x: NodeId,
+        geom: ConvTranspose2dGeometry,
+    ) -> Result<NodeId> {
         geom.validate()?;
-        let (w, b) = self.kernel_and_bias(layer, vec![kernel.0, kernel.1, filters, c], filters)?;
-        let shape = vec![batch, geom.out_h, geom.out_w, filters];
+        let expected = [geom.batch, geom.in_h, geom.in_w, geom.in_c];
+        if self.shape(x) != expected {
+            return Err(shape_error(
+                "conv_transpose2d",
+                format!(
+                    "{layer}: input is {:?}, the geometry takes {expected:?}",
+                    self.shape(x)
+                ),
+            ));
+        }
+        let (k_h, k_w, c, filters) = (geom.k_h, geom.k_w, geom.in_c, geom.out_c);
+        let (w, b) = self.kernel_and_bias(layer, vec![k_h, k_w, filters, c], filters)?;
+        let shape = vec![geom.batch, geom.out_h, geom.out_w, filters];
         let name = self.node_name(layer);
         Ok(self.push(name, Op::ConvTranspose2d { x, w, b, geom }, shape))
     }

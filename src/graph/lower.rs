@@ -30,7 +30,7 @@ pub enum Instr {
     DataBatch { out: Buf, batch: usize },
     /// Fills `out` with the labels of this step's `DataBatch` rows (u32 bits).
     DataLabels { out: Buf, batch: usize },
-    /// c[m,n] = op(a)·op(b) (+ bias[n]) (+ c)
+    /// c\[m,n\] = op(a)·op(b) (+ bias\[n\]) (+ c)
     Gemm {
         a: Buf,
         b: Buf,
@@ -43,7 +43,7 @@ pub enum Instr {
         trans_b: bool,
         accumulate: bool,
     },
-    /// db[cols] = Σ_rows dy[rows, cols]
+    /// db\[cols\] = Σ_rows dy[rows, cols]
     BiasGrad {
         dy: Buf,
         db: Buf,

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod cpu_exec;
+pub mod describe;
 pub mod gpu_exec;
 pub mod lower;
 pub mod runtime;
@@ -58,20 +59,20 @@ pub enum Init {
 pub enum Op {
     Input(InputSource),
     Param(Init),
-    /// x [batch, in] · w [in, out] + b [out]
+    /// x [batch, in] · w [in, out] + b \[out\]
     Dense {
         x: NodeId,
         w: NodeId,
         b: NodeId,
     },
-    /// x NHWC, w HWIO, b [cout]
+    /// x NHWC, w HWIO, b \[cout\]
     Conv2d {
         x: NodeId,
         w: NodeId,
         b: NodeId,
         geom: Conv2dGeometry,
     },
-    /// x NHWC, w HWOI, b [cout], Keras semantics
+    /// x NHWC, w HWOI, b \[cout\], Keras semantics
     ConvTranspose2d {
         x: NodeId,
         w: NodeId,

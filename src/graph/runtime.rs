@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cpu::AdamConfig;
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterRequest, GpuContext};
+use crate::gpu::{AdapterRequest, GpuContext, KernelChoice};
 use crate::graph::cpu_exec::CpuExecutor;
 use crate::graph::gpu_exec::GpuExecutor;
 use crate::graph::{Dataset, Executor, Graph, RandomStreams};
@@ -37,11 +37,18 @@ enum Resolved {
 /// GPU devices created in this process, for the test that there is only one.
 static DEVICES_CREATED: AtomicUsize = AtomicUsize::new(0);
 
+/// Checks a GPU context before any executor runs on it (the first-use selftest); set by
+/// the layers above, which the runtime cannot name.
+pub type Guard = fn(&Arc<GpuContext>) -> Result<()>;
+
 pub struct Runtime {
     device: DeviceChoice,
     adapter: AdapterRequest,
     /// Plan kernels for a browser (see [`GpuContext::targeting_browser`]).
     for_browser: bool,
+    /// Kernel settings forced over `GAN_GPU_KERNELS` and the adapter's type.
+    kernels: Option<KernelChoice>,
+    guard: Option<Guard>,
     resolved: OnceLock<Resolved>,
 }
 
@@ -51,8 +58,23 @@ impl Runtime {
             device,
             adapter,
             for_browser: false,
+            kernels: None,
+            guard: None,
             resolved: OnceLock::new(),
         }
+    }
+
+    /// Forces the launchers' kernel settings (`--kernels`).
+    pub fn with_kernels(mut self, kernels: Option<KernelChoice>) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    /// Runs `guard` on the GPU context once, before the first executor uses it; an error
+    /// refuses the GPU (it is not a fallback to the CPU).
+    pub fn guarded(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// A runtime that only ever uses the CPU executor and never looks for an adapter.
@@ -74,8 +96,11 @@ impl Runtime {
     }
 
     fn create_context(&self) -> Result<Arc<GpuContext>> {
-        let ctx = GpuContext::new(&self.adapter)?;
+        let mut ctx = GpuContext::new(&self.adapter)?;
         DEVICES_CREATED.fetch_add(1, Ordering::SeqCst);
+        if let Some(kernels) = self.kernels {
+            ctx = ctx.with_kernels(kernels);
+        }
         Ok(Arc::new(if self.for_browser {
             ctx.targeting_browser()
         } else {
@@ -106,6 +131,9 @@ impl Runtime {
                 Ok(ctx) => Resolved::Gpu(ctx),
             },
         };
+        if let (Resolved::Gpu(ctx), Some(guard)) = (&resolved, self.guard) {
+            guard(ctx)?;
+        }
         Ok(self.resolved.get_or_init(|| resolved))
     }
 

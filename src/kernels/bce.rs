@@ -41,7 +41,7 @@ pub struct BceOptions {
     pub scale: f32,
     /// Add into dlogits instead of overwriting it.
     pub accumulate: bool,
-    /// The statistics go to stats[stats_offset] (loss) and stats[stats_offset + 1]
+    /// The statistics go to stats\[stats_offset\] (loss) and stats[stats_offset + 1]
     /// (mean sigmoid), so several losses of a step can share one buffer and one readback.
     pub stats_offset: usize,
 }

@@ -9,6 +9,9 @@
 //!   long pixel reduction split into slices and summed by a second pass when that adds
 //!   parallelism (or, on llvmpipe, keeps each invocation under its loop limit).
 //!
+//! Workgroup sizes and split counts follow the context's [`KernelSettings`]; llvmpipe's
+//! loop limit ([`GpuContext::loop_limit`]) is the adapter's and holds under either.
+//!
 //! Each launcher picks the kernel variant from the channel counts (vec4 loads where they
 //! are multiples of 4) and returns its dispatches without submitting. Bias gradients are
 //! `kernels::gemm::bias_grad` over the NHWC rows of dy.
@@ -20,7 +23,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, Kernel, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, GpuContext, Kernel, KernelSettings, KernelSpec, Shader};
 
 /// Twin of `Params` in `shaders/conv.wgsl`.
 #[repr(C)]
@@ -189,15 +192,13 @@ const SCALAR_TILE: (usize, usize) = (8, 8);
 /// `conv_input_grad_narrow` (in_c <= 4): 16 pixels x 4 channels.
 const NARROW_TILE: (usize, usize) = (16, 4);
 
-/// llvmpipe ends an invocation's loops after 65535 iterations counted over all of its
-/// loops, silently leaving the result unfinished; the weight gradient splits its
-/// reduction to stay below this, the other kernels refuse shapes that would reach it.
-const SOFTWARE_LOOP_LIMIT: usize = 65_000;
-
 /// Workgroup size: llvmpipe runs 8 invocations per SIMD step (8 and 16 measured the
 /// same); 64 (two warps, one wavefront) on real GPUs.
 fn workgroup(ctx: &GpuContext) -> usize {
-    if ctx.is_software() { 16 } else { 64 }
+    match ctx.kernel_settings() {
+        KernelSettings::Software => 16,
+        KernelSettings::Gpu => 64,
+    }
 }
 
 fn kernel(
@@ -227,17 +228,13 @@ fn check_buffer(op: &'static str, what: &str, buf: &wgpu::Buffer, len: usize) ->
     Ok(())
 }
 
+/// llvmpipe silently stops an invocation's loops past its limit; the weight gradient
+/// splits its reduction to stay below it, the other kernels refuse shapes that reach it.
 fn check_loops(ctx: &GpuContext, op: &'static str, iterations: usize) -> Result<()> {
-    if ctx.is_software() && iterations > SOFTWARE_LOOP_LIMIT {
-        return Err(Error::Shape {
-            op,
-            message: format!(
-                "{iterations} loop iterations per invocation exceed the software adapter's \
-                 limit of {SOFTWARE_LOOP_LIMIT}"
-            ),
-        });
+    match ctx.loop_limit_exceeded(iterations) {
+        Some(message) => Err(Error::Shape { op, message }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn flags(bias: bool, accumulate: bool) -> u32 {
@@ -391,7 +388,8 @@ fn input_grad(
 
 /// (slices, quad rows per slice) for a weight gradient: the reduction runs over quad rows
 /// (4 images x one output row); it is split until there are enough invocations to fill
-/// the device, and on llvmpipe until each slice stays under the loop limit.
+/// the device (256 on a software adapter, 16,384 on a real GPU), and wherever the
+/// adapter has a loop limit until each slice stays under it.
 fn weight_grad_split(
     ctx: &GpuContext,
     op: &'static str,
@@ -400,11 +398,14 @@ fn weight_grad_split(
 ) -> Result<(usize, usize)> {
     let quad_rows = (s.batch.div_ceil(4) * s.out_h).max(1);
     let invocations = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0) * s.out_c.div_ceil(tile.1);
-    let wanted = if ctx.is_software() { 256 } else { 16384 };
+    let wanted = match ctx.kernel_settings() {
+        KernelSettings::Software => 256,
+        KernelSettings::Gpu => 16384,
+    };
     let mut slices = (wanted / invocations.max(1)).clamp(1, quad_rows);
-    if ctx.is_software() {
+    if let Some(limit) = ctx.loop_limit() {
         let per_row = 1 + s.out_w;
-        let max_chunk = (SOFTWARE_LOOP_LIMIT - 64) / per_row;
+        let max_chunk = limit.saturating_sub(64) / per_row;
         if max_chunk == 0 {
             check_loops(ctx, op, per_row)?;
         }

@@ -84,7 +84,8 @@ fn launch(
     })
 }
 
-/// out [batch, dim] = table [classes, dim] rows at `labels` [batch] (u32), or out += .
+/// `out [batch, dim]` = the rows of `table [classes, dim]` at `labels [batch]` (u32), or
+/// out += them.
 pub fn embedding_forward(
     ctx: &GpuContext,
     table: &wgpu::Buffer,

@@ -4,13 +4,13 @@
 //! Two GEMM kernels compute the same thing: `gemm_tiled` stages tiles in workgroup
 //! memory (what real GPUs want), `gemm_register` gives each invocation a large register
 //! tile and uses no workgroup memory or barriers (what CPU adapters such as llvmpipe
-//! want, where barriers are very slow). [`GemmVariant::Auto`] picks by
-//! [`GpuContext::is_software`].
+//! want, where barriers are very slow). [`GemmVariant::Auto`] picks by the context's
+//! [`KernelSettings`].
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, GpuContext, KernelSettings, KernelSpec, Shader};
 
 /// Twin of `Params` in `shaders/gemm.wgsl`.
 #[repr(C)]
@@ -67,7 +67,7 @@ pub struct GemmShape {
 /// Which GEMM kernel to run; both compute the same result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GemmVariant {
-    /// `Register` on software adapters, `Tiled` on real GPUs.
+    /// `Register` under the software settings, `Tiled` under the real-GPU ones.
     #[default]
     Auto,
     /// Workgroup-memory tiles with a 4x4 register tile per invocation.
@@ -109,11 +109,6 @@ const REGISTER_BLOCK: (usize, usize) = (8 * 16, 8 * 8);
 /// the 100 rows of a batch still spread over several workgroups (CPU threads).
 const THIN_WG: u32 = 16;
 const THIN_BLOCK: (usize, usize) = (THIN_WG as usize * 4, 1);
-
-/// llvmpipe ends an invocation's loops after 65535 iterations counted over all its loops
-/// (a guard against infinite loops), silently leaving results unfinished; launches that
-/// could reach it on a software adapter are refused instead.
-const SOFTWARE_LOOP_LIMIT: usize = 65_000;
 
 /// Records `C = op(A)·op(B) (+ bias[n] on every row) (+ C)` for `shape`; `bias`, when
 /// given, holds n values. Buffers hold f32, row-major, at least as long as the shape needs.
@@ -183,7 +178,7 @@ pub fn gemm(
     };
 
     let register = match variant {
-        GemmVariant::Auto => ctx.is_software(),
+        GemmVariant::Auto => ctx.kernel_settings() == KernelSettings::Software,
         GemmVariant::Tiled => false,
         GemmVariant::Register => true,
     };
@@ -235,11 +230,10 @@ pub fn gemm(
             iterations,
         )
     };
-    if ctx.is_software() && loop_iterations > SOFTWARE_LOOP_LIMIT {
+    // llvmpipe silently stops an invocation's loops past its limit: refused instead.
+    if let Some(message) = ctx.loop_limit_exceeded(loop_iterations) {
         return Err(shape_error(format!(
-            "{entry} would run {loop_iterations} loop iterations per invocation, over the \
-             software adapter's limit of {SOFTWARE_LOOP_LIMIT}; split k into chunks \
-             accumulated in C"
+            "{entry}: {message}; split k into chunks accumulated in C"
         )));
     }
 
@@ -334,7 +328,7 @@ fn check_buffer(
     Ok(())
 }
 
-/// Records `db[j] = Σ_r dy[r, j]` (+ db[j] with `accumulate`) for dy (rows, cols)
+/// Records `db[j] = Σ_r dy[r, j]` (+ `db[j]` with `accumulate`) for dy (rows, cols)
 /// row-major: the bias gradient of a Dense layer (rows = batch) or of a convolution over
 /// NHWC (rows = batch·H·W, cols = channels).
 pub fn bias_grad(
@@ -364,11 +358,8 @@ pub fn bias_grad(
     // The main loop takes four rows per iteration; then up to 3 single rows and the
     // final sum over row groups.
     let loop_iterations = rows / (4 * wg_rows as usize) + 3 + wg_rows as usize;
-    if ctx.is_software() && loop_iterations > SOFTWARE_LOOP_LIMIT {
-        return Err(shape_error(format!(
-            "{loop_iterations} loop iterations per invocation exceed the software \
-             adapter's limit of {SOFTWARE_LOOP_LIMIT}"
-        )));
+    if let Some(message) = ctx.loop_limit_exceeded(loop_iterations) {
+        return Err(shape_error(message));
     }
     let groups = cols.div_ceil(wg_cols as usize);
     if groups > ctx.limits.max_compute_workgroups_per_dimension as usize {

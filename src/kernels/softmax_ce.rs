@@ -31,11 +31,6 @@ const CE_WORKGROUP: u32 = 256;
 /// several workgroups (CPU threads on a software adapter).
 const SOFTMAX_WORKGROUP: u32 = 64;
 
-/// llvmpipe ends an invocation's loops after 65535 iterations counted over all its loops,
-/// silently leaving results unfinished; launches that could reach it on a software
-/// adapter are refused instead.
-const SOFTWARE_LOOP_LIMIT: usize = 65_000;
-
 /// How the results are written.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SoftmaxCeOptions {
@@ -80,11 +75,9 @@ fn check_shape(
     // Per row: the max pass (classes - 1), the exp-sum pass and the write pass; plus the
     // row loop and the 8 halvings of the reduction.
     let loop_iterations = rows_per_invocation * (3 * classes) + 9;
-    if ctx.is_software() && loop_iterations > SOFTWARE_LOOP_LIMIT {
-        return Err(shape_error(format!(
-            "{loop_iterations} loop iterations per invocation exceed the software adapter's \
-             limit of {SOFTWARE_LOOP_LIMIT}"
-        )));
+    // llvmpipe silently stops an invocation's loops past its limit: refused instead.
+    if let Some(message) = ctx.loop_limit_exceeded(loop_iterations) {
+        return Err(shape_error(message));
     }
     Ok((batch32, classes32))
 }

@@ -30,7 +30,7 @@ impl Sampler {
     }
 
     /// Images [count, 28, 28, 1] in [-1, 1] for `noise` [count, noise_dim] (and, for a
-    /// class-conditional generator, `labels` [count]), a batch of the graph's size at a
+    /// class-conditional generator, `labels [count]`), a batch of the graph's size at a
     /// time; a short last batch is padded with zeros and cut off again.
     pub fn generate(
         &self,
