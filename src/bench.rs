@@ -53,6 +53,10 @@ pub struct BenchRow {
     pub images_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_gemm512: Option<f64>,
+    /// CPU rows with GFLOP/s: the rate as a fraction of the fp32 FMA peak measured in the same
+    /// run on the executor's threads (the `fp32 FMA peak` row).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_peak: Option<f64>,
 }
 
 pub struct BenchOptions {
@@ -555,6 +559,7 @@ fn row(
         },
         images_per_s: None,
         fraction_of_gemm512: None,
+        fraction_of_peak: None,
     }
 }
 
@@ -566,7 +571,19 @@ pub fn run(
 ) -> Result<Vec<BenchRow>> {
     let samples = if opts.quick { 2 } else { 7 };
     let mut rows = Vec::new();
-    let cpu_name = "cpu reference (matrixmultiply)";
+    let cpu_name = CPU_NAME;
+    // --- fraction of the CPU's fp32 peak (issue 12) ---
+    let peak = opts.cpu.then(|| peak_row(cpu_name));
+    if let Some(r) = &peak {
+        progress(r);
+        rows.push(r.clone());
+    }
+    let peak_gflops = peak.and_then(|r| r.gflops);
+    let of_peak = |mut r: BenchRow| {
+        r.fraction_of_peak = peak_gflops.zip(r.gflops).map(|(p, g)| g / p);
+        r
+    };
+    // --- end fraction of peak ---
     for mut case in cases(opts.quick) {
         if let (Some(ctx), true) = (ctx, opts.gpu) {
             let dispatches = (case.gpu)(ctx)?;
@@ -585,7 +602,7 @@ pub fn run(
         }
         if opts.cpu {
             let ms = time_cpu(&mut case.cpu, samples)?;
-            let r = row(case.kernel, &case.shape, "cpu", cpu_name, ms, case.work);
+            let r = of_peak(row(case.kernel, &case.shape, "cpu", cpu_name, ms, case.work));
             progress(&r);
             rows.push(r);
         }
@@ -597,11 +614,27 @@ pub fn run(
         rows.push(r);
     }
     if opts.cpu {
-        let r = train_step_row(None, steps, &rows)?;
+        let r = of_peak(train_step_row(None, steps, &rows)?);
         progress(&r);
         rows.push(r);
     }
     Ok(rows)
+}
+
+/// The CPU executor's name in the rows.
+const CPU_NAME: &str = "cpu reference (gemm crate)";
+
+/// The fp32 FMA peak of the executor's threads (`cpu::peak`): the best of 20 short trials.
+fn peak_row(cpu_name: &str) -> BenchRow {
+    let p = cpu::peak::measure(20, 1_000_000);
+    let shape = format!(
+        "{} threads, {} (~{:.2} GHz)",
+        p.threads,
+        p.isa,
+        p.implied_ghz_at_two_fma_per_cycle()
+    );
+    let work = Work::Flops(p.trial_flops);
+    row("fp32 FMA peak", &shape, "cpu", cpu_name, p.trial_ms, work)
 }
 
 /// One whole training iteration at batch 100 on synthetic data.
@@ -638,7 +671,7 @@ fn train_step_row(
         None => (
             Box::new(CpuExecutor::new(&gan.graph, adams, Some(dataset), streams)),
             "cpu",
-            "cpu reference (matrixmultiply)".into(),
+            CPU_NAME.into(),
         ),
     };
     for (id, values) in gan.graph.init_params(&mut rng) {
@@ -691,6 +724,9 @@ pub fn render(rows: &[BenchRow]) -> String {
             f(r.gflops),
             f(r.gbps)
         );
+        if let Some(frac) = r.fraction_of_peak {
+            out += &format!("  {frac:.2} of peak");
+        }
         if let (Some(ips), Some(frac)) = (r.images_per_s, r.fraction_of_gemm512) {
             out += &format!("  {ips:.0} images/s, {frac:.2} of GEMM 512³");
         }
