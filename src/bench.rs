@@ -171,7 +171,9 @@ fn conv_cases(name: &'static str, g: Conv2dGeometry) -> Vec<Case> {
                 let (wb, bb) = (ctx.upload("w", &w), ctx.upload("b", &b));
                 conv::conv2d_forward(ctx, &g, &xb, &wb, Some(&bb), &yb, false)
             }),
-            cpu: Box::new(move || cpu::conv2d_forward(&g, &x1, &w1, &b1).map(drop)),
+            cpu: into(g.output_len(), move |y, ws| {
+                cpu::conv2d_forward_into(&g, &x1, &w1, &b1, y, None, ws)
+            }),
         },
         Case {
             kernel: leak(format!("{name} input grad")),
@@ -181,7 +183,9 @@ fn conv_cases(name: &'static str, g: Conv2dGeometry) -> Vec<Case> {
                 let (dyb, dxb) = up(ctx, g.input_len(), &dy1);
                 conv::conv2d_backward_input(ctx, &g, &dyb, &ctx.upload("w", &w2), &dxb, false)
             }),
-            cpu: Box::new(move || cpu::conv2d_backward_input(&g, &dy2, &w3).map(drop)),
+            cpu: into(g.input_len(), move |dx, ws| {
+                cpu::conv2d_backward_input_into(&g, &dy2, &w3, dx, false, ws)
+            }),
         },
         Case {
             kernel: leak(format!("{name} weight grad")),
@@ -191,7 +195,9 @@ fn conv_cases(name: &'static str, g: Conv2dGeometry) -> Vec<Case> {
                 let (xb, dwb) = up(ctx, g.weight_len(), &x2);
                 conv::conv2d_backward_weight(ctx, &g, &xb, &ctx.upload("dy", &dy), &dwb, false)
             }),
-            cpu: Box::new(move || cpu::conv2d_backward_weight(&g, &x3, &dy3).map(drop)),
+            cpu: into(g.weight_len(), move |dw, ws| {
+                cpu::conv2d_backward_weight_into(&g, &x3, &dy3, dw, false, ws)
+            }),
         },
     ]
 }
@@ -225,7 +231,9 @@ fn conv_transpose_cases(name: &'static str, g: ConvTranspose2dGeometry) -> Vec<C
                 let yb = ctx.storage("y", (g.output_len() * 4) as u64);
                 conv::conv_transpose2d_forward(ctx, &g, &xb, &wb, Some(&bb), &yb, false)
             }),
-            cpu: Box::new(move || cpu::conv_transpose2d_forward(&g, &x1, &w1, &b1).map(drop)),
+            cpu: into(g.output_len(), move |y, ws| {
+                cpu::conv_transpose2d_forward_into(&g, &x1, &w1, &b1, y, None, ws)
+            }),
         },
         Case {
             kernel: leak(format!("{name} input grad")),
@@ -236,7 +244,9 @@ fn conv_transpose_cases(name: &'static str, g: ConvTranspose2dGeometry) -> Vec<C
                 let dxb = ctx.storage("dx", (g.input_len() * 4) as u64);
                 conv::conv_transpose2d_backward_input(ctx, &g, &dyb, &wb, &dxb, false)
             }),
-            cpu: Box::new(move || cpu::conv_transpose2d_backward_input(&g, &dy2, &w3).map(drop)),
+            cpu: into(g.input_len(), move |dx, ws| {
+                cpu::conv_transpose2d_backward_input_into(&g, &dy2, &w3, dx, false, ws)
+            }),
         },
         Case {
             kernel: leak(format!("{name} weight grad")),
@@ -247,9 +257,21 @@ fn conv_transpose_cases(name: &'static str, g: ConvTranspose2dGeometry) -> Vec<C
                 let dwb = ctx.storage("dw", (g.weight_len() * 4) as u64);
                 conv::conv_transpose2d_backward_weight(ctx, &g, &xb, &dyb, &dwb, false)
             }),
-            cpu: Box::new(move || cpu::conv_transpose2d_backward_weight(&g, &x3, &dy3).map(drop)),
+            cpu: into(g.weight_len(), move |dw, ws| {
+                cpu::conv_transpose2d_backward_weight_into(&g, &x3, &dy3, dw, false, ws)
+            }),
         },
     ]
+}
+
+/// A CPU call that writes into an output buffer (and conv scratch) made once, as the CPU
+/// executor's ops do, so the timing holds no allocation or page faults.
+fn into(
+    len: usize,
+    mut op: impl FnMut(&mut [f32], &mut cpu::Workspace) -> Result<()> + 'static,
+) -> Box<dyn FnMut() -> Result<()>> {
+    let (mut out, mut ws) = (vec![0.0; len], cpu::Workspace::default());
+    Box::new(move || op(&mut out, &mut ws))
 }
 
 /// Kernel names live for the whole run; a handful of short strings.
@@ -273,10 +295,7 @@ fn activation_cases(act: Activation, label: &'static str, len: usize, shape: &st
                     ctx, act, &xb, &yb, len,
                 )?])
             }),
-            cpu: Box::new(move || {
-                cpu::activation_forward(act, &x1);
-                Ok(())
-            }),
+            cpu: into(len, move |y, _| cpu::activation_forward_into(act, &x1, y)),
         },
         Case {
             kernel: leak(format!("{label} backward")),
@@ -293,7 +312,9 @@ fn activation_cases(act: Activation, label: &'static str, len: usize, shape: &st
                     ctx, act, &xb, &yb, &dyb, &dxb, len, false,
                 )?])
             }),
-            cpu: Box::new(move || cpu::activation_backward(act, &x3, &y2, &dy2).map(drop)),
+            cpu: into(len, move |dx, _| {
+                cpu::activation_backward_into(act, &x3, &y2, &dy2, dx, false)
+            }),
         },
     ]
 }
@@ -346,7 +367,9 @@ fn cases(quick: bool) -> Vec<Case> {
             let (dyb, dbb) = (ctx.upload("dy", &dy), ctx.storage("db", (cols * 4) as u64));
             Ok(vec![gemm::bias_grad(ctx, &dyb, rows, cols, &dbb, false)?])
         }),
-        cpu: Box::new(move || cpu::bias_grad(&dy2, rows, cols).map(drop)),
+        cpu: into(cols, move |db, _| {
+            cpu::bias_grad_into(&dy2, rows, cols, db, false)
+        }),
     });
     out.extend(conv_cases(
         "D conv1",
@@ -602,7 +625,14 @@ pub fn run(
         }
         if opts.cpu {
             let ms = time_cpu(&mut case.cpu, samples)?;
-            let r = of_peak(row(case.kernel, &case.shape, "cpu", cpu_name, ms, case.work));
+            let r = of_peak(row(
+                case.kernel,
+                &case.shape,
+                "cpu",
+                cpu_name,
+                ms,
+                case.work,
+            ));
             progress(&r);
             rows.push(r);
         }

@@ -17,7 +17,9 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// y = f(x)
+    /// y = f(x). Always inlined: the loops below call it with a constant `self`, and only
+    /// inlined does the `match` fold away and the loop vectorise.
+    #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::Relu => x.max(0.0),
@@ -34,7 +36,9 @@ impl Activation {
     }
 
     /// dx = f'(x)·dy, with TF's choices: relu'(0) = 0 and leaky'(0) = alpha (x > 0 ? 1 : alpha);
-    /// tanh' = 1 - y² and sigmoid' = y(1 - y) from the f32 forward output y.
+    /// tanh' = 1 - y² and sigmoid' = y(1 - y) from the f32 forward output y. Always inlined,
+    /// as `apply`.
+    #[inline(always)]
     pub fn grad(self, x: f32, y: f32, dy: f32) -> f32 {
         match self {
             Activation::Relu => {
@@ -72,13 +76,12 @@ pub fn tanh(x: f32) -> f32 {
     let x = x.clamp(-TANH_CLAMP, TANH_CLAMP);
     let a = x.abs();
     let z = x * x;
-    let small = ((((-5.704_988_7e-3 * z + 2.063_908_8e-2) * z - 5.373_971_5e-2) * z
-        + 1.333_144_2e-1)
-        * z
-        - 3.333_328e-1)
-        * z
-        * x
-        + x;
+    let small =
+        ((((-5.704_988_7e-3 * z + 2.063_908_8e-2) * z - 5.373_971_5e-2) * z + 1.333_144_2e-1) * z
+            - 3.333_328e-1)
+            * z
+            * x
+            + x;
     let large = (1.0 - 2.0 / (exp(2.0 * a) + 1.0)).copysign(x);
     if a < 0.625 { small } else { large }
 }
@@ -94,9 +97,7 @@ pub fn exp(x: f32) -> f32 {
     let n = t - ROUND;
     // ln 2 in two parts, so n·LN2_HI is exact.
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r
-        + 4.166_579_6e-2)
-        * r
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_6e-1)
         * r
         + 0.5;

@@ -241,7 +241,17 @@ pub fn conv2d_forward_into(
         p.im2col(&x[r.start * p.image_len()..r.end * p.image_len()], cols);
         let out = r.start * out_per_image..r.end * out_per_image;
         fill_rows(&mut y[out.clone()], b, false)?;
-        gemm(rows, g.out_c, p.row_len(), cols, false, w, false, &mut y[out.clone()], true)?;
+        gemm(
+            rows,
+            g.out_c,
+            p.row_len(),
+            cols,
+            false,
+            w,
+            false,
+            &mut y[out.clone()],
+            true,
+        )?;
         apply_fused(&mut fused, y, out)?;
     }
     Ok(())

@@ -114,7 +114,17 @@ pub fn conv_transpose2d_backward_input_into(
         let cols = ws.cols(rows * p.row_len());
         p.im2col(&dy[r.start * p.image_len()..r.end * p.image_len()], cols);
         let dx = &mut dx[r.start * in_per_image..r.end * in_per_image];
-        gemm(rows, g.in_c, p.row_len(), cols, false, w, false, dx, accumulate)?;
+        gemm(
+            rows,
+            g.in_c,
+            p.row_len(),
+            cols,
+            false,
+            w,
+            false,
+            dx,
+            accumulate,
+        )?;
     }
     Ok(())
 }

@@ -135,7 +135,9 @@ mod x86 {
             }
         }
         let mut sum = [0.0f32; 8];
-        let total = acc.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+        let total = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
         // SAFETY: `sum` holds 8 f32, the width of the store.
         unsafe { _mm256_storeu_ps(sum.as_mut_ptr(), total) };
         sum.iter().sum()
@@ -157,7 +159,9 @@ mod x86 {
             }
         }
         let mut sum = [0.0f32; 16];
-        let total = acc.iter().fold(_mm512_setzero_ps(), |s, &x| _mm512_add_ps(s, x));
+        let total = acc
+            .iter()
+            .fold(_mm512_setzero_ps(), |s, &x| _mm512_add_ps(s, x));
         // SAFETY: `sum` holds 16 f32, the width of the store.
         unsafe { _mm512_storeu_ps(sum.as_mut_ptr(), total) };
         sum.iter().sum()
