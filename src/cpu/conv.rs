@@ -1,66 +1,24 @@
 //! Conv2D as im2col + GEMM (col2im for the input gradient), and the patch machinery it shares
 //! with the transposed convolution.
 //!
-//! The batch goes through in chunks of whole images whose column matrix stays in cache (it is
-//! written by im2col or the GEMM and read straight back), in a buffer that a [`Workspace`]
-//! keeps from call to call. The `_into` forms write into the caller's buffers (adding to them
-//! when asked), so the CPU executor allocates nothing in a step; the plain forms allocate their
+//! The batch runs as parallel slices (see [`super::workspace`]); each slice goes through its
+//! images in chunks whose column matrix stays in cache (written by im2col or the GEMM and read
+//! straight back). The `_into` forms write into the caller's buffers (adding to them when
+//! asked), so the CPU executor allocates nothing in a step; the plain forms allocate their
 //! result and are what the tests and the GPU parity tests call.
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
-use super::activation::{Activation, activation_forward_into};
 use super::check_len;
-use super::gemm::{fill_rows, gemm};
+use super::gemm::{fill_rows, gemm_serial};
+use super::workspace::{FusedActivation, Workspace, check_fused, per_slice, summed_over_slices};
 use crate::error::Result;
 use crate::geometry::Conv2dGeometry;
 
-/// Target size of one chunk's column matrix, in floats (4 MiB): measured on the GAN's layers,
-/// large enough for full-speed GEMMs, small enough to stay in the last-level cache. A single
-/// image larger than this still goes in one piece.
-const COLUMN_CHUNK_FLOATS: usize = 1 << 20;
-
-/// Scratch memory of the convolutions (one chunk's column matrix), grown to the largest
-/// layer's need and then reused.
-#[derive(Debug, Default)]
-pub struct Workspace {
-    cols: Vec<f32>,
-}
-
-impl Workspace {
-    pub(super) fn cols(&mut self, len: usize) -> &mut [f32] {
-        if self.cols.len() < len {
-            self.cols.resize(len, 0.0);
-        }
-        &mut self.cols[..len]
-    }
-}
-
-/// An activation applied to a layer's output as each chunk of it is finished (while it is in
-/// cache): (activation, where its output goes, as long as the layer's output).
-pub type FusedActivation<'a> = Option<(Activation, &'a mut [f32])>;
-
-/// Applies `fused` to the finished output range `range` of `y`.
-pub(super) fn apply_fused(
-    fused: &mut FusedActivation<'_>,
-    y: &[f32],
-    range: Range<usize>,
-) -> Result<()> {
-    match fused {
-        Some((act, out)) => activation_forward_into(*act, &y[range.clone()], &mut out[range]),
-        None => Ok(()),
-    }
-}
-
-/// Checks that a fused activation's output is as long as the layer's.
-pub(super) fn check_fused(op: &'static str, fused: &FusedActivation<'_>, len: usize) -> Result<()> {
-    match fused {
-        Some((_, out)) => check_len(op, "activation output", out.len(), len),
-        None => Ok(()),
-    }
-}
+/// Target size of one chunk's column matrix, in floats (2 MiB): large enough for full-speed
+/// GEMMs, small enough that each thread's stays in cache. A single image larger than this still
+/// goes in one piece.
+const COLUMN_CHUNK_FLOATS: usize = 1 << 19;
 
 /// The window map shared by conv and transposed conv. Per batch item there is an image
 /// (img_h, img_w, channels) and a grid (grid_h, grid_w) of windows; window (gy, gx) with
@@ -98,18 +56,30 @@ impl Patches {
         self.img_h * self.img_w * self.channels
     }
 
-    /// Ranges of batch items to process together: as many whole images as fit
-    /// [`COLUMN_CHUNK_FLOATS`], spread evenly (100 images of 78k floats go as 8 chunks of 12-13,
-    /// not 7 of 13 and one of 9).
-    pub(super) fn chunks(&self, batch: usize) -> impl Iterator<Item = Range<usize>> + use<> {
+    /// `images` cut into chunks to process together: as many whole images as fit
+    /// [`COLUMN_CHUNK_FLOATS`], spread evenly (13 images of 78k floats go as 3 chunks of 4-5,
+    /// not 6 + 6 + 1). Ranges are relative to `images.start`.
+    pub(super) fn chunks(
+        &self,
+        images: Range<usize>,
+    ) -> impl Iterator<Item = Range<usize>> + use<> {
+        let n = images.len();
         let per_image = self.rows_per_image() * self.row_len();
-        let most = (COLUMN_CHUNK_FLOATS / per_image.max(1)).clamp(1, batch.max(1));
-        let count = batch.div_ceil(most);
-        (0..count).map(move |c| c * batch / count..(c + 1) * batch / count)
+        let most = (COLUMN_CHUNK_FLOATS / per_image.max(1)).clamp(1, n.max(1));
+        let count = n.div_ceil(most);
+        (0..count).map(move |c| c * n / count..(c + 1) * n / count)
+    }
+
+    /// The column buffer for `images` images, grown if needed.
+    pub(super) fn cols<'a>(&self, buf: &'a mut Vec<f32>, images: usize) -> &'a mut [f32] {
+        let len = images * self.rows_per_image() * self.row_len();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        &mut buf[..len]
     }
 
     /// images (n, img_h, img_w, channels) -> cols (n·grid_h·grid_w, row_len), padding as 0.
-    /// One image per task: plain copies, memory-bound, so both cores help.
     pub(super) fn im2col(&self, images: &[f32], cols: &mut [f32]) {
         let per_image = self.rows_per_image() * self.row_len();
         if per_image == 0 {
@@ -119,35 +89,36 @@ impl Patches {
             cols.fill(0.0);
             return;
         }
-        cols.par_chunks_mut(per_image)
-            .zip(images.par_chunks(self.image_len()))
-            .for_each(|(cols, image)| {
-                self.for_each_run(|col, pixel| match pixel {
-                    Some(pixel) => cols[col].copy_from_slice(&image[pixel]),
-                    None => cols[col].fill(0.0),
-                })
-            });
+        for (cols, image) in cols
+            .chunks_exact_mut(per_image)
+            .zip(images.chunks_exact(self.image_len()))
+        {
+            self.for_each_run(|col, pixel| match pixel {
+                Some(pixel) => cols[col].copy_from_slice(&image[pixel]),
+                None => cols[col].fill(0.0),
+            })
+        }
     }
 
     /// images += the scatter of cols: every column entry is added to the pixel it came from
-    /// (the adjoint of `im2col`); padding entries are dropped. One image per task.
+    /// (the adjoint of `im2col`); padding entries are dropped.
     pub(super) fn col2im_add(&self, cols: &[f32], images: &mut [f32]) {
         let per_image = self.rows_per_image() * self.row_len();
         if per_image == 0 || self.image_len() == 0 {
             return;
         }
-        images
-            .par_chunks_mut(self.image_len())
-            .zip(cols.par_chunks(per_image))
-            .for_each(|(image, cols)| {
-                self.for_each_run(|col, pixel| {
-                    if let Some(pixel) = pixel {
-                        for (dst, &src) in image[pixel].iter_mut().zip(&cols[col]) {
-                            *dst += src;
-                        }
+        for (image, cols) in images
+            .chunks_exact_mut(self.image_len())
+            .zip(cols.chunks_exact(per_image))
+        {
+            self.for_each_run(|col, pixel| {
+                if let Some(pixel) = pixel {
+                    for (dst, &src) in image[pixel].iter_mut().zip(&cols[col]) {
+                        *dst += src;
                     }
-                })
-            });
+                }
+            })
+        }
     }
 
     /// Calls `visit(column range, Some(image range) or None for padding)` for runs covering the
@@ -223,7 +194,7 @@ pub fn conv2d_forward_into(
     w: &[f32],
     b: &[f32],
     y: &mut [f32],
-    mut fused: FusedActivation<'_>,
+    fused: FusedActivation<'_>,
     ws: &mut Workspace,
 ) -> Result<()> {
     const OP: &str = "conv2d_forward";
@@ -235,26 +206,20 @@ pub fn conv2d_forward_into(
     check_fused(OP, &fused, y.len())?;
     let p = patches(g);
     let out_per_image = p.rows_per_image() * g.out_c;
-    for r in p.chunks(g.batch) {
-        let rows = r.len() * p.rows_per_image();
-        let cols = ws.cols(rows * p.row_len());
-        p.im2col(&x[r.start * p.image_len()..r.end * p.image_len()], cols);
-        let out = r.start * out_per_image..r.end * out_per_image;
-        fill_rows(&mut y[out.clone()], b, false)?;
-        gemm(
-            rows,
-            g.out_c,
-            p.row_len(),
-            cols,
-            false,
-            w,
-            false,
-            &mut y[out.clone()],
-            true,
-        )?;
-        apply_fused(&mut fused, y, out)?;
-    }
-    Ok(())
+    per_slice(y, fused, g.batch, out_per_image, ws, |mut s| {
+        for r in p.chunks(s.images.clone()) {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            p.im2col(&x[first * p.image_len()..][..r.len() * p.image_len()], cols);
+            let out = r.start * out_per_image..r.end * out_per_image;
+            let y = &mut s.out[out.clone()];
+            fill_rows(y, b, false)?;
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(rows, g.out_c, p.row_len(), cols, false, w, false, y, true)?;
+            s.finish(out)?;
+        }
+        Ok(())
+    })
 }
 
 /// dy (batch, out_h, out_w, out_c), w (k_h, k_w, in_c, out_c) -> dx (batch, in_h, in_w, in_c)
@@ -282,18 +247,21 @@ pub fn conv2d_backward_input_into(
     check_len(OP, "dx", dx.len(), g.input_len())?;
     let p = patches(g);
     let out_per_image = p.rows_per_image() * g.out_c;
-    for r in p.chunks(g.batch) {
-        let rows = r.len() * p.rows_per_image();
-        let cols = ws.cols(rows * p.row_len());
-        let dy = &dy[r.start * out_per_image..r.end * out_per_image];
-        gemm(rows, p.row_len(), g.out_c, dy, false, w, true, cols, false)?;
-        let dx = &mut dx[r.start * p.image_len()..r.end * p.image_len()];
-        if !accumulate {
-            dx.fill(0.0);
+    per_slice(dx, None, g.batch, p.image_len(), ws, |s| {
+        for r in p.chunks(s.images.clone()) {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            let dy = &dy[first * out_per_image..][..r.len() * out_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(rows, p.row_len(), g.out_c, dy, false, w, true, cols, false)?;
+            let dx = &mut s.out[r.start * p.image_len()..r.end * p.image_len()];
+            if !accumulate {
+                dx.fill(0.0);
+            }
+            p.col2im_add(cols, dx);
         }
-        p.col2im_add(cols, dx);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// x (batch, in_h, in_w, in_c), dy (batch, out_h, out_w, out_c) -> dw (k_h, k_w, in_c, out_c)
@@ -321,18 +289,26 @@ pub fn conv2d_backward_weight_into(
     check_len(OP, "dw", dw.len(), g.weight_len())?;
     let p = patches(g);
     let out_per_image = p.rows_per_image() * g.out_c;
-    // The first chunk overwrites dw unless accumulating; the later ones add.
-    let mut add = accumulate;
-    for r in p.chunks(g.batch) {
-        let rows = r.len() * p.rows_per_image();
-        let cols = ws.cols(rows * p.row_len());
-        p.im2col(&x[r.start * p.image_len()..r.end * p.image_len()], cols);
-        let dy = &dy[r.start * out_per_image..r.end * out_per_image];
-        gemm(p.row_len(), g.out_c, rows, cols, true, dy, false, dw, add)?;
-        add = true;
-    }
-    if !add {
-        dw.fill(0.0);
-    }
-    Ok(())
+    summed_over_slices(dw, accumulate, g.batch, ws, |s| {
+        // The slice's first chunk overwrites its partial sum; the later ones add.
+        for (i, r) in p.chunks(s.images.clone()).enumerate() {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            p.im2col(&x[first * p.image_len()..][..r.len() * p.image_len()], cols);
+            let dy = &dy[first * out_per_image..][..r.len() * out_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(
+                p.row_len(),
+                g.out_c,
+                rows,
+                cols,
+                true,
+                dy,
+                false,
+                s.out,
+                i > 0,
+            )?;
+        }
+        Ok(())
+    })
 }

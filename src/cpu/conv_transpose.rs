@@ -7,8 +7,9 @@
 //! gradient is conv's im2col.
 
 use super::check_len;
-use super::conv::{FusedActivation, Patches, Workspace, apply_fused, check_fused};
-use super::gemm::{fill_rows, gemm};
+use super::conv::Patches;
+use super::gemm::{fill_rows, gemm_serial};
+use super::workspace::{FusedActivation, Workspace, check_fused, per_slice, summed_over_slices};
 use crate::error::Result;
 use crate::geometry::ConvTranspose2dGeometry;
 
@@ -54,7 +55,7 @@ pub fn conv_transpose2d_forward_into(
     w: &[f32],
     b: &[f32],
     y: &mut [f32],
-    mut fused: FusedActivation<'_>,
+    fused: FusedActivation<'_>,
     ws: &mut Workspace,
 ) -> Result<()> {
     const OP: &str = "conv_transpose2d_forward";
@@ -66,17 +67,21 @@ pub fn conv_transpose2d_forward_into(
     check_fused(OP, &fused, y.len())?;
     let p = patches(g);
     let in_per_image = p.rows_per_image() * g.in_c;
-    for r in p.chunks(g.batch) {
-        let rows = r.len() * p.rows_per_image();
-        let cols = ws.cols(rows * p.row_len());
-        let x = &x[r.start * in_per_image..r.end * in_per_image];
-        gemm(rows, p.row_len(), g.in_c, x, false, w, true, cols, false)?;
-        let out = r.start * p.image_len()..r.end * p.image_len();
-        fill_rows(&mut y[out.clone()], b, false)?;
-        p.col2im_add(cols, &mut y[out.clone()]);
-        apply_fused(&mut fused, y, out)?;
-    }
-    Ok(())
+    per_slice(y, fused, g.batch, p.image_len(), ws, |mut s| {
+        for r in p.chunks(s.images.clone()) {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            let x = &x[first * in_per_image..][..r.len() * in_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(rows, p.row_len(), g.in_c, x, false, w, true, cols, false)?;
+            let out = r.start * p.image_len()..r.end * p.image_len();
+            let y = &mut s.out[out.clone()];
+            fill_rows(y, b, false)?;
+            p.col2im_add(cols, y);
+            s.finish(out)?;
+        }
+        Ok(())
+    })
 }
 
 /// dy (batch, out_h, out_w, out_c), w (k_h, k_w, out_c, in_c) -> dx (batch, in_h, in_w, in_c)
@@ -109,24 +114,30 @@ pub fn conv_transpose2d_backward_input_into(
     check_len(OP, "dx", dx.len(), g.input_len())?;
     let p = patches(g);
     let in_per_image = p.rows_per_image() * g.in_c;
-    for r in p.chunks(g.batch) {
-        let rows = r.len() * p.rows_per_image();
-        let cols = ws.cols(rows * p.row_len());
-        p.im2col(&dy[r.start * p.image_len()..r.end * p.image_len()], cols);
-        let dx = &mut dx[r.start * in_per_image..r.end * in_per_image];
-        gemm(
-            rows,
-            g.in_c,
-            p.row_len(),
-            cols,
-            false,
-            w,
-            false,
-            dx,
-            accumulate,
-        )?;
-    }
-    Ok(())
+    per_slice(dx, None, g.batch, in_per_image, ws, |s| {
+        for r in p.chunks(s.images.clone()) {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            p.im2col(
+                &dy[first * p.image_len()..][..r.len() * p.image_len()],
+                cols,
+            );
+            let dx = &mut s.out[r.start * in_per_image..r.end * in_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(
+                rows,
+                g.in_c,
+                p.row_len(),
+                cols,
+                false,
+                w,
+                false,
+                dx,
+                accumulate,
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// x (batch, in_h, in_w, in_c), dy (batch, out_h, out_w, out_c) -> dw (k_h, k_w, out_c, in_c)
@@ -159,18 +170,29 @@ pub fn conv_transpose2d_backward_weight_into(
     check_len(OP, "dw", dw.len(), g.weight_len())?;
     let p = patches(g);
     let in_per_image = p.rows_per_image() * g.in_c;
-    // The first chunk overwrites dw unless accumulating; the later ones add.
-    let mut add = accumulate;
-    for r in p.chunks(g.batch) {
-        let rows = r.len() * p.rows_per_image();
-        let cols = ws.cols(rows * p.row_len());
-        p.im2col(&dy[r.start * p.image_len()..r.end * p.image_len()], cols);
-        let x = &x[r.start * in_per_image..r.end * in_per_image];
-        gemm(p.row_len(), g.in_c, rows, cols, true, x, false, dw, add)?;
-        add = true;
-    }
-    if !add {
-        dw.fill(0.0);
-    }
-    Ok(())
+    summed_over_slices(dw, accumulate, g.batch, ws, |s| {
+        // The slice's first chunk overwrites its partial sum; the later ones add.
+        for (i, r) in p.chunks(s.images.clone()).enumerate() {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            p.im2col(
+                &dy[first * p.image_len()..][..r.len() * p.image_len()],
+                cols,
+            );
+            let x = &x[first * in_per_image..][..r.len() * in_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(
+                p.row_len(),
+                g.in_c,
+                rows,
+                cols,
+                true,
+                x,
+                false,
+                s.out,
+                i > 0,
+            )?;
+        }
+        Ok(())
+    })
 }

@@ -25,6 +25,41 @@ pub fn gemm(
     c: &mut [f32],
     accumulate: bool,
 ) -> Result<()> {
+    let par = Parallelism::Rayon(0);
+    gemm_with(par, m, n, k, a, trans_a, b, trans_b, c, accumulate)
+}
+
+/// [`gemm`] on the calling thread alone: for callers that already split their work across
+/// the pool (the convolutions, per slice of the batch).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_serial(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
+    let par = Parallelism::None;
+    gemm_with(par, m, n, k, a, trans_a, b, trans_b, c, accumulate)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    parallelism: Parallelism,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
     // Saturating: an overflowing size matches no slice, so it is reported, not wrapped.
     check_len("gemm", "A", a.len(), m.saturating_mul(k))?;
     check_len("gemm", "B", b.len(), k.saturating_mul(n))?;
@@ -59,7 +94,7 @@ pub fn gemm(
             false,
             false,
             false,
-            Parallelism::Rayon(0),
+            parallelism,
         );
     }
     Ok(())

@@ -29,6 +29,7 @@ pub mod noise;
 mod par;
 pub mod peak;
 pub mod softmax_ce;
+pub mod workspace;
 
 pub use activation::{
     Activation, activation_backward, activation_backward_into, activation_forward,
@@ -37,8 +38,8 @@ pub use activation::{
 pub use adam::{AdamConfig, adam_step};
 pub use bce::{BceOutput, bce_constant_label, bce_elementwise, bce_with_logits};
 pub use conv::{
-    FusedActivation, Workspace, conv2d_backward_input, conv2d_backward_input_into,
-    conv2d_backward_weight, conv2d_backward_weight_into, conv2d_forward, conv2d_forward_into,
+    conv2d_backward_input, conv2d_backward_input_into, conv2d_backward_weight,
+    conv2d_backward_weight_into, conv2d_forward, conv2d_forward_into,
 };
 pub use conv_transpose::{
     conv_transpose2d_backward_input, conv_transpose2d_backward_input_into,
@@ -48,6 +49,7 @@ pub use conv_transpose::{
 pub use gemm::{bias_grad, bias_grad_into, dense_backward, dense_forward, fill_rows, gemm};
 pub use noise::{normal_noise, normal_noise_into, philox4x32_10, uniform_index, uniform_u32};
 pub use softmax_ce::{SoftmaxCeOutput, softmax_cross_entropy, softmax_rows};
+pub use workspace::{FusedActivation, Workspace};
 
 use crate::error::{Error, Result};
 
