@@ -97,6 +97,7 @@ fn threaded_activations_match_the_scalar_definition() {
     for act in [
         Activation::Relu,
         Activation::LeakyRelu(0.2),
+        Activation::LeakyRelu(1.5),
         Activation::Tanh,
         Activation::Sigmoid,
     ] {
