@@ -46,6 +46,10 @@ pub struct BenchRow {
     pub images_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_gemm512: Option<f64>,
+    /// CPU rows with GFLOP/s: the rate as a fraction of the fp32 FMA peak measured in the
+    /// same run on the executor's threads (the `fp32 FMA peak` row).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_peak: Option<f64>,
 }
 
 pub struct BenchOptions {
@@ -83,6 +87,7 @@ fn row(case_kernel: &str, layer: &str, shape: &str, on: &Target, ms: f64, work: 
         },
         images_per_s: None,
         fraction_of_gemm512: None,
+        fraction_of_peak: None,
     }
 }
 
@@ -260,12 +265,45 @@ pub fn run(
         let on = Target {
             runtime: &cpu,
             executor: "cpu",
-            adapter: "cpu executor (matrixmultiply)".into(),
+            adapter: CPU_NAME.into(),
             kernels: None,
         };
-        rows.extend(bench_target(&on, opts, progress)?);
+        let peak = peak_row(&on);
+        progress(&peak);
+        let peak_gflops = peak.gflops;
+        rows.push(peak);
+        let mut of_peak = |mut r: BenchRow| {
+            r.fraction_of_peak = peak_gflops.zip(r.gflops).map(|(p, g)| g / p);
+            progress(&r);
+            r
+        };
+        let cpu_rows = bench_target(&on, opts, &mut |_| {})?;
+        rows.extend(cpu_rows.into_iter().map(&mut of_peak));
     }
     Ok(rows)
+}
+
+/// The CPU executor's name in the rows.
+const CPU_NAME: &str = "cpu executor (gemm crate)";
+
+/// The fp32 FMA peak of the executor's threads (`cpu::peak`): the best of 20 short
+/// trials of independent FMA chains, in the same run as every CPU row it scales.
+fn peak_row(on: &Target) -> BenchRow {
+    let p = crate::cpu::peak::measure(20, 1_000_000);
+    let shape = format!(
+        "{} threads, {} (~{:.2} GHz)",
+        p.threads,
+        p.isa,
+        p.implied_ghz_at_two_fma_per_cycle()
+    );
+    row(
+        "fp32 FMA peak",
+        "",
+        &shape,
+        on,
+        p.trial_ms,
+        Work::Flops(p.trial_flops),
+    )
 }
 
 /// One whole training iteration, wall clock with a device wait, median of `steps`.
@@ -326,6 +364,9 @@ pub fn render(rows: &[BenchRow]) -> String {
         );
         if let (Some(ips), Some(frac)) = (r.images_per_s, r.fraction_of_gemm512) {
             out += &format!("  {ips:.0} images/s, {frac:.2} of GEMM 512³");
+        }
+        if let Some(frac) = r.fraction_of_peak {
+            out += &format!("  {frac:.2} of peak");
         }
         out += "\n";
     }

@@ -1,6 +1,8 @@
 //! Adam with exactly Keras's update (keras/src/optimizers/adam.py, `update_step`), in f32.
 
-use super::check_len;
+use rayon::prelude::*;
+
+use super::{check_len, par};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,10 +79,23 @@ pub fn adam_step(
     }
     let alpha = cfg.alpha(t);
     let (one_minus_b1, one_minus_b2) = (cfg.one_minus_beta1(), cfg.one_minus_beta2());
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        *m += (g - *m) * one_minus_b1;
-        *v += (g * g - *v) * one_minus_b2;
-        *p -= (*m * alpha) / (v.sqrt() + cfg.epsilon);
+    let epsilon = cfg.epsilon;
+    let update = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m += (g - *m) * one_minus_b1;
+            *v += (g * g - *v) * one_minus_b2;
+            *p -= (*m * alpha) / (v.sqrt() + epsilon);
+        }
+    };
+    // Element-wise, so any split gives the same bits; split only when threads pay.
+    if p.len() < 2 * par::CHUNK {
+        update(p, g, m, v);
+    } else {
+        p.par_chunks_mut(par::CHUNK)
+            .zip(g.par_chunks(par::CHUNK))
+            .zip(m.par_chunks_mut(par::CHUNK))
+            .zip(v.par_chunks_mut(par::CHUNK))
+            .for_each(|(((p, g), m), v)| update(p, g, m, v));
     }
     Ok(())
 }

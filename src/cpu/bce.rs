@@ -29,30 +29,53 @@ pub fn bce_elementwise(logits: &[f32], labels: &[f32]) -> Result<Vec<f32>> {
 /// accumulated in f64, so the oracle does not depend on a summation order.
 pub fn bce_with_logits(logits: &[f32], labels: &[f32]) -> Result<BceOutput> {
     check_len("bce_with_logits", "labels", labels.len(), logits.len())?;
+    let mut dlogits = vec![0.0; logits.len()];
+    let (loss, mean_prob) = bce_into(logits, |i| labels[i], Some((&mut dlogits, false)))?;
+    Ok(BceOutput {
+        loss,
+        mean_prob,
+        dlogits,
+    })
+}
+
+/// [`bce_with_logits`] against one label for every logit, without allocating: returns
+/// (mean loss, mean σ(x)) and, given `dlogits`, writes the gradient there (adds it when its
+/// flag says accumulate).
+pub fn bce_constant_label(
+    logits: &[f32],
+    label: f32,
+    dlogits: Option<(&mut [f32], bool)>,
+) -> Result<(f32, f32)> {
+    bce_into(logits, |_| label, dlogits)
+}
+
+fn bce_into(
+    logits: &[f32],
+    label: impl Fn(usize) -> f32,
+    mut dlogits: Option<(&mut [f32], bool)>,
+) -> Result<(f32, f32)> {
     if logits.is_empty() {
         return Err(Error::Shape {
             op: "bce_with_logits",
             message: "no logits: the mean loss of an empty batch is undefined".into(),
         });
     }
+    if let Some((d, _)) = &dlogits {
+        check_len("bce_with_logits", "dlogits", d.len(), logits.len())?;
+    }
     let count = logits.len() as f32;
     let (mut loss, mut prob) = (0.0f64, 0.0f64);
-    let dlogits = logits
-        .iter()
-        .zip(labels)
-        .map(|(&x, &z)| {
-            let p = sigmoid(x);
-            loss += f64::from(element(x, z));
-            prob += f64::from(p);
-            (p - z) / count
-        })
-        .collect();
+    for (i, &x) in logits.iter().enumerate() {
+        let (z, p) = (label(i), sigmoid(x));
+        loss += f64::from(element(x, z));
+        prob += f64::from(p);
+        if let Some((d, accumulate)) = &mut dlogits {
+            let g = (p - z) / count;
+            d[i] = if *accumulate { d[i] + g } else { g };
+        }
+    }
     let n = logits.len() as f64;
-    Ok(BceOutput {
-        loss: (loss / n) as f32,
-        mean_prob: (prob / n) as f32,
-        dlogits,
-    })
+    Ok(((loss / n) as f32, (prob / n) as f32))
 }
 
 fn element(x: f32, z: f32) -> f32 {

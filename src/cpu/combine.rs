@@ -6,35 +6,83 @@ use crate::error::{Error, Result};
 
 /// y = a + b, element-wise. Its gradient passes dy to both inputs unchanged.
 pub fn add(a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
+    let mut y = vec![0.0; a.len()];
+    add_into(a, b, &mut y)?;
+    Ok(y)
+}
+
+/// [`add`] into `y`.
+pub fn add_into(a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
     check_len("add", "b", b.len(), a.len())?;
-    Ok(a.iter().zip(b).map(|(x, y)| x + y).collect())
+    check_len("add", "y", y.len(), a.len())?;
+    for ((y, x), z) in y.iter_mut().zip(a).zip(b) {
+        *y = x + z;
+    }
+    Ok(())
+}
+
+/// `dst = src`, or `dst += src` with `accumulate`: the gradient a sum passes on.
+pub fn accumulate_into(src: &[f32], dst: &mut [f32], accumulate: bool) -> Result<()> {
+    check_len("accumulate", "dst", dst.len(), src.len())?;
+    if accumulate {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+    Ok(())
 }
 
 /// `y [rows]`: `y[r] = Σ_c a[r, c]·b[r, c]`, for a and b `[rows, cols]`, summed in column
 /// order.
 pub fn row_dot(a: &[f32], b: &[f32], cols: usize) -> Result<Vec<f32>> {
+    let mut y = vec![0.0; a.len().checked_div(cols).unwrap_or(0)];
+    row_dot_into(a, b, cols, &mut y)?;
+    Ok(y)
+}
+
+/// [`row_dot`] into `y`.
+pub fn row_dot_into(a: &[f32], b: &[f32], cols: usize, y: &mut [f32]) -> Result<()> {
     check_len("row_dot", "b", b.len(), a.len())?;
-    if cols == 0 {
-        return Ok(Vec::new());
-    }
-    if !a.len().is_multiple_of(cols) {
+    if cols == 0 || !a.len().is_multiple_of(cols) {
         return Err(Error::Shape {
             op: "row_dot",
             message: format!("{} values are not whole rows of {cols}", a.len()),
         });
     }
-    Ok(a.chunks(cols)
-        .zip(b.chunks(cols))
-        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p * q).sum())
-        .collect())
+    check_len("row_dot", "y", y.len(), a.len() / cols)?;
+    for ((y, x), z) in y.iter_mut().zip(a.chunks(cols)).zip(b.chunks(cols)) {
+        *y = x.iter().zip(z).map(|(p, q)| p * q).sum();
+    }
+    Ok(())
 }
 
 /// The gradient of row_dot with respect to one input: `dx[r, c] = dy[r]·other[r, c]`.
 pub fn row_dot_backward(dy: &[f32], other: &[f32], cols: usize) -> Result<Vec<f32>> {
+    let mut dx = vec![0.0; other.len()];
+    row_dot_backward_into(dy, other, cols, &mut dx, false)?;
+    Ok(dx)
+}
+
+/// [`row_dot_backward`] into `dx`, or added to it with `accumulate`.
+pub fn row_dot_backward_into(
+    dy: &[f32],
+    other: &[f32],
+    cols: usize,
+    dx: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
     check_len("row_dot_backward", "other", other.len(), dy.len() * cols)?;
-    Ok(other
-        .chunks(cols.max(1))
+    check_len("row_dot_backward", "dx", dx.len(), other.len())?;
+    for ((row, o), &g) in dx
+        .chunks_mut(cols.max(1))
+        .zip(other.chunks(cols.max(1)))
         .zip(dy)
-        .flat_map(|(row, &g)| row.iter().map(move |&o| g * o))
-        .collect())
+    {
+        for (d, &v) in row.iter_mut().zip(o) {
+            *d = if accumulate { *d + g * v } else { g * v };
+        }
+    }
+    Ok(())
 }

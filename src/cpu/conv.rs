@@ -1,16 +1,24 @@
 //! Conv2D as im2col + GEMM (col2im for the input gradient), and the patch machinery it shares
 //! with the transposed convolution.
+//!
+//! The batch runs as parallel slices (see [`super::workspace`]); each slice goes through its
+//! images in chunks whose column matrix stays in cache (written by im2col or the GEMM and read
+//! straight back). The `_into` forms write into the caller's buffers (adding to them when
+//! asked), so the CPU executor allocates nothing in a step; the plain forms allocate their
+//! result and are what the tests and the GPU parity tests call.
 
 use std::ops::Range;
 
 use super::check_len;
-use super::gemm::gemm;
+use super::gemm::{fill_rows, gemm_serial};
+use super::workspace::{FusedActivation, Workspace, check_fused, per_slice, summed_over_slices};
 use crate::error::Result;
 use crate::geometry::Conv2dGeometry;
 
-/// Upper bound on the im2col buffer (64 MiB of f32): the batch is processed in chunks of images
-/// whose column matrix fits. A single image larger than this still goes in one piece.
-const MAX_COLUMN_FLOATS: usize = 16 << 20;
+/// Target size of one chunk's column matrix, in floats (2 MiB): large enough for full-speed
+/// GEMMs, small enough that each thread's stays in cache. A single image larger than this still
+/// goes in one piece.
+const COLUMN_CHUNK_FLOATS: usize = 1 << 19;
 
 /// The window map shared by conv and transposed conv. Per batch item there is an image
 /// (img_h, img_w, channels) and a grid (grid_h, grid_w) of windows; window (gy, gx) with
@@ -48,75 +56,99 @@ impl Patches {
         self.img_h * self.img_w * self.channels
     }
 
-    /// Ranges of batch items to process together, and a column buffer large enough for one.
-    pub(super) fn chunks(&self, batch: usize) -> (impl Iterator<Item = Range<usize>>, Vec<f32>) {
+    /// `images` cut into chunks to process together: as many whole images as fit
+    /// [`COLUMN_CHUNK_FLOATS`], spread evenly (13 images of 78k floats go as 3 chunks of 4-5,
+    /// not 6 + 6 + 1). Ranges are relative to `images.start`.
+    pub(super) fn chunks(
+        &self,
+        images: Range<usize>,
+    ) -> impl Iterator<Item = Range<usize>> + use<> {
+        let n = images.len();
         let per_image = self.rows_per_image() * self.row_len();
-        let chunk = (MAX_COLUMN_FLOATS / per_image.max(1)).clamp(1, batch.max(1));
-        let ranges = (0..batch)
-            .step_by(chunk)
-            .map(move |b0| b0..(b0 + chunk).min(batch));
-        (ranges, vec![0.0; chunk.min(batch) * per_image])
+        let most = (COLUMN_CHUNK_FLOATS / per_image.max(1)).clamp(1, n.max(1));
+        let count = n.div_ceil(most);
+        (0..count).map(move |c| c * n / count..(c + 1) * n / count)
+    }
+
+    /// The column buffer for `images` images, grown if needed.
+    pub(super) fn cols<'a>(&self, buf: &'a mut Vec<f32>, images: usize) -> &'a mut [f32] {
+        let len = images * self.rows_per_image() * self.row_len();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        &mut buf[..len]
     }
 
     /// images (n, img_h, img_w, channels) -> cols (n·grid_h·grid_w, row_len), padding as 0.
     pub(super) fn im2col(&self, images: &[f32], cols: &mut [f32]) {
-        self.for_each_run(cols.len(), |col, pixel| match pixel {
-            Some(pixel) => cols[col].copy_from_slice(&images[pixel]),
-            None => cols[col].fill(0.0),
-        });
+        let per_image = self.rows_per_image() * self.row_len();
+        if per_image == 0 {
+            return;
+        }
+        if self.image_len() == 0 {
+            cols.fill(0.0);
+            return;
+        }
+        for (cols, image) in cols
+            .chunks_exact_mut(per_image)
+            .zip(images.chunks_exact(self.image_len()))
+        {
+            self.for_each_run(|col, pixel| match pixel {
+                Some(pixel) => cols[col].copy_from_slice(&image[pixel]),
+                None => cols[col].fill(0.0),
+            })
+        }
     }
 
     /// images += the scatter of cols: every column entry is added to the pixel it came from
     /// (the adjoint of `im2col`); padding entries are dropped.
     pub(super) fn col2im_add(&self, cols: &[f32], images: &mut [f32]) {
-        self.for_each_run(cols.len(), |col, pixel| {
-            if let Some(pixel) = pixel {
-                for (dst, &src) in images[pixel].iter_mut().zip(&cols[col]) {
-                    *dst += src;
-                }
-            }
-        });
-    }
-
-    /// Calls `visit(column range, Some(image range) or None for padding)` for runs covering a
-    /// column matrix of `cols_len` floats. In NHWC a kernel row that lies inside the image is
-    /// one contiguous run of k_w·channels floats; at the borders it splits per tap.
-    fn for_each_run(
-        &self,
-        cols_len: usize,
-        mut visit: impl FnMut(Range<usize>, Option<Range<usize>>),
-    ) {
-        let ch = self.channels;
-        let kernel_row = self.k_w * ch;
         let per_image = self.rows_per_image() * self.row_len();
-        if per_image == 0 {
+        if per_image == 0 || self.image_len() == 0 {
             return;
         }
+        for (image, cols) in images
+            .chunks_exact_mut(self.image_len())
+            .zip(cols.chunks_exact(per_image))
+        {
+            self.for_each_run(|col, pixel| {
+                if let Some(pixel) = pixel {
+                    for (dst, &src) in image[pixel].iter_mut().zip(&cols[col]) {
+                        *dst += src;
+                    }
+                }
+            })
+        }
+    }
+
+    /// Calls `visit(column range, Some(image range) or None for padding)` for runs covering the
+    /// column matrix of one image. In NHWC a kernel row that lies inside the image is one
+    /// contiguous run of k_w·channels floats; at the borders it splits per tap.
+    fn for_each_run(&self, mut visit: impl FnMut(Range<usize>, Option<Range<usize>>)) {
+        let ch = self.channels;
+        let kernel_row = self.k_w * ch;
         let mut col = 0;
-        for image in 0..cols_len / per_image {
-            let image_base = image * self.image_len();
-            for gy in 0..self.grid_h {
-                for gx in 0..self.grid_w {
-                    let x0 = gx * self.stride_w;
-                    for a in 0..self.k_h {
-                        let row = col..col + kernel_row;
-                        col += kernel_row;
-                        let Some(iy) = tap(gy * self.stride_h + a, self.pad_top, self.img_h) else {
-                            visit(row, None);
-                            continue;
-                        };
-                        let row_base = image_base + iy * self.img_w * ch;
-                        if x0 >= self.pad_left && x0 - self.pad_left + self.k_w <= self.img_w {
-                            let start = row_base + (x0 - self.pad_left) * ch;
-                            visit(row, Some(start..start + kernel_row));
-                            continue;
-                        }
-                        for c in 0..self.k_w {
-                            let run = row.start + c * ch..row.start + (c + 1) * ch;
-                            let pixel = tap(x0 + c, self.pad_left, self.img_w)
-                                .map(|ix| row_base + ix * ch..row_base + (ix + 1) * ch);
-                            visit(run, pixel);
-                        }
+        for gy in 0..self.grid_h {
+            for gx in 0..self.grid_w {
+                let x0 = gx * self.stride_w;
+                for a in 0..self.k_h {
+                    let row = col..col + kernel_row;
+                    col += kernel_row;
+                    let Some(iy) = tap(gy * self.stride_h + a, self.pad_top, self.img_h) else {
+                        visit(row, None);
+                        continue;
+                    };
+                    let row_base = iy * self.img_w * ch;
+                    if x0 >= self.pad_left && x0 - self.pad_left + self.k_w <= self.img_w {
+                        let start = row_base + (x0 - self.pad_left) * ch;
+                        visit(row, Some(start..start + kernel_row));
+                        continue;
+                    }
+                    for c in 0..self.k_w {
+                        let run = row.start + c * ch..row.start + (c + 1) * ch;
+                        let pixel = tap(x0 + c, self.pad_left, self.img_w)
+                            .map(|ix| row_base + ix * ch..row_base + (ix + 1) * ch);
+                        visit(run, pixel);
                     }
                 }
             }
@@ -150,72 +182,133 @@ fn patches(g: &Conv2dGeometry) -> Patches {
 /// (x = 0 outside the input). As matrices: y = im2col(x) · w + b.
 pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Result<Vec<f32>> {
     g.validate()?;
-    check_len("conv2d_forward", "x", x.len(), g.input_len())?;
-    check_len("conv2d_forward", "w", w.len(), g.weight_len())?;
-    check_len("conv2d_forward", "b", b.len(), g.out_c)?;
+    let mut y = vec![0.0; g.output_len()];
+    conv2d_forward_into(g, x, w, b, &mut y, None, &mut Workspace::default())?;
+    Ok(y)
+}
+
+/// [`conv2d_forward`] into `y`, then `fused` applied to it.
+pub fn conv2d_forward_into(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+    fused: FusedActivation<'_>,
+    ws: &mut Workspace,
+) -> Result<()> {
+    const OP: &str = "conv2d_forward";
+    g.validate()?;
+    check_len(OP, "x", x.len(), g.input_len())?;
+    check_len(OP, "w", w.len(), g.weight_len())?;
+    check_len(OP, "b", b.len(), g.out_c)?;
+    check_len(OP, "y", y.len(), g.output_len())?;
+    check_fused(OP, &fused, y.len())?;
     let p = patches(g);
     let out_per_image = p.rows_per_image() * g.out_c;
-    let mut y = b.repeat(g.batch * p.rows_per_image());
-    let (chunks, mut cols) = p.chunks(g.batch);
-    for r in chunks {
-        let rows = r.len() * p.rows_per_image();
-        let cols = &mut cols[..rows * p.row_len()];
-        p.im2col(&x[r.start * p.image_len()..r.end * p.image_len()], cols);
-        let y = &mut y[r.start * out_per_image..r.end * out_per_image];
-        gemm(rows, g.out_c, p.row_len(), cols, false, w, false, y, true)?;
-    }
-    Ok(y)
+    per_slice(y, fused, g.batch, out_per_image, ws, |mut s| {
+        for r in p.chunks(s.images.clone()) {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            p.im2col(&x[first * p.image_len()..][..r.len() * p.image_len()], cols);
+            let out = r.start * out_per_image..r.end * out_per_image;
+            let y = &mut s.out[out.clone()];
+            fill_rows(y, b, false)?;
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(rows, g.out_c, p.row_len(), cols, false, w, false, y, true)?;
+            s.finish(out)?;
+        }
+        Ok(())
+    })
 }
 
 /// dy (batch, out_h, out_w, out_c), w (k_h, k_w, in_c, out_c) -> dx (batch, in_h, in_w, in_c)
 /// dx = col2im(dy · wᵀ): each dy[n, oy, ox, o]·w[a, c, i, o] lands on the x pixel it read.
 pub fn conv2d_backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     g.validate()?;
-    check_len("conv2d_backward_input", "dy", dy.len(), g.output_len())?;
-    check_len("conv2d_backward_input", "w", w.len(), g.weight_len())?;
+    let mut dx = vec![0.0; g.input_len()];
+    conv2d_backward_input_into(g, dy, w, &mut dx, false, &mut Workspace::default())?;
+    Ok(dx)
+}
+
+/// [`conv2d_backward_input`] into `dx`, or added to it when `accumulate`.
+pub fn conv2d_backward_input_into(
+    g: &Conv2dGeometry,
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    accumulate: bool,
+    ws: &mut Workspace,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_input";
+    g.validate()?;
+    check_len(OP, "dy", dy.len(), g.output_len())?;
+    check_len(OP, "w", w.len(), g.weight_len())?;
+    check_len(OP, "dx", dx.len(), g.input_len())?;
     let p = patches(g);
     let out_per_image = p.rows_per_image() * g.out_c;
-    let mut dx = vec![0.0; g.input_len()];
-    let (chunks, mut cols) = p.chunks(g.batch);
-    for r in chunks {
-        let rows = r.len() * p.rows_per_image();
-        let cols = &mut cols[..rows * p.row_len()];
-        let dy = &dy[r.start * out_per_image..r.end * out_per_image];
-        gemm(rows, p.row_len(), g.out_c, dy, false, w, true, cols, false)?;
-        p.col2im_add(
-            cols,
-            &mut dx[r.start * p.image_len()..r.end * p.image_len()],
-        );
-    }
-    Ok(dx)
+    per_slice(dx, None, g.batch, p.image_len(), ws, |s| {
+        for r in p.chunks(s.images.clone()) {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            let dy = &dy[first * out_per_image..][..r.len() * out_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(rows, p.row_len(), g.out_c, dy, false, w, true, cols, false)?;
+            let dx = &mut s.out[r.start * p.image_len()..r.end * p.image_len()];
+            if !accumulate {
+                dx.fill(0.0);
+            }
+            p.col2im_add(cols, dx);
+        }
+        Ok(())
+    })
 }
 
 /// x (batch, in_h, in_w, in_c), dy (batch, out_h, out_w, out_c) -> dw (k_h, k_w, in_c, out_c)
 /// dw = im2col(x)ᵀ · dy, summed over the batch. (db is `bias_grad(dy, batch·out_h·out_w, out_c)`.)
 pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
     g.validate()?;
-    check_len("conv2d_backward_weight", "x", x.len(), g.input_len())?;
-    check_len("conv2d_backward_weight", "dy", dy.len(), g.output_len())?;
+    let mut dw = vec![0.0; g.weight_len()];
+    conv2d_backward_weight_into(g, x, dy, &mut dw, false, &mut Workspace::default())?;
+    Ok(dw)
+}
+
+/// [`conv2d_backward_weight`] into `dw`, or added to it when `accumulate`.
+pub fn conv2d_backward_weight_into(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+    ws: &mut Workspace,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_weight";
+    g.validate()?;
+    check_len(OP, "x", x.len(), g.input_len())?;
+    check_len(OP, "dy", dy.len(), g.output_len())?;
+    check_len(OP, "dw", dw.len(), g.weight_len())?;
     let p = patches(g);
     let out_per_image = p.rows_per_image() * g.out_c;
-    let mut dw = vec![0.0; g.weight_len()];
-    let (chunks, mut cols) = p.chunks(g.batch);
-    for r in chunks {
-        let rows = r.len() * p.rows_per_image();
-        let cols = &mut cols[..rows * p.row_len()];
-        p.im2col(&x[r.start * p.image_len()..r.end * p.image_len()], cols);
-        let dy = &dy[r.start * out_per_image..r.end * out_per_image];
-        gemm(
-            p.row_len(),
-            g.out_c,
-            rows,
-            cols,
-            true,
-            dy,
-            false,
-            &mut dw,
-            true,
-        )?;
-    }
-    Ok(dw)
+    summed_over_slices(dw, accumulate, g.batch, ws, |s| {
+        // The slice's first chunk overwrites its partial sum; the later ones add.
+        for (i, r) in p.chunks(s.images.clone()).enumerate() {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            p.im2col(&x[first * p.image_len()..][..r.len() * p.image_len()], cols);
+            let dy = &dy[first * out_per_image..][..r.len() * out_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(
+                p.row_len(),
+                g.out_c,
+                rows,
+                cols,
+                true,
+                dy,
+                false,
+                s.out,
+                i > 0,
+            )?;
+        }
+        Ok(())
+    })
 }

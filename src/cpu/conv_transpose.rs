@@ -8,7 +8,8 @@
 
 use super::check_len;
 use super::conv::Patches;
-use super::gemm::gemm;
+use super::gemm::{fill_rows, gemm_serial};
+use super::workspace::{FusedActivation, Workspace, check_fused, per_slice, summed_over_slices};
 use crate::error::Result;
 use crate::geometry::ConvTranspose2dGeometry;
 
@@ -31,6 +32,10 @@ fn patches(g: &ConvTranspose2dGeometry) -> Patches {
 /// x (batch, in_h, in_w, in_c), w (k_h, k_w, out_c, in_c), b (out_c) -> y (batch, out_h, out_w, out_c)
 /// `y[n, p, q, o] = b[o] + Σ x[n, i, j, ci] · w[a, c, o, ci]` over `i·s_h + a = p + crop_top`,
 /// `j·s_w + c = q + crop_left`. As matrices: y = col2im(x · wᵀ) + b, w viewed as (k_h·k_w·out_c, in_c).
+///
+/// The scatter is the transposed convolution's structure: each input pixel's products are made
+/// once and added where they land, so nothing multiplies the zeros that a convolution over a
+/// dilated input would.
 pub fn conv_transpose2d_forward(
     g: &ConvTranspose2dGeometry,
     x: &[f32],
@@ -38,21 +43,45 @@ pub fn conv_transpose2d_forward(
     b: &[f32],
 ) -> Result<Vec<f32>> {
     g.validate()?;
-    check_len("conv_transpose2d_forward", "x", x.len(), g.input_len())?;
-    check_len("conv_transpose2d_forward", "w", w.len(), g.weight_len())?;
-    check_len("conv_transpose2d_forward", "b", b.len(), g.out_c)?;
+    let mut y = vec![0.0; g.output_len()];
+    conv_transpose2d_forward_into(g, x, w, b, &mut y, None, &mut Workspace::default())?;
+    Ok(y)
+}
+
+/// [`conv_transpose2d_forward`] into `y`, then `fused` applied to it.
+pub fn conv_transpose2d_forward_into(
+    g: &ConvTranspose2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+    fused: FusedActivation<'_>,
+    ws: &mut Workspace,
+) -> Result<()> {
+    const OP: &str = "conv_transpose2d_forward";
+    g.validate()?;
+    check_len(OP, "x", x.len(), g.input_len())?;
+    check_len(OP, "w", w.len(), g.weight_len())?;
+    check_len(OP, "b", b.len(), g.out_c)?;
+    check_len(OP, "y", y.len(), g.output_len())?;
+    check_fused(OP, &fused, y.len())?;
     let p = patches(g);
     let in_per_image = p.rows_per_image() * g.in_c;
-    let mut y = b.repeat(g.batch * g.out_h * g.out_w);
-    let (chunks, mut cols) = p.chunks(g.batch);
-    for r in chunks {
-        let rows = r.len() * p.rows_per_image();
-        let cols = &mut cols[..rows * p.row_len()];
-        let x = &x[r.start * in_per_image..r.end * in_per_image];
-        gemm(rows, p.row_len(), g.in_c, x, false, w, true, cols, false)?;
-        p.col2im_add(cols, &mut y[r.start * p.image_len()..r.end * p.image_len()]);
-    }
-    Ok(y)
+    per_slice(y, fused, g.batch, p.image_len(), ws, |mut s| {
+        for r in p.chunks(s.images.clone()) {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            let x = &x[first * in_per_image..][..r.len() * in_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(rows, p.row_len(), g.in_c, x, false, w, true, cols, false)?;
+            let out = r.start * p.image_len()..r.end * p.image_len();
+            let y = &mut s.out[out.clone()];
+            fill_rows(y, b, false)?;
+            p.col2im_add(cols, y);
+            s.finish(out)?;
+        }
+        Ok(())
+    })
 }
 
 /// dy (batch, out_h, out_w, out_c), w (k_h, k_w, out_c, in_c) -> dx (batch, in_h, in_w, in_c)
@@ -64,30 +93,51 @@ pub fn conv_transpose2d_backward_input(
     w: &[f32],
 ) -> Result<Vec<f32>> {
     g.validate()?;
-    check_len(
-        "conv_transpose2d_backward_input",
-        "dy",
-        dy.len(),
-        g.output_len(),
-    )?;
-    check_len(
-        "conv_transpose2d_backward_input",
-        "w",
-        w.len(),
-        g.weight_len(),
-    )?;
+    let mut dx = vec![0.0; g.input_len()];
+    conv_transpose2d_backward_input_into(g, dy, w, &mut dx, false, &mut Workspace::default())?;
+    Ok(dx)
+}
+
+/// [`conv_transpose2d_backward_input`] into `dx`, or added to it when `accumulate`.
+pub fn conv_transpose2d_backward_input_into(
+    g: &ConvTranspose2dGeometry,
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    accumulate: bool,
+    ws: &mut Workspace,
+) -> Result<()> {
+    const OP: &str = "conv_transpose2d_backward_input";
+    g.validate()?;
+    check_len(OP, "dy", dy.len(), g.output_len())?;
+    check_len(OP, "w", w.len(), g.weight_len())?;
+    check_len(OP, "dx", dx.len(), g.input_len())?;
     let p = patches(g);
     let in_per_image = p.rows_per_image() * g.in_c;
-    let mut dx = vec![0.0; g.input_len()];
-    let (chunks, mut cols) = p.chunks(g.batch);
-    for r in chunks {
-        let rows = r.len() * p.rows_per_image();
-        let cols = &mut cols[..rows * p.row_len()];
-        p.im2col(&dy[r.start * p.image_len()..r.end * p.image_len()], cols);
-        let dx = &mut dx[r.start * in_per_image..r.end * in_per_image];
-        gemm(rows, g.in_c, p.row_len(), cols, false, w, false, dx, false)?;
-    }
-    Ok(dx)
+    per_slice(dx, None, g.batch, in_per_image, ws, |s| {
+        for r in p.chunks(s.images.clone()) {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            p.im2col(
+                &dy[first * p.image_len()..][..r.len() * p.image_len()],
+                cols,
+            );
+            let dx = &mut s.out[r.start * in_per_image..r.end * in_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(
+                rows,
+                g.in_c,
+                p.row_len(),
+                cols,
+                false,
+                w,
+                false,
+                dx,
+                accumulate,
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// x (batch, in_h, in_w, in_c), dy (batch, out_h, out_w, out_c) -> dw (k_h, k_w, out_c, in_c)
@@ -99,38 +149,50 @@ pub fn conv_transpose2d_backward_weight(
     dy: &[f32],
 ) -> Result<Vec<f32>> {
     g.validate()?;
-    check_len(
-        "conv_transpose2d_backward_weight",
-        "x",
-        x.len(),
-        g.input_len(),
-    )?;
-    check_len(
-        "conv_transpose2d_backward_weight",
-        "dy",
-        dy.len(),
-        g.output_len(),
-    )?;
+    let mut dw = vec![0.0; g.weight_len()];
+    conv_transpose2d_backward_weight_into(g, x, dy, &mut dw, false, &mut Workspace::default())?;
+    Ok(dw)
+}
+
+/// [`conv_transpose2d_backward_weight`] into `dw`, or added to it when `accumulate`.
+pub fn conv_transpose2d_backward_weight_into(
+    g: &ConvTranspose2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    accumulate: bool,
+    ws: &mut Workspace,
+) -> Result<()> {
+    const OP: &str = "conv_transpose2d_backward_weight";
+    g.validate()?;
+    check_len(OP, "x", x.len(), g.input_len())?;
+    check_len(OP, "dy", dy.len(), g.output_len())?;
+    check_len(OP, "dw", dw.len(), g.weight_len())?;
     let p = patches(g);
     let in_per_image = p.rows_per_image() * g.in_c;
-    let mut dw = vec![0.0; g.weight_len()];
-    let (chunks, mut cols) = p.chunks(g.batch);
-    for r in chunks {
-        let rows = r.len() * p.rows_per_image();
-        let cols = &mut cols[..rows * p.row_len()];
-        p.im2col(&dy[r.start * p.image_len()..r.end * p.image_len()], cols);
-        let x = &x[r.start * in_per_image..r.end * in_per_image];
-        gemm(
-            p.row_len(),
-            g.in_c,
-            rows,
-            cols,
-            true,
-            x,
-            false,
-            &mut dw,
-            true,
-        )?;
-    }
-    Ok(dw)
+    summed_over_slices(dw, accumulate, g.batch, ws, |s| {
+        // The slice's first chunk overwrites its partial sum; the later ones add.
+        for (i, r) in p.chunks(s.images.clone()).enumerate() {
+            let cols = p.cols(s.cols, r.len());
+            let first = s.images.start + r.start;
+            p.im2col(
+                &dy[first * p.image_len()..][..r.len() * p.image_len()],
+                cols,
+            );
+            let x = &x[first * in_per_image..][..r.len() * in_per_image];
+            let rows = r.len() * p.rows_per_image();
+            gemm_serial(
+                p.row_len(),
+                g.in_c,
+                rows,
+                cols,
+                true,
+                x,
+                false,
+                s.out,
+                i > 0,
+            )?;
+        }
+        Ok(())
+    })
 }

@@ -21,14 +21,27 @@ pub fn embedding_forward(
     classes: usize,
     dim: usize,
 ) -> Result<Vec<f32>> {
-    check_len("embedding_forward", "table", table.len(), classes * dim)?;
-    check_labels("embedding_forward", labels, classes)?;
-    let mut out = Vec::with_capacity(labels.len() * dim);
-    for &label in labels {
-        let row = label as usize * dim;
-        out.extend_from_slice(&table[row..row + dim]);
-    }
+    let mut out = vec![0.0; labels.len() * dim];
+    embedding_forward_into(table, labels, classes, dim, &mut out)?;
     Ok(out)
+}
+
+/// [`embedding_forward`] into `out`.
+pub fn embedding_forward_into(
+    table: &[f32],
+    labels: &[u32],
+    classes: usize,
+    dim: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    check_len("embedding_forward", "table", table.len(), classes * dim)?;
+    check_len("embedding_forward", "out", out.len(), labels.len() * dim)?;
+    check_labels("embedding_forward", labels, classes)?;
+    for (&label, row) in labels.iter().zip(out.chunks_exact_mut(dim.max(1))) {
+        let start = label as usize * dim;
+        row.copy_from_slice(&table[start..start + dim]);
+    }
+    Ok(())
 }
 
 /// `dtable [classes, dim]`: `dtable[c, j] = Σ over b with labels[b] = c of dy[b, j]`.
@@ -38,15 +51,35 @@ pub fn embedding_backward(
     classes: usize,
     dim: usize,
 ) -> Result<Vec<f32>> {
-    check_len("embedding_backward", "dy", dy.len(), labels.len() * dim)?;
-    check_labels("embedding_backward", labels, classes)?;
     let mut dtable = vec![0.0; classes * dim];
-    // Batch order, as the GPU kernel sums: identical f32 results.
-    for (b, &label) in labels.iter().enumerate() {
-        let row = &mut dtable[label as usize * dim..(label as usize + 1) * dim];
-        for (t, &g) in row.iter_mut().zip(&dy[b * dim..(b + 1) * dim]) {
-            *t += g;
+    embedding_backward_into(dy, labels, classes, dim, &mut dtable, false)?;
+    Ok(dtable)
+}
+
+/// [`embedding_backward`] into `dtable`, or added to it with `accumulate`. The sum runs
+/// in batch order from zero, then adds to what was there, as the GPU kernel does, so
+/// both agree bit for bit.
+pub fn embedding_backward_into(
+    dy: &[f32],
+    labels: &[u32],
+    classes: usize,
+    dim: usize,
+    dtable: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
+    check_len("embedding_backward", "dy", dy.len(), labels.len() * dim)?;
+    check_len("embedding_backward", "dtable", dtable.len(), classes * dim)?;
+    check_labels("embedding_backward", labels, classes)?;
+    for c in 0..classes {
+        for j in 0..dim {
+            let sum = labels
+                .iter()
+                .enumerate()
+                .filter(|&(_, &l)| l as usize == c)
+                .fold(0.0f32, |s, (b, _)| s + dy[b * dim + j]);
+            let t = &mut dtable[c * dim + j];
+            *t = if accumulate { *t + sum } else { sum };
         }
     }
-    Ok(dtable)
+    Ok(())
 }

@@ -1,4 +1,7 @@
-//! Row-major f32 GEMM on top of `matrixmultiply` (threaded), and the Dense layer built on it.
+//! Row-major f32 GEMM on top of the `gemm` crate (threaded on rayon's pool), and the Dense layer
+//! built on it.
+
+use gemm::Parallelism;
 
 use super::check_len;
 use crate::error::Result;
@@ -7,8 +10,46 @@ use crate::error::Result;
 /// A is stored (m, k), or (k, m) when `trans_a`; B is stored (k, n), or (n, k) when `trans_b`.
 /// Transposes become strides, so nothing is copied. Without `accumulate`, C is only written, so
 /// it may hold anything (even NaN) on entry; with k = 0 it becomes zeros (or stays, accumulating).
+///
+/// Deterministic: the crate splits the work between threads by blocks of C, never along k, so
+/// each element's sum has one order for a given machine.
 #[allow(clippy::too_many_arguments)] // the BLAS sgemm argument list
 pub fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
+    let par = Parallelism::Rayon(0);
+    gemm_with(par, m, n, k, a, trans_a, b, trans_b, c, accumulate)
+}
+
+/// [`gemm`] on the calling thread alone: for callers that already split their work across
+/// the pool (the convolutions, per slice of the batch).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_serial(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
+    let par = Parallelism::None;
+    gemm_with(par, m, n, k, a, trans_a, b, trans_b, c, accumulate)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    parallelism: Parallelism,
     m: usize,
     n: usize,
     k: usize,
@@ -23,30 +64,61 @@ pub fn gemm(
     check_len("gemm", "A", a.len(), m.saturating_mul(k))?;
     check_len("gemm", "B", b.len(), k.saturating_mul(n))?;
     check_len("gemm", "C", c.len(), m.saturating_mul(n))?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
     // Slice lengths are at most isize::MAX bytes, so these dimensions fit isize.
     let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
-    let beta = if accumulate { 1.0 } else { 0.0 };
-    // SAFETY: the lengths checked above make every element that matrixmultiply addresses,
+    // SAFETY: the lengths checked above make every element that the crate addresses,
     // A[i*rsa + p*csa] for i < m, p < k (likewise B and C), lie inside its slice; C is a unique
-    // borrow, so it aliases neither A nor B. With beta = 0, C is never read.
+    // borrow, so it aliases neither A nor B. Without `accumulate` (read_dst false), C is never
+    // read. The crate computes dst = alpha·dst + beta·lhs·rhs.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
+            k,
             c.as_mut_ptr(),
-            n as isize,
             1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            csa as isize,
+            rsa as isize,
+            b.as_ptr(),
+            csb as isize,
+            rsb as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
         );
+    }
+    Ok(())
+}
+
+/// c (rows, cols) = each row of `bias` (cols), or c += it when `accumulate`: the bias written
+/// before a GEMM that then accumulates onto it.
+pub fn fill_rows(c: &mut [f32], bias: &[f32], accumulate: bool) -> Result<()> {
+    let cols = bias.len().max(1);
+    if !c.len().is_multiple_of(cols) {
+        return Err(crate::error::Error::Shape {
+            op: "fill_rows",
+            message: format!("{} elements are not rows of {}", c.len(), bias.len()),
+        });
+    }
+    if bias.is_empty() {
+        return Ok(());
+    }
+    for row in c.chunks_exact_mut(cols) {
+        if accumulate {
+            row.iter_mut().zip(bias).for_each(|(c, &b)| *c += b);
+        } else {
+            row.copy_from_slice(bias);
+        }
     }
     Ok(())
 }
@@ -63,7 +135,8 @@ pub fn dense_forward(
     check_len("dense_forward", "x", x.len(), batch.saturating_mul(in_f))?;
     check_len("dense_forward", "w", w.len(), in_f.saturating_mul(out_f))?;
     check_len("dense_forward", "b", b.len(), out_f)?;
-    let mut y = b.repeat(batch);
+    let mut y = vec![0.0; batch.saturating_mul(out_f)];
+    fill_rows(&mut y, b, false)?;
     gemm(batch, out_f, in_f, x, false, w, false, &mut y, true)?;
     Ok(y)
 }
@@ -97,14 +170,35 @@ pub fn dense_backward(
 /// the convolutions (rows = batch·out_h·out_w). Accumulated in f64: a conv bias sums ~10^4
 /// terms, and the oracle should not carry the f32 rounding of any one summation order.
 pub fn bias_grad(dy: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
+    let mut db = vec![0.0; cols];
+    bias_grad_into(dy, rows, cols, &mut db, false)?;
+    Ok(db)
+}
+
+/// Columns summed per pass over dy: their f64 sums stay on the stack, so nothing is allocated.
+const BIAS_GRAD_COLUMNS: usize = 64;
+
+/// [`bias_grad`] written into `db` (cols), or added to it when `accumulate`.
+pub fn bias_grad_into(
+    dy: &[f32],
+    rows: usize,
+    cols: usize,
+    db: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
     check_len("bias_grad", "dy", dy.len(), rows.saturating_mul(cols))?;
-    let mut sum = vec![0.0f64; cols];
-    if cols > 0 {
+    check_len("bias_grad", "db", db.len(), cols)?;
+    for c0 in (0..cols).step_by(BIAS_GRAD_COLUMNS) {
+        let width = BIAS_GRAD_COLUMNS.min(cols - c0);
+        let mut sum = [0.0f64; BIAS_GRAD_COLUMNS];
         for row in dy.chunks_exact(cols) {
-            for (s, &d) in sum.iter_mut().zip(row) {
+            for (s, &d) in sum.iter_mut().zip(&row[c0..c0 + width]) {
                 *s += f64::from(d);
             }
         }
+        for (db, &s) in db[c0..c0 + width].iter_mut().zip(&sum) {
+            *db = if accumulate { *db + s as f32 } else { s as f32 };
+        }
     }
-    Ok(sum.into_iter().map(|s| s as f32).collect())
+    Ok(())
 }

@@ -1,6 +1,10 @@
 //! CPU reference twins of every kernel: the oracle the WGSL kernels are tested against, and a
 //! usable (GEMM-based, multi-threaded) CPU training backend.
 //!
+//! Threads: everything runs on rayon's global pool (`RAYON_NUM_THREADS`, default one per
+//! core), the GEMM included, and work is split in fixed pieces, so results depend on neither
+//! the thread count nor scheduling. [`peak`] measures the fp32 limit of those threads.
+//!
 //! Conventions, shared with the GPU kernels:
 //! - Activations are NHWC (batch, height, width, channels), channels fastest. That is Keras
 //!   `channels_last`, so the TF-Keras golden vectors and weights load without transposes. It
@@ -24,20 +28,36 @@ pub mod embedding;
 pub mod gather;
 pub mod gemm;
 pub mod noise;
+mod par;
+pub mod peak;
 pub mod softmax_ce;
+pub mod workspace;
 
-pub use activation::{Activation, activation_backward, activation_forward};
-pub use adam::{AdamConfig, adam_step};
-pub use bce::{BceOutput, bce_elementwise, bce_with_logits};
-pub use combine::{add, row_dot, row_dot_backward};
-pub use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
-pub use conv_transpose::{
-    conv_transpose2d_backward_input, conv_transpose2d_backward_weight, conv_transpose2d_forward,
+pub use activation::{
+    Activation, activation_backward, activation_backward_into, activation_forward,
+    activation_forward_into,
 };
-pub use embedding::{embedding_backward, embedding_forward};
-pub use gemm::{bias_grad, dense_backward, dense_forward, gemm};
-pub use noise::{normal_noise, philox4x32_10, uniform_index, uniform_u32};
+pub use adam::{AdamConfig, adam_step};
+pub use bce::{BceOutput, bce_constant_label, bce_elementwise, bce_with_logits};
+pub use combine::{
+    accumulate_into, add, add_into, row_dot, row_dot_backward, row_dot_backward_into, row_dot_into,
+};
+pub use conv::{
+    conv2d_backward_input, conv2d_backward_input_into, conv2d_backward_weight,
+    conv2d_backward_weight_into, conv2d_forward, conv2d_forward_into,
+};
+pub use conv_transpose::{
+    conv_transpose2d_backward_input, conv_transpose2d_backward_input_into,
+    conv_transpose2d_backward_weight, conv_transpose2d_backward_weight_into,
+    conv_transpose2d_forward, conv_transpose2d_forward_into,
+};
+pub use embedding::{
+    embedding_backward, embedding_backward_into, embedding_forward, embedding_forward_into,
+};
+pub use gemm::{bias_grad, bias_grad_into, dense_backward, dense_forward, fill_rows, gemm};
+pub use noise::{normal_noise, normal_noise_into, philox4x32_10, uniform_index, uniform_u32};
 pub use softmax_ce::{SoftmaxCeOutput, softmax_cross_entropy, softmax_rows};
+pub use workspace::{FusedActivation, Workspace};
 
 use crate::error::{Error, Result};
 

@@ -70,15 +70,25 @@ pub fn uniform_u32(seed: u64, stream: u64, n: usize) -> Vec<u32> {
 /// in (0, 1] (so ln u1 is finite) and u2 = (rb >> 8)·2^-24 in [0, 1), the pair is
 /// sqrt(-2 ln u1)·(cos 2πu2, sin 2πu2).
 pub fn normal_noise(seed: u64, stream: u64, n: usize) -> Vec<f32> {
-    (0..n.div_ceil(4) as u64)
-        .flat_map(|b| {
-            let [r0, r1, r2, r3] = block(seed, stream, b);
+    let mut out = vec![0.0; n];
+    normal_noise_into(seed, stream, &mut out);
+    out
+}
+
+/// [`normal_noise`] of n = `out.len()` into `out`, threaded (element i depends only on i).
+pub fn normal_noise_into(seed: u64, stream: u64, out: &mut [f32]) {
+    // Chunks start at multiples of 4, so each begins on a block.
+    const { assert!(super::par::CHUNK.is_multiple_of(4)) };
+    super::par::chunks_mut(out, |at, out| {
+        for (i, quad) in out.chunks_mut(4).enumerate() {
+            let [r0, r1, r2, r3] = block(seed, stream, ((at / 4) + i) as u64);
             let [z0, z1] = box_muller(r0, r1);
             let [z2, z3] = box_muller(r2, r3);
-            [z0, z1, z2, z3]
-        })
-        .take(n)
-        .collect()
+            for (o, z) in quad.iter_mut().zip([z0, z1, z2, z3]) {
+                *o = z;
+            }
+        }
+    });
 }
 
 fn box_muller(ra: u32, rb: u32) -> [f32; 2] {

@@ -1,11 +1,15 @@
 //! The CPU executor: runs instruction lists with the CPU reference ops.
 //!
 //! It is the oracle for the GPU executor and the trainer on machines without a real GPU
-//! (the reference ops are GEMM-based and multi-threaded, so it is not slow).
+//! (the reference ops are GEMM-based and multi-threaded, so it is not slow). Every op writes
+//! into the executor's own buffers (adding to them for `accumulate`), and the convolutions
+//! reuse one scratch [`Workspace`], so a step allocates no tensor. A convolution or a biased
+//! GEMM followed by an activation of its output runs as one fused instruction: the activation
+//! is applied to each finished chunk of the output while it is still in cache.
 
 use std::sync::Arc;
 
-use crate::cpu::{self, AdamConfig};
+use crate::cpu::{self, AdamConfig, Workspace};
 use crate::error::{Error, Result};
 use crate::graph::{Buf, Executor, Graph, Instr, NodeId, RandomStreams, Snapshot};
 
@@ -20,16 +24,25 @@ pub struct CpuExecutor {
     streams: RandomStreams,
     plans: Vec<Vec<Instr>>,
     snapshots: Vec<Snapshot>,
+    workspace: Workspace,
 }
 
-/// Adds `src` into `dst` or replaces it.
-fn store(dst: &mut Vec<f32>, src: Vec<f32>, accumulate: bool) {
-    if accumulate {
-        for (d, s) in dst.iter_mut().zip(&src) {
-            *d += s;
-        }
-    } else {
-        *dst = src;
+/// The activation instruction that may be fused into the instruction before it: it must read
+/// exactly that instruction's output value.
+fn fusable_activation(producer: &Instr, next: Option<&Instr>) -> Option<(cpu::Activation, Buf)> {
+    let out = match *producer {
+        Instr::Conv2d { y, .. } | Instr::ConvTranspose2d { y, .. } => y,
+        Instr::Gemm {
+            c,
+            bias: Some(_),
+            accumulate: false,
+            ..
+        } => c,
+        _ => return None,
+    };
+    match next {
+        Some(&Instr::Activation { act, x, y, .. }) if x == out && y != out => Some((act, y)),
+        _ => None,
     }
 }
 
@@ -53,6 +66,7 @@ impl CpuExecutor {
             streams,
             plans: Vec::new(),
             snapshots: Vec::new(),
+            workspace: Workspace::default(),
         }
     }
 
@@ -70,19 +84,47 @@ impl CpuExecutor {
         }
     }
 
-    fn exec(&mut self, instr: &Instr, iteration: u64) -> Result<()> {
+    /// Runs `op` with `out` (and `second`, if given) lent out of the executor, so the op reads
+    /// the other buffers while writing these in place. Lending moves the vectors, it does not
+    /// copy them. An op that also reads a lent buffer sees it empty and fails its length check.
+    fn write_into(
+        &mut self,
+        out: Buf,
+        second: Option<Buf>,
+        op: impl FnOnce(&Self, &mut [f32], Option<&mut [f32]>, &mut Workspace) -> Result<()>,
+    ) -> Result<()> {
+        let mut dst = std::mem::take(self.slot(out));
+        let mut dst2 = second.map(|b| std::mem::take(self.slot(b)));
+        let mut ws = std::mem::take(&mut self.workspace);
+        let result = op(self, &mut dst, dst2.as_deref_mut(), &mut ws);
+        self.workspace = ws;
+        if let (Some(b), Some(v)) = (second, dst2) {
+            *self.slot(b) = v;
+        }
+        *self.slot(out) = dst;
+        result
+    }
+
+    /// Runs `instr`, fused with `next` when that is an activation of its output; returns whether
+    /// `next` was consumed.
+    fn exec(&mut self, instr: &Instr, next: Option<&Instr>, iteration: u64) -> Result<bool> {
+        let fused = fusable_activation(instr, next);
+        let act_out = fused.map(|(_, y)| y);
+        let act = fused.map(|(act, _)| act);
         match *instr {
             Instr::Noise { out, len, slot } => {
                 let stream = RandomStreams::noise_stream(iteration, slot);
-                *self.slot(out) = cpu::normal_noise(self.streams.seed, stream, len);
+                let seed = self.streams.seed;
+                let out = self.slot(out);
+                cpu::check_len("Noise", "out", out.len(), len)?;
+                cpu::normal_noise_into(seed, stream, out);
             }
             Instr::DataBatch { out, batch } => {
-                let data = self.dataset.as_ref().ok_or_else(|| {
+                let data = Arc::clone(self.dataset.as_ref().ok_or_else(|| {
                     Error::InvalidArgument("a DataBatch input needs a dataset".into())
-                })?;
+                })?);
                 let indices = self.streams.batch_indices(iteration, batch, data.rows);
-                let rows = cpu::gather::gather_rows(&data.bytes, data.row_len, &indices);
-                *self.slot(out) = rows;
+                cpu::gather::gather_rows_into(&data.bytes, data.row_len, &indices, self.slot(out))?;
             }
             Instr::RandomLabels {
                 out,
@@ -94,10 +136,13 @@ impl CpuExecutor {
                 let bound = u32::try_from(classes).map_err(|_| {
                     Error::InvalidArgument(format!("{classes} classes overflow u32"))
                 })?;
-                *self.slot(out) = cpu::uniform_u32(self.streams.seed, stream, batch)
-                    .into_iter()
-                    .map(|word| f32::from_bits(cpu::uniform_index(word, bound)))
-                    .collect();
+                let seed = self.streams.seed;
+                let words = cpu::uniform_u32(seed, stream, batch);
+                let dst = self.slot(out);
+                cpu::check_len("random labels", "out", dst.len(), batch)?;
+                for (d, word) in dst.iter_mut().zip(words) {
+                    *d = f32::from_bits(cpu::uniform_index(word, bound));
+                }
             }
             Instr::Embedding {
                 table,
@@ -106,11 +151,10 @@ impl CpuExecutor {
                 classes,
                 dim,
                 ..
-            } => {
-                let labels = bits(self.get(labels));
-                let y = cpu::embedding_forward(self.get(table), &labels, classes, dim)?;
-                *self.slot(out) = y;
-            }
+            } => self.write_into(out, None, |s, dst, _, _| {
+                let labels = bits(s.get(labels));
+                cpu::embedding_forward_into(s.get(table), labels, classes, dim, dst)
+            })?,
             Instr::EmbeddingGrad {
                 dy,
                 labels,
@@ -119,28 +163,24 @@ impl CpuExecutor {
                 dim,
                 accumulate,
                 ..
-            } => {
-                let labels = bits(self.get(labels));
-                let g = cpu::embedding_backward(self.get(dy), &labels, classes, dim)?;
-                store(self.slot(dtable), g, accumulate);
-            }
-            Instr::Add { a, b, y, .. } => {
-                let sum = cpu::add(self.get(a), self.get(b))?;
-                *self.slot(y) = sum;
-            }
+            } => self.write_into(dtable, None, |s, dst, _, _| {
+                let labels = bits(s.get(labels));
+                cpu::embedding_backward_into(s.get(dy), labels, classes, dim, dst, accumulate)
+            })?,
+            Instr::Add { a, b, y, .. } => self.write_into(y, None, |s, dst, _, _| {
+                cpu::add_into(s.get(a), s.get(b), dst)
+            })?,
             Instr::Accumulate {
                 src,
                 dst,
                 accumulate,
                 ..
-            } => {
-                let value = self.get(src).to_vec();
-                store(self.slot(dst), value, accumulate);
-            }
-            Instr::RowDot { a, b, y, cols, .. } => {
-                let dots = cpu::row_dot(self.get(a), self.get(b), cols)?;
-                *self.slot(y) = dots;
-            }
+            } => self.write_into(dst, None, |s, out, _, _| {
+                cpu::accumulate_into(s.get(src), out, accumulate)
+            })?,
+            Instr::RowDot { a, b, y, cols, .. } => self.write_into(y, None, |s, dst, _, _| {
+                cpu::row_dot_into(s.get(a), s.get(b), cols, dst)
+            })?,
             Instr::RowDotGrad {
                 dy,
                 other,
@@ -148,10 +188,9 @@ impl CpuExecutor {
                 cols,
                 accumulate,
                 ..
-            } => {
-                let g = cpu::row_dot_backward(self.get(dy), self.get(other), cols)?;
-                store(self.slot(dx), g, accumulate);
-            }
+            } => self.write_into(dx, None, |s, dst, _, _| {
+                cpu::row_dot_backward_into(s.get(dy), s.get(other), cols, dst, accumulate)
+            })?,
             Instr::DataLabels { out, batch } => {
                 let labels = self
                     .dataset
@@ -162,7 +201,11 @@ impl CpuExecutor {
                     })?;
                 let indices = self.streams.batch_indices(iteration, batch, labels.1);
                 let classes = cpu::gather::gather_labels(labels.0, &indices);
-                *self.slot(out) = classes.into_iter().map(f32::from_bits).collect();
+                let slot = self.slot(out);
+                cpu::check_len("DataLabels", "out", slot.len(), classes.len())?;
+                for (dst, class) in slot.iter_mut().zip(classes) {
+                    *dst = f32::from_bits(class);
+                }
             }
             Instr::SoftmaxCeLoss {
                 logits,
@@ -174,7 +217,9 @@ impl CpuExecutor {
                 let labels: Vec<u32> = self.get(labels).iter().map(|x| x.to_bits()).collect();
                 let out =
                     cpu::softmax_ce::softmax_cross_entropy(self.get(logits), &labels, classes)?;
-                *self.slot(stats) = vec![out.loss, out.accuracy];
+                let stats = self.slot(stats);
+                cpu::check_len("SoftmaxCeLoss", "stats", stats.len(), 2)?;
+                stats.copy_from_slice(&[out.loss, out.accuracy]);
             }
             Instr::SoftmaxCeGrad {
                 logits,
@@ -187,7 +232,11 @@ impl CpuExecutor {
                 let labels: Vec<u32> = self.get(labels).iter().map(|x| x.to_bits()).collect();
                 let out =
                     cpu::softmax_ce::softmax_cross_entropy(self.get(logits), &labels, classes)?;
-                store(self.slot(dlogits), out.dlogits, accumulate);
+                let dst = self.slot(dlogits);
+                cpu::check_len("SoftmaxCeGrad", "dlogits", dst.len(), out.dlogits.len())?;
+                for (d, g) in dst.iter_mut().zip(out.dlogits) {
+                    *d = if accumulate { *d + g } else { g };
+                }
             }
             Instr::Gemm {
                 a,
@@ -200,37 +249,31 @@ impl CpuExecutor {
                 trans_a,
                 trans_b,
                 accumulate,
-            } => {
-                let mut result = match bias {
-                    Some(bias) => self.get(bias).repeat(m),
-                    None => vec![0.0; m * n],
-                };
-                cpu::gemm(
-                    m,
-                    n,
-                    k,
-                    self.get(a),
-                    trans_a,
-                    self.get(b),
-                    trans_b,
-                    &mut result,
-                    bias.is_some(),
-                )?;
-                store(self.slot(c), result, accumulate);
-            }
+            } => self.write_into(c, act_out, |s, c, act_y, _| {
+                if let Some(bias) = bias {
+                    cpu::fill_rows(c, s.get(bias), accumulate)?;
+                }
+                let add = accumulate || bias.is_some();
+                cpu::gemm(m, n, k, s.get(a), trans_a, s.get(b), trans_b, c, add)?;
+                match act.zip(act_y) {
+                    Some((act, y)) => cpu::activation_forward_into(act, c, y),
+                    None => Ok(()),
+                }
+            })?,
             Instr::BiasGrad {
                 dy,
                 db,
                 rows,
                 cols,
                 accumulate,
-            } => {
-                let result = cpu::bias_grad(self.get(dy), rows, cols)?;
-                store(self.slot(db), result, accumulate);
-            }
+            } => self.write_into(db, None, |s, db, _, _| {
+                cpu::bias_grad_into(s.get(dy), rows, cols, db, accumulate)
+            })?,
             Instr::Conv2d { geom, x, w, b, y } => {
-                let result = cpu::conv2d_forward(&geom, self.get(x), self.get(w), self.get(b))?;
-                *self.slot(y) = result;
+                self.write_into(y, act_out, |s, y, act_y, ws| {
+                    let (x, w, b) = (s.get(x), s.get(w), s.get(b));
+                    cpu::conv2d_forward_into(&geom, x, w, b, y, act.zip(act_y), ws)
+                })?
             }
             Instr::Conv2dInputGrad {
                 geom,
@@ -238,24 +281,23 @@ impl CpuExecutor {
                 w,
                 dx,
                 accumulate,
-            } => {
-                let result = cpu::conv2d_backward_input(&geom, self.get(dy), self.get(w))?;
-                store(self.slot(dx), result, accumulate);
-            }
+            } => self.write_into(dx, None, |s, dx, _, ws| {
+                cpu::conv2d_backward_input_into(&geom, s.get(dy), s.get(w), dx, accumulate, ws)
+            })?,
             Instr::Conv2dWeightGrad {
                 geom,
                 x,
                 dy,
                 dw,
                 accumulate,
-            } => {
-                let result = cpu::conv2d_backward_weight(&geom, self.get(x), self.get(dy))?;
-                store(self.slot(dw), result, accumulate);
-            }
+            } => self.write_into(dw, None, |s, dw, _, ws| {
+                cpu::conv2d_backward_weight_into(&geom, s.get(x), s.get(dy), dw, accumulate, ws)
+            })?,
             Instr::ConvTranspose2d { geom, x, w, b, y } => {
-                let result =
-                    cpu::conv_transpose2d_forward(&geom, self.get(x), self.get(w), self.get(b))?;
-                *self.slot(y) = result;
+                self.write_into(y, act_out, |s, y, act_y, ws| {
+                    let (x, w, b) = (s.get(x), s.get(w), s.get(b));
+                    cpu::conv_transpose2d_forward_into(&geom, x, w, b, y, act.zip(act_y), ws)
+                })?
             }
             Instr::ConvTranspose2dInputGrad {
                 geom,
@@ -263,26 +305,23 @@ impl CpuExecutor {
                 w,
                 dx,
                 accumulate,
-            } => {
-                let result =
-                    cpu::conv_transpose2d_backward_input(&geom, self.get(dy), self.get(w))?;
-                store(self.slot(dx), result, accumulate);
-            }
+            } => self.write_into(dx, None, |s, dx, _, ws| {
+                let (dy, w) = (s.get(dy), s.get(w));
+                cpu::conv_transpose2d_backward_input_into(&geom, dy, w, dx, accumulate, ws)
+            })?,
             Instr::ConvTranspose2dWeightGrad {
                 geom,
                 x,
                 dy,
                 dw,
                 accumulate,
-            } => {
-                let result =
-                    cpu::conv_transpose2d_backward_weight(&geom, self.get(x), self.get(dy))?;
-                store(self.slot(dw), result, accumulate);
-            }
-            Instr::Activation { act, x, y, .. } => {
-                let result = cpu::activation_forward(act, self.get(x));
-                *self.slot(y) = result;
-            }
+            } => self.write_into(dw, None, |s, dw, _, ws| {
+                let (x, dy) = (s.get(x), s.get(dy));
+                cpu::conv_transpose2d_backward_weight_into(&geom, x, dy, dw, accumulate, ws)
+            })?,
+            Instr::Activation { act, x, y, .. } => self.write_into(y, None, |s, y, _, _| {
+                cpu::activation_forward_into(act, s.get(x), y)
+            })?,
             Instr::ActivationGrad {
                 act,
                 x,
@@ -291,18 +330,22 @@ impl CpuExecutor {
                 dx,
                 accumulate,
                 ..
-            } => {
-                let result = cpu::activation_backward(act, self.get(x), self.get(y), self.get(dy))?;
-                store(self.slot(dx), result, accumulate);
-            }
+            } => self.write_into(dx, None, |s, dx, _, _| {
+                let (x, y, dy) = (s.get(x), s.get(y), s.get(dy));
+                cpu::activation_backward_into(act, x, y, dy, dx, accumulate)
+            })?,
             Instr::BceLoss {
                 logits,
                 label,
                 stats,
                 len,
             } => {
-                let out = cpu::bce_with_logits(self.get(logits), &vec![label; len])?;
-                *self.slot(stats) = vec![out.loss, out.mean_prob];
+                let logits = self.get(logits);
+                cpu::check_len("BceLoss", "logits", logits.len(), len)?;
+                let (loss, mean_prob) = cpu::bce_constant_label(logits, label, None)?;
+                let stats = self.slot(stats);
+                cpu::check_len("BceLoss", "stats", stats.len(), 2)?;
+                stats.copy_from_slice(&[loss, mean_prob]);
             }
             Instr::BceGrad {
                 logits,
@@ -310,10 +353,11 @@ impl CpuExecutor {
                 dlogits,
                 len,
                 accumulate,
-            } => {
-                let out = cpu::bce_with_logits(self.get(logits), &vec![label; len])?;
-                store(self.slot(dlogits), out.dlogits, accumulate);
-            }
+            } => self.write_into(dlogits, None, |s, d, _, _| {
+                let logits = s.get(logits);
+                cpu::check_len("BceGrad", "logits", logits.len(), len)?;
+                cpu::bce_constant_label(logits, label, Some((d, accumulate))).map(drop)
+            })?,
             Instr::Adam { param, group, .. } => {
                 let cfg = self.optimizers[group];
                 let t = adam_step_number(iteration)?;
@@ -328,13 +372,13 @@ impl CpuExecutor {
                 )?;
             }
         }
-        Ok(())
+        Ok(fused.is_some())
     }
 }
 
-/// Class labels stored as u32 bit patterns in an f32 buffer.
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|x| x.to_bits()).collect()
+/// Class labels stored as u32 bit patterns in an f32 buffer, read in place.
+fn bits(values: &[f32]) -> &[u32] {
+    bytemuck::cast_slice(values)
 }
 
 /// Adam's 1-based step for a 0-based iteration; both optimizers step once per iteration.
@@ -354,7 +398,17 @@ impl Executor for CpuExecutor {
 
     fn run(&mut self, plan: usize, iteration: u64) -> Result<()> {
         let instrs = std::mem::take(&mut self.plans[plan]);
-        let result = instrs.iter().try_for_each(|i| self.exec(i, iteration));
+        let mut result = Ok(());
+        let mut i = 0;
+        while i < instrs.len() {
+            match self.exec(&instrs[i], instrs.get(i + 1), iteration) {
+                Ok(fused) => i += 1 + usize::from(fused),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
         self.plans[plan] = instrs;
         result
     }

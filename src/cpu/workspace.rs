@@ -1,0 +1,161 @@
+//! How the convolutions use the threads: the batch is cut into [`SLICES`] fixed slices that run
+//! in parallel, each on one thread with single-threaded GEMMs over chunks of its images, in
+//! scratch that a [`Workspace`] keeps from call to call.
+//!
+//! Why slices rather than threaded GEMMs: a layer's GEMMs are modest (tens of MFLOP per chunk),
+//! and splitting each of them between threads costs a synchronisation per call and lets one
+//! descheduled thread stall the other; whole slices need no synchronisation until the end, and
+//! rayon hands slices to whichever thread is free. The slices are fixed (not one per thread),
+//! so a weight gradient, summed slice by slice in slice order, has the same bits on any number
+//! of threads.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::activation::{Activation, activation_forward_into};
+use super::check_len;
+use crate::error::Result;
+
+/// Fixed pieces of the batch: enough for rayon to balance two to eight threads, few enough that
+/// the weight gradient's per-slice partial sums stay small.
+pub const SLICES: usize = 8;
+
+/// Scratch of the convolutions: a column-matrix buffer per slice and the weight gradient's
+/// per-slice partial sums, grown to the largest layer's need and then reused.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    cols: [Vec<f32>; SLICES],
+    partials: Vec<f32>,
+}
+
+/// An activation applied to a layer's output as each chunk of it is finished (while it is in
+/// cache): (activation, where its output goes, as long as the layer's output).
+pub type FusedActivation<'a> = Option<(Activation, &'a mut [f32])>;
+
+/// Checks that a fused activation's output is as long as the layer's.
+pub(super) fn check_fused(op: &'static str, fused: &FusedActivation<'_>, len: usize) -> Result<()> {
+    match fused {
+        Some((_, out)) => check_len(op, "activation output", out.len(), len),
+        None => Ok(()),
+    }
+}
+
+/// The images of slice `s` of a batch: near-equal contiguous ranges, in order.
+fn slice_images(batch: usize, s: usize) -> Range<usize> {
+    s * batch / SLICES..(s + 1) * batch / SLICES
+}
+
+/// `out` (per_image floats per image) cut at the slice boundaries.
+fn split_by_slice(mut out: &mut [f32], batch: usize, per_image: usize) -> [&mut [f32]; SLICES] {
+    let mut parts: [&mut [f32]; SLICES] = Default::default();
+    for (s, part) in parts.iter_mut().enumerate() {
+        let (head, tail) =
+            std::mem::take(&mut out).split_at_mut(slice_images(batch, s).len() * per_image);
+        *part = head;
+        out = tail;
+    }
+    parts
+}
+
+/// One slice's share of a layer's output.
+pub(super) struct SliceOut<'a> {
+    /// The slice's images.
+    pub(super) images: Range<usize>,
+    /// Its part of the output (or its partial sum, in [`summed_over_slices`]).
+    pub(super) out: &'a mut [f32],
+    /// Column-matrix scratch, grown as needed.
+    pub(super) cols: &'a mut Vec<f32>,
+    /// Its part of a fused activation's output.
+    fused: Option<(Activation, &'a mut [f32])>,
+}
+
+impl SliceOut<'_> {
+    /// Applies the fused activation, if any, to `range` of this slice's output.
+    pub(super) fn finish(&mut self, range: Range<usize>) -> Result<()> {
+        match &mut self.fused {
+            Some((act, y)) => {
+                activation_forward_into(*act, &self.out[range.clone()], &mut y[range])
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs `job` on every slice in parallel, each with its part of `out` (`per_image` floats per
+/// image) and of the fused activation's output.
+pub(super) fn per_slice(
+    out: &mut [f32],
+    fused: FusedActivation<'_>,
+    batch: usize,
+    per_image: usize,
+    ws: &mut Workspace,
+    job: impl Fn(SliceOut<'_>) -> Result<()> + Sync,
+) -> Result<()> {
+    let parts = split_by_slice(out, batch, per_image);
+    let act = fused.as_ref().map(|(act, _)| *act);
+    let mut fused_parts: [&mut [f32]; SLICES] = match fused {
+        Some((_, y)) => split_by_slice(y, batch, per_image),
+        None => Default::default(),
+    };
+    parts
+        .into_par_iter()
+        .zip(fused_parts.par_iter_mut())
+        .zip(ws.cols.par_iter_mut())
+        .enumerate()
+        .try_for_each(|(s, ((out, fused), cols))| {
+            job(SliceOut {
+                images: slice_images(batch, s),
+                out,
+                cols,
+                fused: act.map(|act| (act, std::mem::take(fused))),
+            })
+        })
+}
+
+/// Runs `job` on every slice in parallel, each writing its partial sum (it must overwrite all
+/// of it, unless the slice has no images), then `out` = (out +) Σ partials in slice order.
+pub(super) fn summed_over_slices(
+    out: &mut [f32],
+    accumulate: bool,
+    batch: usize,
+    ws: &mut Workspace,
+    job: impl Fn(SliceOut<'_>) -> Result<()> + Sync,
+) -> Result<()> {
+    let len = out.len();
+    if len == 0 {
+        return Ok(());
+    }
+    if ws.partials.len() < len * SLICES {
+        ws.partials.resize(len * SLICES, 0.0);
+    }
+    let partials = &mut ws.partials[..len * SLICES];
+    partials
+        .par_chunks_mut(len)
+        .zip(ws.cols.par_iter_mut())
+        .enumerate()
+        .try_for_each(|(s, (out, cols))| {
+            let images = slice_images(batch, s);
+            if images.is_empty() {
+                out.fill(0.0);
+                return Ok(());
+            }
+            job(SliceOut {
+                images,
+                out,
+                cols,
+                fused: None,
+            })
+        })?;
+    let partials = &*partials;
+    super::par::chunks_mut(out, |at, out| {
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut sum = if accumulate { *o } else { 0.0 };
+            for p in partials[at + i..].iter().step_by(len) {
+                sum += p;
+            }
+            *o = sum;
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! The CPU executor's fast paths pinned against slow, obviously correct versions: the
+//! polynomial exp/tanh/sigmoid against f64 libm, the `_into` forms (accumulate, fused
+//! activation, reused workspace) against the allocating forms and plain sums, the GEMM crate
+//! against f64 loops on the plan's shapes, and results that do not depend on the thread count.
+
+use std::sync::Arc;
+
+use gan_gpu::cpu::activation::{exp, sigmoid, tanh};
+use gan_gpu::cpu::{
+    self, Activation, AdamConfig, Workspace, activation_forward, conv_transpose2d_forward,
+    conv2d_forward, gemm,
+};
+use gan_gpu::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
+use gan_gpu::graph::cpu_exec::CpuExecutor;
+use gan_gpu::graph::{Buf, Dataset, Executor, RandomStreams};
+use gan_gpu::model::seed::SEED;
+use gan_gpu::model::{ModelConfig, PIXELS};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+fn uniform(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// The spacing of f32 values at |v|.
+fn ulp(v: f64) -> f64 {
+    let v = (v.abs() as f32).max(f32::MIN_POSITIVE);
+    f64::from(f32::from_bits(v.to_bits() + 1) - v)
+}
+
+/// Checks `f` against `reference` on a dense sweep of [lo, hi] plus `extra` points, within
+/// `ulps` f32 ulps of the f64 value; reports the worst point.
+fn check_ulps(
+    what: &str,
+    f: fn(f32) -> f32,
+    reference: fn(f64) -> f64,
+    lo: f32,
+    hi: f32,
+    ulps: f64,
+) {
+    let steps = 200_000;
+    let sweep = (0..=steps).map(|i| lo + (hi - lo) * i as f32 / steps as f32);
+    let extra = [
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        1e-7,
+        0.624_999_9,
+        0.625,
+        0.625_000_1,
+        -0.625,
+    ];
+    let mut worst = (0.0f64, 0.0f32);
+    for x in sweep.chain(extra.into_iter().filter(|x| (lo..=hi).contains(x))) {
+        let (got, want) = (f64::from(f(x)), reference(f64::from(x)));
+        let err = (got - want).abs() / ulp(want);
+        // NaN counts as the worst.
+        if err.is_nan() || err > worst.0 {
+            worst = (err, x);
+        }
+    }
+    assert!(
+        worst.0 <= ulps,
+        "{what}: {:.2} ulps at x = {} (got {}, want {})",
+        worst.0,
+        worst.1,
+        f(worst.1),
+        reference(f64::from(worst.1))
+    );
+}
+
+#[test]
+fn polynomial_exp_tanh_sigmoid_match_f64_libm() {
+    check_ulps("exp", exp, f64::exp, -87.3, 88.3, 2.0);
+    check_ulps("tanh", tanh, f64::tanh, -16.0, 16.0, 2.0);
+    check_ulps(
+        "sigmoid",
+        sigmoid,
+        |x| 1.0 / (1.0 + (-x).exp()),
+        -87.0,
+        88.0,
+        3.0,
+    );
+    // Beyond the clamps: saturated and finite, NaN stays NaN.
+    assert_eq!((tanh(1e30), tanh(-1e30), tanh(f32::MAX)), (1.0, -1.0, 1.0));
+    assert_eq!((sigmoid(1e30), sigmoid(100.0)), (1.0, 1.0));
+    assert!((0.0..=1.2e-38).contains(&sigmoid(-1e30)));
+    assert!(tanh(f32::NAN).is_nan() && sigmoid(f32::NAN).is_nan() && exp(f32::NAN).is_nan());
+}
+
+#[test]
+fn threaded_activations_match_the_scalar_definition() {
+    // Longer than the serial threshold, not a multiple of the chunk.
+    let n = (1 << 16) + 13;
+    let x = uniform(1, n);
+    let dy = uniform(2, n);
+    for act in [
+        Activation::Relu,
+        Activation::LeakyRelu(0.2),
+        Activation::LeakyRelu(1.5),
+        Activation::Tanh,
+        Activation::Sigmoid,
+    ] {
+        let y = activation_forward(act, &x);
+        let want: Vec<f32> = x.iter().map(|&v| act.apply(v)).collect();
+        assert_eq!(y, want, "{act:?} forward");
+        let mut dx = uniform(3, n);
+        let prior = dx.clone();
+        cpu::activation_backward_into(act, &x, &y, &dy, &mut dx, true).unwrap();
+        for i in 0..n {
+            assert_eq!(
+                dx[i],
+                prior[i] + act.grad(x[i], y[i], dy[i]),
+                "{act:?} at {i}"
+            );
+        }
+    }
+}
+
+/// f64 GEMM with the same conventions as `cpu::gemm`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_f64(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f64> {
+    let at = |i: usize, p: usize| f64::from(if ta { a[p * m + i] } else { a[i * k + p] });
+    let bt = |p: usize, j: usize| f64::from(if tb { b[j * k + p] } else { b[p * n + j] });
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+        }
+    }
+    c
+}
+
+/// The shapes the GAN's plan gives the GEMM (batch cut to 10 to keep the f64 loops quick),
+/// transposed, tall-skinny and k-heavy, plus odd sizes around the kernels' tiles.
+const PLAN_SHAPES: [(usize, usize, usize, bool, bool); 12] = [
+    (10, 6272, 100, false, false),
+    (100, 6272, 10, true, false),
+    (490, 1600, 128, false, true),
+    (490, 128, 1600, false, false),
+    (1600, 128, 490, true, false),
+    (360, 64, 288, false, false),
+    (288, 64, 360, true, false),
+    (1960, 25, 64, false, true),
+    (25, 64, 1960, true, false),
+    (10, 1, 2304, false, false),
+    (23, 17, 29, true, true),
+    (1, 1, 1, false, false),
+];
+
+#[test]
+fn gemm_matches_f64_on_the_plan_shapes_and_accumulates() {
+    for (s, &(m, n, k, ta, tb)) in PLAN_SHAPES.iter().enumerate() {
+        let (a, b) = (uniform(10 + s as u64, m * k), uniform(40 + s as u64, k * n));
+        let prior = uniform(70 + s as u64, m * n);
+        let want = gemm_f64(m, n, k, &a, ta, &b, tb);
+        let mut c = vec![f32::NAN; m * n];
+        gemm(m, n, k, &a, ta, &b, tb, &mut c, false).unwrap();
+        let mut acc = prior.clone();
+        gemm(m, n, k, &a, ta, &b, tb, &mut acc, true).unwrap();
+        // f32 sums of k products of magnitude < 1: error ~ sqrt(k)·2^-24·sqrt(k).
+        let tol = 1e-6 * k as f64;
+        for i in 0..m * n {
+            let shape = format!("{m}x{n}x{k} ta={ta} tb={tb} at {i}");
+            assert!(
+                (f64::from(c[i]) - want[i]).abs() <= tol,
+                "{shape}: {} vs {}",
+                c[i],
+                want[i]
+            );
+            let want_acc = want[i] + f64::from(prior[i]);
+            assert!(
+                (f64::from(acc[i]) - want_acc).abs() <= tol,
+                "{shape} accumulate"
+            );
+        }
+    }
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn gemm_bits_do_not_depend_on_the_thread_count() {
+    for (s, &(m, n, k, ta, tb)) in PLAN_SHAPES.iter().enumerate() {
+        let (a, b) = (
+            uniform(100 + s as u64, m * k),
+            uniform(200 + s as u64, k * n),
+        );
+        let run = |threads| {
+            let mut c = vec![0.0; m * n];
+            pool(threads).install(|| gemm(m, n, k, &a, ta, &b, tb, &mut c, false).unwrap());
+            c
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(
+                one.iter()
+                    .zip(run(threads))
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{m}x{n}x{k}: {threads} threads differ from 1"
+            );
+        }
+    }
+}
+
+#[test]
+fn in_place_convolutions_accumulate_fuse_and_reuse_the_workspace() {
+    // The GAN's deconv1 and D conv2 at batch 30: several chunks, a workspace grown by the first
+    // layer and reused by the second.
+    let gt = ConvTranspose2dGeometry::keras_same(30, 7, 7, 128, 64, 5, 5, 2, 2, None);
+    let gc = Conv2dGeometry::valid(30, 13, 13, 32, 64, 3, 3, 2, 2);
+    let mut ws = Workspace::default();
+    let (x, w, b) = (
+        uniform(1, gt.input_len()),
+        uniform(2, gt.weight_len()),
+        uniform(3, 64),
+    );
+    let want = conv_transpose2d_forward(&gt, &x, &w, &b).unwrap();
+    let (mut y, mut relu) = (vec![f32::NAN; want.len()], vec![f32::NAN; want.len()]);
+    let fused = Some((Activation::Relu, relu.as_mut_slice()));
+    cpu::conv_transpose2d_forward_into(&gt, &x, &w, &b, &mut y, fused, &mut ws).unwrap();
+    assert_eq!(y, want);
+    assert_eq!(relu, activation_forward(Activation::Relu, &want));
+
+    let (xc, wc, bc) = (
+        uniform(4, gc.input_len()),
+        uniform(5, gc.weight_len()),
+        uniform(6, 64),
+    );
+    let want = conv2d_forward(&gc, &xc, &wc, &bc).unwrap();
+    let mut yc = vec![f32::NAN; want.len()];
+    cpu::conv2d_forward_into(&gc, &xc, &wc, &bc, &mut yc, None, &mut ws).unwrap();
+    assert_eq!(yc, want);
+
+    // Gradients: accumulate adds the plain result onto what was there (to f32 rounding).
+    let dy = uniform(7, gt.output_len());
+    let dyc = uniform(8, gc.output_len());
+    type Accumulate<'a> = Box<dyn Fn(&mut [f32], &mut Workspace) + 'a>;
+    let grads: [(&str, Vec<f32>, Accumulate); 4] = [
+        (
+            "convT dx",
+            cpu::conv_transpose2d_backward_input(&gt, &dy, &w).unwrap(),
+            Box::new(|o, ws| {
+                cpu::conv_transpose2d_backward_input_into(&gt, &dy, &w, o, true, ws).unwrap()
+            }),
+        ),
+        (
+            "convT dw",
+            cpu::conv_transpose2d_backward_weight(&gt, &x, &dy).unwrap(),
+            Box::new(|o, ws| {
+                cpu::conv_transpose2d_backward_weight_into(&gt, &x, &dy, o, true, ws).unwrap()
+            }),
+        ),
+        (
+            "conv dx",
+            cpu::conv2d_backward_input(&gc, &dyc, &wc).unwrap(),
+            Box::new(|o, ws| cpu::conv2d_backward_input_into(&gc, &dyc, &wc, o, true, ws).unwrap()),
+        ),
+        (
+            "conv dw",
+            cpu::conv2d_backward_weight(&gc, &xc, &dyc).unwrap(),
+            Box::new(|o, ws| {
+                cpu::conv2d_backward_weight_into(&gc, &xc, &dyc, o, true, ws).unwrap()
+            }),
+        ),
+    ];
+    for (what, plain, accumulate) in grads {
+        let prior = uniform(9, plain.len());
+        let mut out = prior.clone();
+        accumulate(&mut out, &mut ws);
+        for i in 0..out.len() {
+            let want = prior[i] + plain[i];
+            assert!(
+                (out[i] - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "{what} at {i}: {} vs {want}",
+                out[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn bias_grad_matches_an_f64_sum_in_blocks_of_columns() {
+    // 150 columns: three passes of the 64-column stack block, the last one partial.
+    let (rows, cols) = (37, 150);
+    let dy = uniform(11, rows * cols);
+    let mut db = uniform(12, cols);
+    let prior = db.clone();
+    cpu::bias_grad_into(&dy, rows, cols, &mut db, true).unwrap();
+    for c in 0..cols {
+        let sum: f64 = (0..rows).map(|r| f64::from(dy[r * cols + c])).sum();
+        assert_eq!(db[c], prior[c] + sum as f32, "column {c}");
+    }
+}
+
+/// Three CPU training steps of the GAN (batch 16) on `threads` threads: every parameter after.
+fn train(threads: usize) -> Vec<Vec<f32>> {
+    pool(threads).install(|| {
+        let gan = SEED.build(&ModelConfig::new(16, 100)).unwrap();
+        let plan_instrs = gan.train_step().unwrap();
+        let mut rng = StdRng::seed_from_u64(5);
+        let dataset = Arc::new(Dataset {
+            bytes: (0..64 * PIXELS).map(|_| rng.random()).collect(),
+            rows: 64,
+            row_len: PIXELS,
+            labels: None,
+        });
+        let adams = vec![AdamConfig::default(); 2];
+        let streams = RandomStreams { seed: 9 };
+        let mut exec = CpuExecutor::new(&gan.graph, adams, Some(dataset), streams);
+        for (id, values) in gan.graph.init_params(&mut rng) {
+            exec.write(Buf::Value(id), &values).unwrap();
+        }
+        let plan = exec.compile(&plan_instrs).unwrap();
+        for it in 0..3 {
+            exec.run(plan, it).unwrap();
+        }
+        gan.params()
+            .into_iter()
+            .map(|p| exec.read(Buf::Value(p)).unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn cpu_training_is_bit_identical_on_one_and_two_threads() {
+    let one = train(1);
+    let two = train(2);
+    assert_eq!(one.len(), two.len());
+    for (p, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "parameter {p} differs between 1 and 2 threads"
+        );
+    }
+}
