@@ -48,6 +48,9 @@ pub enum Error {
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    #[error("ONNX export: {0}")]
+    OnnxExport(String),
 }
 
 /// What is wrong with an IDX file; the `Error::Idx` variant adds the path.

@@ -4,7 +4,7 @@
 //! launchers) beside [`cpu`] (their CPU reference twins), [`graph`] (ops, shape-inferring
 //! builders, autodiff, the two executors and the runtime that picks between them), [`io`]
 //! and [`data`] (files and MNIST), [`model`] (models as data), [`eval`] (sample quality),
-//! [`train`] (the training loop), and the front ends [`web`] and [`bench`].
+//! [`train`] (the training loop), and the front ends [`web`], [`onnx`] and [`bench`].
 
 pub mod bench;
 pub mod cpu;
@@ -17,6 +17,7 @@ pub mod graph;
 pub mod io;
 pub mod kernels;
 pub mod model;
+pub mod onnx;
 pub mod train;
 pub mod web;
 
