@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -85,15 +85,22 @@ BUILDERS = {"seed": SeedGenerator}
 
 def load_generator(path):
     """The generator of a gan-gpu checkpoint, in eval mode, and its noise dimension."""
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(path)
+    except (OSError, SafetensorError) as e:
+        sys.exit(f"error: {path}: not a readable safetensors checkpoint: {e}")
     model = meta.get("model", "seed")  # files from before models had names are `seed`
     if model not in BUILDERS:
         sys.exit(
             f"error: {path}: model {model!r} has no PyTorch builder here (known: "
             f"{', '.join(BUILDERS)}); `gan-gpu export-onnx` exports any model"
         )
-    generator = BUILDERS[model](load_file(path)).eval()
+    try:
+        generator = BUILDERS[model](tensors).eval()
+    except KeyError as e:
+        sys.exit(f"error: {path}: no tensor generator.{e.args[0]}: not a {model} generator")
     return generator, generator.dense.in_features
 
 
