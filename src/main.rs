@@ -12,7 +12,7 @@ use gan_gpu::data::{Split, default_data_dir, load_mnist};
 use gan_gpu::eval::classifier::{
     ClassifierConfig, ClassifierRunner, default_classifier_path, train_classifier,
 };
-use gan_gpu::eval::quality::{self, EvalSource};
+use gan_gpu::eval::quality::{self, EvalSource, not_conditional};
 use gan_gpu::gpu::adapters::{list_adapters, render_table};
 use gan_gpu::gpu::{AdapterRequest, BackendChoice, PowerPreference};
 use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
@@ -21,7 +21,7 @@ use gan_gpu::io::images::write_digits;
 use gan_gpu::io::progress::step_bar;
 use gan_gpu::model::classifier::save_classifier;
 use gan_gpu::model::load::generator_from_checkpoint;
-use gan_gpu::model::sample::sample_stored;
+use gan_gpu::model::sample::{Digits, sample_stored};
 use gan_gpu::model::{IMAGE_SIDE, MODELS, kind};
 use gan_gpu::onnx::{BatchSize, export_onnx};
 use gan_gpu::train::{InTrainingEval, TrainConfig, TrainOptions, train};
@@ -64,6 +64,10 @@ enum Command {
         /// Output: a PNG grid, or MNIST's IDX format when the name ends in .idx3-ubyte or .idx
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// For a class-conditional checkpoint: a digit 0-9, or `all` for one row per digit
+        /// [default: all]
+        #[arg(long, value_name = "DIGIT|all")]
+        digit: Option<String>,
         /// Executor: `auto` uses the wgpu adapter when it is a real GPU, else the CPU executor
         #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
         device: DeviceChoice,
@@ -166,6 +170,10 @@ struct EvalArgs {
     /// Seed of the generator's noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// For a class-conditional checkpoint: the digit to draw, or `all` (equal numbers of
+    /// each) [default: all]
+    #[arg(long, value_name = "DIGIT|all")]
+    digit: Option<String>,
     /// Print JSON instead of the table
     #[arg(long)]
     json: bool,
@@ -298,13 +306,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             count,
             seed,
             out,
+            digit,
             device,
             adapter,
         } => {
-            let runtime = Runtime::new(device, adapter.request());
+            let digits = digit.as_deref().map(Digits::parse).transpose()?;
             let stored = generator_from_checkpoint(&checkpoint, &load_checkpoint(&checkpoint)?)?;
-            let images = sample_stored(&runtime, &stored, count, seed, None)?;
-            write_digits(&out, &images, count, IMAGE_SIDE)?;
+            let (labels, columns) = match (stored.kind.classes, digits) {
+                (Some(classes), digits) => {
+                    let (labels, columns) = digits.unwrap_or(Digits::All).labels(count, classes)?;
+                    (Some(labels), columns)
+                }
+                (None, None) => (None, count.clamp(1, 16)),
+                (None, Some(_)) => {
+                    return Err(not_conditional(&checkpoint, stored.kind.name).into());
+                }
+            };
+            let runtime = Runtime::new(device, adapter.request());
+            let images = sample_stored(&runtime, &stored, count, seed, labels.as_deref())?;
+            write_digits(&out, &images, count, IMAGE_SIDE, columns)?;
             println!("wrote {count} digits to {}", out.display());
         }
         Command::ExportWeb {
@@ -475,6 +495,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             path,
             count: args.count,
             seed: args.seed,
+            digits: args.digit.as_deref().map(Digits::parse).transpose()?,
         },
         (None, Some(path)) => EvalSource::Samples(path),
         (None, None) => unreachable!("clap requires --checkpoint or --samples"),

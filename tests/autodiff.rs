@@ -1,6 +1,6 @@
-//! Reverse-mode autodiff of the whole GAN graph against central finite differences, on
-//! the CPU executor: the discriminator's gradient of d_loss_real + d_loss_fake and the
-//! generator's gradient of g_loss through the discriminator.
+//! Reverse-mode autodiff of every model's whole GAN graph against central finite
+//! differences, on the CPU executor: the discriminator's gradient of d_loss_real +
+//! d_loss_fake and the generator's gradient of g_loss through the discriminator.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,19 +8,19 @@ use std::sync::Arc;
 use gan_gpu::graph::cpu_exec::CpuExecutor;
 use gan_gpu::graph::{Buf, Dataset, Executor, NodeId, RandomStreams, lower};
 use gan_gpu::model::seed::SEED;
-use gan_gpu::model::{Model, ModelConfig};
+use gan_gpu::model::{MODELS, Model, ModelConfig, ModelKind};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const BATCH: usize = 3;
 
-fn setup() -> (Model, CpuExecutor) {
-    let gan = SEED.build(&ModelConfig::new(BATCH, 100)).unwrap();
+fn setup(kind: &'static ModelKind) -> (Model, CpuExecutor) {
+    let gan = kind.build(&ModelConfig::new(BATCH, 100)).unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let dataset = Dataset {
         bytes: (0..20 * 784).map(|_| rng.random()).collect(),
         rows: 20,
         row_len: 784,
-        labels: None,
+        labels: Some((0..20).map(|i| (i % 10) as u8).collect()),
     };
     let mut exec = CpuExecutor::new(
         &gan.graph,
@@ -59,7 +59,7 @@ fn check(gan: &Model, exec: &mut CpuExecutor, losses: &[NodeId], params: &[NodeI
     let mut rng = StdRng::seed_from_u64(3);
     let mut failures = Vec::new();
     for &p in params {
-        let name = gan.graph.nodes[p].name.clone();
+        let name = format!("{}: {}", gan.kind.name, gan.graph.nodes[p].name);
         let grad = exec.read(Buf::Grad(p)).unwrap();
         let value = exec.read(Buf::Value(p)).unwrap();
         let mut central = |i: usize, h: f32| -> f64 {
@@ -81,9 +81,12 @@ fn check(gan: &Model, exec: &mut CpuExecutor, losses: &[NodeId], params: &[NodeI
         let mut smooth = 0;
         for _ in 0..samples {
             let i = rng.random_range(0..value.len());
-            let (coarse, fine) = (central(i, 2e-3), central(i, 1e-3));
-            // f32 rounding of the loss (~1e-7) over a 2e-3 step is ~1e-4.
-            if (coarse - fine).abs() > 3e-4 + 0.02 * fine.abs() {
+            // Three step sizes: a ReLU kink a little closer than the coarse two can bend
+            // both alike (seen in the cgan); all three agree only where the loss is smooth.
+            let (coarse, fine, finest) = (central(i, 2e-3), central(i, 1e-3), central(i, 5e-4));
+            // f32 rounding of the loss (~1e-7) over a 5e-4 step is ~2e-4.
+            let agree = |a: f64, b: f64| (a - b).abs() <= 5e-4 + 0.02 * b.abs();
+            if !(agree(coarse, fine) && agree(fine, finest)) {
                 continue;
             }
             smooth += 1;
@@ -107,16 +110,20 @@ fn check(gan: &Model, exec: &mut CpuExecutor, losses: &[NodeId], params: &[NodeI
 
 #[test]
 fn discriminator_gradients_match_finite_differences() {
-    let (gan, mut exec) = setup();
-    let d = gan.phases[0].clone();
-    check(&gan, &mut exec, &d.losses, &d.params);
+    for &kind in MODELS {
+        let (gan, mut exec) = setup(kind);
+        let d = gan.phases[0].clone();
+        check(&gan, &mut exec, &d.losses, &d.params);
+    }
 }
 
 #[test]
 fn generator_gradients_through_the_discriminator_match_finite_differences() {
-    let (gan, mut exec) = setup();
-    let g = gan.phases[1].clone();
-    check(&gan, &mut exec, &g.losses, &g.params);
+    for &kind in MODELS {
+        let (gan, mut exec) = setup(kind);
+        let g = gan.phases[1].clone();
+        check(&gan, &mut exec, &g.losses, &g.params);
+    }
 }
 
 #[test]

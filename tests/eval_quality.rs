@@ -49,6 +49,7 @@ fn real_digits_score_far_better_than_noise_and_an_untrained_generator() {
         "real",
         &mut runner,
         &scaled_images(&train, 5000),
+        None,
         &reference,
     )
     .unwrap();
@@ -57,7 +58,7 @@ fn real_digits_score_far_better_than_noise_and_an_untrained_generator() {
     let noise: Vec<f32> = (0..2000 * 784)
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
-    let noise = quality("noise", &mut runner, &noise, &reference).unwrap();
+    let noise = quality("noise", &mut runner, &noise, None, &reference).unwrap();
 
     let (graph, generator) = SEED.generator_graph(500, 100).unwrap();
     let mut exec = runtime
@@ -69,7 +70,7 @@ fn real_digits_score_far_better_than_noise_and_an_untrained_generator() {
     let sampler = Sampler::compile(exec.as_mut(), &graph, &generator).unwrap();
     let z = gan_gpu::cpu::normal_noise(3, 0, 2000 * 100);
     let images = sampler.generate(exec.as_mut(), &z, None).unwrap();
-    let untrained = quality("untrained", &mut runner, &images, &reference).unwrap();
+    let untrained = quality("untrained", &mut runner, &images, None, &reference).unwrap();
 
     eprintln!(
         "FID real {:.3}, noise {:.3}, untrained generator {:.3}",

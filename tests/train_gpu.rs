@@ -10,8 +10,9 @@ use gan_gpu::gpu::testing::test_context;
 use gan_gpu::graph::cpu_exec::CpuExecutor;
 use gan_gpu::graph::gpu_exec::GpuExecutor;
 use gan_gpu::graph::{Buf, Dataset, Executor, RandomStreams};
+use gan_gpu::model::cgan::CGAN;
 use gan_gpu::model::seed::SEED;
-use gan_gpu::model::{Model, ModelConfig, PIXELS};
+use gan_gpu::model::{MODELS, Model, ModelConfig, PIXELS};
 use rand::{SeedableRng, rngs::StdRng};
 
 /// Small enough for a quick trajectory on lavapipe.
@@ -23,7 +24,7 @@ fn dataset() -> Arc<Dataset> {
         bytes: mnist.images,
         rows: mnist.count,
         row_len: PIXELS,
-        labels: None,
+        labels: Some(mnist.labels),
     })
 }
 
@@ -69,7 +70,17 @@ fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
 /// are compared by relative L2 norm; a wiring or kernel bug is O(1).
 #[test]
 fn one_iteration_at_batch_100_matches_the_cpu_executor() {
-    let gan = seed_model(100);
+    one_iteration_matches(seed_model(100));
+}
+
+/// The class-conditional model's extra ops (embeddings, the projection) in a whole step;
+/// batch 100 is the seed model's job above, this one checks the wiring.
+#[test]
+fn one_cgan_iteration_matches_the_cpu_executor() {
+    one_iteration_matches(CGAN.build(&ModelConfig::new(BATCH, 100)).unwrap());
+}
+
+fn one_iteration_matches(gan: Model) {
     let Some((mut gpu, mut cpu, plan)) = pair(&gan) else {
         return;
     };
@@ -89,7 +100,10 @@ fn one_iteration_at_batch_100_matches_the_cpu_executor() {
         );
         let err = relative_l2(&g_gpu, &g_cpu);
         if err.is_nan() || err > 1e-2 {
-            failures.push(format!("gradient of {name}: relative L2 error {err:.2e}"));
+            failures.push(format!(
+                "{}: gradient of {name}: relative L2 error {err:.2e}",
+                gan.kind.name
+            ));
         }
         // The update must be Adam's first step applied to the GPU's own gradient
         // (that step is ~lr·sign(g), too sensitive to compare across executors).
@@ -123,7 +137,12 @@ fn one_iteration_at_batch_100_matches_the_cpu_executor() {
 
 #[test]
 fn a_five_iteration_loss_trajectory_tracks_the_cpu_executor() {
-    let gan = seed_model(BATCH);
+    for &kind in MODELS {
+        trajectory(kind.build(&ModelConfig::new(BATCH, 100)).unwrap());
+    }
+}
+
+fn trajectory(gan: Model) {
     let Some((mut gpu, mut cpu, plan)) = pair(&gan) else {
         return;
     };
@@ -138,7 +157,8 @@ fn a_five_iteration_loss_trajectory_tracks_the_cpu_executor() {
             for k in 0..2 {
                 assert!(
                     (a[k] - b[k]).abs() <= 2e-3 + 2e-3 * b[k].abs(),
-                    "iteration {iteration}, {}[{k}]: gpu {} cpu {}",
+                    "{}: iteration {iteration}, {}[{k}]: gpu {} cpu {}",
+                    gan.kind.name,
                     gan.graph.nodes[loss].name,
                     a[k],
                     b[k]

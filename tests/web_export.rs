@@ -65,7 +65,16 @@ fn page_vs_cpu(name: &str, state: &Value, stored: &StoredGenerator) -> f32 {
     );
     let noise = floats(&state["noise"], "noise");
     let images = floats(&state["images"], "images");
-    let cpu = generate_stored(&Runtime::cpu(), stored, &noise, None).unwrap();
+    let labels: Option<Vec<u32>> = state["labels"]
+        .as_array()
+        .map(|l| l.iter().map(|x| x.as_u64().unwrap() as u32).collect());
+    assert_eq!(
+        labels.is_some(),
+        stored.kind.classes.is_some(),
+        "{name}: labels {labels:?} for the {} model",
+        stored.kind.name
+    );
+    let cpu = generate_stored(&Runtime::cpu(), stored, &noise, labels.as_deref()).unwrap();
     assert_eq!(images.len(), cpu.len(), "{name}: digit values");
     assert!(
         images.iter().all(|v| (-1.0..=1.0).contains(v)),
@@ -100,13 +109,15 @@ const DEMO_GENERATOR: &str = concat!(
     "/docs/demo-generator.safetensors"
 );
 
-fn export(checkpoint: &Path, site: &Path) {
+fn export(checkpoint: &Path, site: &Path, grid: usize) {
     let exported = run_cli(&[
         "export-web",
         "--checkpoint",
         checkpoint.to_str().unwrap(),
         "--out",
         site.to_str().unwrap(),
+        "--grid",
+        &grid.to_string(),
     ]);
     assert!(exported.status.success(), "{exported:?}");
 }
@@ -135,7 +146,7 @@ fn a_trained_checkpoint_exports_to_a_complete_site() {
     ]);
     assert!(trained.status.success(), "{trained:?}");
     let checkpoint = run.join("checkpoint.safetensors");
-    export(&checkpoint, &site);
+    export(&checkpoint, &site, 8);
 
     for shader in Shader::ALL {
         let copied =
@@ -196,27 +207,31 @@ fn a_trained_checkpoint_exports_to_a_complete_site() {
     }
 }
 
-#[test]
-fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
+/// Exports `checkpoint` with a `grid` x `grid` page and drives it in Chromium with a fixed
+/// noise batch: what the driver reports, the exported generator and that noise. `None`
+/// (after printing SKIP) without Chromium and the driver, unless CI requires them.
+fn drive(
+    checkpoint: &Path,
+    grid: usize,
+    out_name: &str,
+) -> Option<(Value, StoredGenerator, Vec<f32>, PathBuf)> {
     let driver = match browser_setup() {
         Ok(driver) => driver,
         Err(reason) => {
             let required = std::env::var(REQUIRE_BROWSER_ENV).is_ok_and(|v| v == "1");
             assert!(!required, "{REQUIRE_BROWSER_ENV}=1 but {reason}");
             eprintln!("SKIP: browser test not run: {reason}");
-            return;
+            return None;
         }
     };
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
     // Screenshots stay in cargo's test scratch folder; docs/web-page.png is a copy.
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-export");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(out_name);
     std::fs::create_dir_all(&out).unwrap();
-    export(Path::new(DEMO_GENERATOR), &site);
+    export(checkpoint, &site, grid);
     let stored = weights_of(&site.join("generator.safetensors"));
-    let noise_dim = stored.noise_dim;
-
-    let noise = normal_noise(11, 0, 64 * noise_dim);
+    let noise = normal_noise(11, 0, grid * grid * stored.noise_dim);
     std::fs::write(
         site.join(NOISE_FILE),
         bytemuck::cast_slice::<f32, u8>(&noise),
@@ -236,6 +251,15 @@ fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
     );
     let result: Value =
         serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    Some((result, stored, noise, out))
+}
+
+#[test]
+fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
+    let Some((result, stored, noise, out)) = drive(Path::new(DEMO_GENERATOR), 8, "web-export")
+    else {
+        return;
+    };
     let console = result["console"].to_string();
 
     let check = &result["shaderCheck"];
@@ -354,4 +378,56 @@ fn export_web_names_bad_input() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--grid 0"));
+}
+
+/// A class-conditional generator's page: its digit selector draws the chosen digit, and
+/// "all" one row per digit, both equal to the CPU executor's digits for those labels.
+#[test]
+fn a_cgan_page_draws_the_chosen_digit() {
+    if browser_setup().is_err() && std::env::var(REQUIRE_BROWSER_ENV).is_err() {
+        eprintln!("SKIP: browser test not run (no Chromium or driver)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // Enough steps for digit-like strokes, so that the comparison is not of flat images.
+    let trained = run_cli(&[
+        "train",
+        "--model",
+        "cgan",
+        "--device",
+        "cpu",
+        "--iterations",
+        "30",
+        "--batch-size",
+        "32",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(trained.status.success(), "{trained:?}");
+    let Some((result, stored, _, out)) =
+        drive(&run.join("checkpoint.safetensors"), 10, "web-export-cgan")
+    else {
+        return;
+    };
+    let states = &result["states"];
+    let all = &states["fixed"];
+    assert_eq!(all["classes"], 10, "{all:#}");
+    let labels: Vec<u64> = all["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_u64().unwrap())
+        .collect();
+    let rows: Vec<u64> = (0..100).map(|i| i / 10).collect();
+    assert_eq!(labels, rows, "\"all\" draws one row per digit");
+    page_vs_cpu("cgan, all digits", all, &stored);
+    let seven = &states["digit"];
+    assert!(
+        seven["labels"].as_array().unwrap().iter().all(|l| l == 7),
+        "the selector asked for 7: {}",
+        seven["labels"]
+    );
+    page_vs_cpu("cgan, digit 7", seven, &stored);
+    assert_png(&out.join("page-digit.png"));
 }

@@ -1,6 +1,7 @@
 // The page: a grid of digits from noise, a button for new noise, and a slider that
-// interpolates between two noise batches. `window.gan` exposes the page's state (noise,
-// digits, status) so tests and curious users can read what was drawn.
+// interpolates between two noise batches; for a class-conditional generator, a selector
+// of the digit to draw (or all, one row per digit). `window.gan` exposes the page's state
+// (noise, labels, digits, status) so tests and curious users can read what was drawn.
 //
 // `?noise=FILE` starts from a fixed noise batch (little-endian f32, batch x noise_dim)
 // instead of random noise.
@@ -12,6 +13,8 @@ const state = (window.gan = {
   adapter: null,
   error: null,
   noise: null,
+  classes: null,
+  labels: null,
   images: null,
   mix: 0,
   renders: 0,
@@ -118,6 +121,21 @@ async function main() {
   const generator = await Generator.load(gpu.device);
   const length = generator.batch * generator.noiseDim;
   const fixed = new URLSearchParams(location.search).get('noise');
+  state.classes = generator.classes;
+  if (generator.classes) {
+    const select = $('digit');
+    for (let d = 0; d < generator.classes; d++) select.add(new Option(String(d), String(d)));
+    $('digit-controls').hidden = false;
+  }
+  // The chosen digit for every cell, or with "all" row r draws digit r (mod classes).
+  const labelsFor = () => {
+    if (!generator.classes) return null;
+    const choice = $('digit').value;
+    const grid = generator.plan.grid;
+    return Array.from({ length: generator.batch }, (_, i) =>
+      choice === 'all' ? Math.floor(i / grid) % generator.classes : Number(choice),
+    );
+  };
   let noiseA = fixed ? await loadNoise(fixed, length) : normalNoise(length);
   let noiseB = normalNoise(length);
 
@@ -136,12 +154,13 @@ async function main() {
         const mix = Number($('mix').value) / 1000;
         const noise = slerpRows(noiseA, noiseB, mix, generator.noiseDim);
         const start = performance.now();
-        const images = await generator.generate(noise);
+        const labels = labelsFor();
+        const images = await generator.generate(noise, labels);
         const ms = performance.now() - start;
         draw($('digits'), images, generator.plan.grid, generator.imageSide);
         $('mix-value').textContent = mix.toFixed(2);
         $('timing').textContent = `${generator.batch} digits in ${ms.toFixed(1)} ms (${generator.plan.dispatches.length} dispatches, one submission).`;
-        Object.assign(state, { noise, images, mix, lastMs: ms, renders: state.renders + 1 });
+        Object.assign(state, { noise, labels, images, mix, lastMs: ms, renders: state.renders + 1 });
       } while (again);
       state.status = 'ready';
     } catch (e) {
@@ -159,6 +178,10 @@ async function main() {
     render();
   });
   $('mix').addEventListener('input', () => {
+    state.status = 'rendering';
+    render();
+  });
+  $('digit').addEventListener('change', () => {
     state.status = 'rendering';
     render();
   });

@@ -180,6 +180,9 @@ export class Generator {
     this.imageSide = plan.image_side;
     this.noise = buffers[plan.noise_buffer];
     this.image = buffers[plan.image_buffer];
+    // A class-conditional generator also reads the digit of each image.
+    this.classes = plan.classes ?? null;
+    this.labels = plan.labels_buffer == null ? null : buffers[plan.labels_buffer];
     this.steps = steps;
     this.imageBytes = this.batch * this.imageSide * this.imageSide * 4;
     this.staging = device.createBuffer({
@@ -190,22 +193,27 @@ export class Generator {
     this.queue = Promise.resolve();
   }
 
-  // Digits for `noise` (batch x noiseDim, row-major) as batch x side x side values in
-  // [-1, 1]. Calls run one after another: they share the buffers.
-  generate(noise) {
-    const run = this.queue.then(() => this.#forward(noise));
+  // Digits for `noise` (batch x noiseDim, row-major), and for a class-conditional
+  // generator `labels` (batch class numbers), as batch x side x side values in [-1, 1].
+  // Calls run one after another: they share the buffers.
+  generate(noise, labels = null) {
+    const run = this.queue.then(() => this.#forward(noise, labels));
     this.queue = run.catch(() => {});
     return run;
   }
 
-  async #forward(noise) {
+  async #forward(noise, labels) {
     const expected = this.batch * this.noiseDim;
     if (noise.length !== expected) {
       throw new Error(`noise holds ${noise.length} values, the generator takes ${this.batch} x ${this.noiseDim} = ${expected}`);
     }
+    if (this.labels && (!labels || labels.length !== this.batch)) {
+      throw new Error(`this generator draws the digit it is given: it needs ${this.batch} labels`);
+    }
     const device = this.device;
     device.pushErrorScope('validation');
     device.queue.writeBuffer(this.noise, 0, noise);
+    if (this.labels) device.queue.writeBuffer(this.labels, 0, Uint32Array.from(labels));
     const encoder = device.createCommandEncoder({ label: 'generator forward' });
     const pass = encoder.beginComputePass({ label: 'generator forward' });
     for (const step of this.steps) {

@@ -156,6 +156,58 @@ fn describe(instr: &Instr) -> (&'static str, String, Buf) {
             dlogits,
         ),
         Instr::Adam { param, len, .. } => ("adam", format!("{len}"), Buf::Value(param)),
+        Instr::RandomLabels {
+            out,
+            batch,
+            classes,
+            ..
+        } => ("random labels", format!("{batch} of {classes}"), out),
+        Instr::Embedding {
+            out,
+            batch,
+            classes,
+            dim,
+            ..
+        } => (
+            "embedding forward",
+            format!("{batch} of {classes}x{dim}"),
+            out,
+        ),
+        Instr::EmbeddingGrad {
+            dtable,
+            batch,
+            classes,
+            dim,
+            accumulate,
+            ..
+        } => (
+            "embedding grad",
+            format!("{batch} of {classes}x{dim}{}", flag(accumulate, " +=")),
+            dtable,
+        ),
+        Instr::Add { y, len, .. } => ("add", format!("{len}"), y),
+        Instr::Accumulate {
+            dst,
+            len,
+            accumulate,
+            ..
+        } => (
+            if accumulate { "accumulate" } else { "copy" },
+            format!("{len}"),
+            dst,
+        ),
+        Instr::RowDot { y, rows, cols, .. } => ("row dot", format!("{rows}x{cols}"), y),
+        Instr::RowDotGrad {
+            dx,
+            rows,
+            cols,
+            accumulate,
+            ..
+        } => (
+            "row dot grad",
+            format!("{rows}x{cols}{}", flag(accumulate, " +=")),
+            dx,
+        ),
     }
 }
 
@@ -211,6 +263,17 @@ fn bytes(graph: &Graph, instr: &Instr) -> f64 {
         Instr::SoftmaxCeGrad { batch, classes, .. } => 8 * batch * classes + 4 * batch,
         // p, m, v read and written, g read.
         Instr::Adam { len, .. } => 28 * len,
+        Instr::RandomLabels { batch, .. } => 4 * batch,
+        // The table rows read, the output written, and the labels.
+        Instr::Embedding { batch, dim, .. } => 8 * batch * dim + 4 * batch,
+        Instr::EmbeddingGrad {
+            batch,
+            classes,
+            dim,
+            ..
+        } => 4 * (batch * dim + classes * dim + batch),
+        Instr::Add { len, .. } => 12 * len,
+        Instr::Accumulate { len, .. } => 8 * len,
         _ => 0,
     };
     n as f64

@@ -17,8 +17,10 @@
 pub mod activation;
 pub mod adam;
 pub mod bce;
+pub mod combine;
 pub mod conv;
 pub mod conv_transpose;
+pub mod embedding;
 pub mod gather;
 pub mod gemm;
 pub mod noise;
@@ -27,10 +29,12 @@ pub mod softmax_ce;
 pub use activation::{Activation, activation_backward, activation_forward};
 pub use adam::{AdamConfig, adam_step};
 pub use bce::{BceOutput, bce_elementwise, bce_with_logits};
+pub use combine::{add, row_dot, row_dot_backward};
 pub use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 pub use conv_transpose::{
     conv_transpose2d_backward_input, conv_transpose2d_backward_weight, conv_transpose2d_forward,
 };
+pub use embedding::{embedding_backward, embedding_forward};
 pub use gemm::{bias_grad, dense_backward, dense_forward, gemm};
 pub use noise::{normal_noise, philox4x32_10, uniform_index, uniform_u32};
 pub use softmax_ce::{SoftmaxCeOutput, softmax_cross_entropy, softmax_rows};

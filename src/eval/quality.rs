@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::data::{MnistSet, Split, load_mnist, read_idx_images};
 use crate::error::{Error, Result};
-use crate::eval::classifier::{ClassifierRunner, ensure_classifier, scaled_images};
+use crate::eval::classifier::{ClassifierRunner, argmax, ensure_classifier, scaled_images};
 use crate::eval::fid::{Gaussian, frechet_distance};
 use crate::eval::stats::{ClassStats, class_stats};
 use crate::graph::runtime::Runtime;
@@ -14,7 +14,16 @@ use crate::io::checkpoint::load_checkpoint;
 use crate::model::IMAGE_SIDE;
 use crate::model::classifier::{CLASSES, FEATURES};
 use crate::model::load::generator_from_checkpoint;
-use crate::model::sample::sample_stored;
+use crate::model::sample::{Digits, sample_stored};
+
+/// `--digit` given for a generator that takes no class.
+pub fn not_conditional(path: &Path, model: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "--digit: {} is a checkpoint of the {model} model, which is not class-conditional \
+         (train one with --model cgan)",
+        path.display()
+    ))
+}
 
 /// A sample counts as confidently classified above this probability.
 pub const CONFIDENT: f32 = 0.9;
@@ -27,6 +36,37 @@ pub struct Quality {
     /// Fréchet distance to the MNIST test set in the classifier's 128-wide features.
     pub fid: f64,
     pub classes: ClassStats,
+    /// For a class-conditional generator: how often the classifier sees the digit it
+    /// was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<RequestedDigits>,
+}
+
+/// The fraction of samples that the classifier assigns to the digit they were drawn as.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestedDigits {
+    /// Over all samples.
+    pub accuracy: f64,
+    /// Per requested digit: (digit, samples, fraction classified as that digit).
+    pub per_digit: Vec<(u32, usize, f64)>,
+}
+
+fn requested_digits(probs: &[f32], labels: &[u32]) -> RequestedDigits {
+    let mut asked = [0usize; CLASSES];
+    let mut hit = [0usize; CLASSES];
+    for (p, &label) in probs.chunks(CLASSES).zip(labels) {
+        let label = (label as usize).min(CLASSES - 1);
+        asked[label] += 1;
+        hit[label] += usize::from(argmax(p) == label);
+    }
+    let total: usize = asked.iter().sum();
+    RequestedDigits {
+        accuracy: hit.iter().sum::<usize>() as f64 / total.max(1) as f64,
+        per_digit: (0..CLASSES)
+            .filter(|&d| asked[d] > 0)
+            .map(|d| (d as u32, asked[d], hit[d] as f64 / asked[d] as f64))
+            .collect(),
+    }
 }
 
 /// The Gaussian fit of the MNIST test set's features: the reference every FID is
@@ -36,11 +76,13 @@ pub fn reference(classifier: &mut ClassifierRunner, test: &MnistSet) -> Result<G
     Gaussian::fit(&features, FEATURES)
 }
 
-/// FID and class statistics of `images` ([n, 28, 28, 1] in [-1, 1]).
+/// FID and class statistics of `images` ([n, 28, 28, 1] in [-1, 1]), and with `labels`
+/// (the digits a class-conditional generator was asked for) how often it drew them.
 pub fn quality(
     source: &str,
     classifier: &mut ClassifierRunner,
     images: &[f32],
+    labels: Option<&[u32]>,
     reference: &Gaussian,
 ) -> Result<Quality> {
     let (probs, features) = classifier.classify(images)?;
@@ -50,6 +92,7 @@ pub fn quality(
         count: fit.count,
         fid: frechet_distance(&fit, reference)?,
         classes: class_stats(&probs, CLASSES, CONFIDENT)?,
+        requested: labels.map(|l| requested_digits(&probs, l)),
     })
 }
 
@@ -71,6 +114,21 @@ pub fn render(rows: &[Quality]) -> String {
             hist.join(" ")
         );
     }
+    for q in rows {
+        if let Some(r) = &q.requested {
+            let digits: Vec<String> = r
+                .per_digit
+                .iter()
+                .map(|(d, _, f)| format!("{d}: {:.1}%", 100.0 * f))
+                .collect();
+            out += &format!(
+                "{}: drawn as the digit asked for {:.1}% ({})\n",
+                q.source,
+                100.0 * r.accuracy,
+                digits.join(", ")
+            );
+        }
+    }
     out += &format!(
         "(entropy of a perfectly balanced set: ln 10 = {:.3})\n",
         (CLASSES as f64).ln()
@@ -80,11 +138,13 @@ pub fn render(rows: &[Quality]) -> String {
 
 /// What `gan-gpu eval` scores.
 pub enum EvalSource<'a> {
-    /// `count` digits from a checkpoint's generator, noise from `seed`.
+    /// `count` digits from a checkpoint's generator, noise from `seed`; a class-conditional
+    /// one draws `digits` (default: all, in equal numbers).
     Checkpoint {
         path: &'a Path,
         count: usize,
         seed: u64,
+        digits: Option<Digits>,
     },
     /// Images from an IDX file of 28x28 images.
     Samples(&'a Path),
@@ -100,15 +160,23 @@ pub fn evaluate(
     data_dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Vec<Quality>, Option<f64>)> {
-    let (label, images) = match *source {
-        EvalSource::Checkpoint { path, count, seed } => {
+    let (label, images, labels) = match *source {
+        EvalSource::Checkpoint {
+            path,
+            count,
+            seed,
+            digits,
+        } => {
             let stored = generator_from_checkpoint(path, &load_checkpoint(path)?)?;
-            let labels = stored
-                .kind
-                .classes
-                .map(|c| (0..count).map(|i| (i % c) as u32).collect::<Vec<_>>());
+            let labels = match (stored.kind.classes, digits) {
+                (Some(classes), digits) => {
+                    Some(digits.unwrap_or(Digits::All).labels(count, classes)?.0)
+                }
+                (None, None) => None,
+                (None, Some(_)) => return Err(not_conditional(path, stored.kind.name)),
+            };
             let images = sample_stored(runtime, &stored, count, seed, labels.as_deref())?;
-            (format!("generator ({count} samples)"), images)
+            (format!("generator ({count} samples)"), images, labels)
         }
         EvalSource::Samples(path) => {
             let (pixels, count, rows, cols) = read_idx_images(path)?;
@@ -121,6 +189,7 @@ pub fn evaluate(
             (
                 format!("{} ({count} images)", path.display()),
                 crate::cpu::gather::to_signed_unit(&pixels),
+                None,
             )
         }
     };
@@ -128,12 +197,13 @@ pub fn evaluate(
     let mut runner = ClassifierRunner::new(runtime, &weights)?;
     let test = load_mnist(data_dir, Split::Test)?;
     let reference = reference(&mut runner, &test)?;
-    let generated = quality(&label, &mut runner, &images, &reference)?;
+    let generated = quality(&label, &mut runner, &images, labels.as_deref(), &reference)?;
     let train = load_mnist(data_dir, Split::Train)?;
     let real = quality(
         "MNIST training images (reference)",
         &mut runner,
         &scaled_images(&train, 10_000),
+        None,
         &reference,
     )?;
     Ok((vec![generated, real], trained))

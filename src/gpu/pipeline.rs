@@ -23,6 +23,8 @@ pub enum Shader {
     Adam,
     Noise,
     SoftmaxCe,
+    Embedding,
+    Combine,
 }
 
 impl Shader {
@@ -35,6 +37,8 @@ impl Shader {
         Shader::Adam,
         Shader::Noise,
         Shader::SoftmaxCe,
+        Shader::Embedding,
+        Shader::Combine,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -47,6 +51,8 @@ impl Shader {
             Shader::Adam => "adam.wgsl",
             Shader::Noise => "noise.wgsl",
             Shader::SoftmaxCe => "softmax_ce.wgsl",
+            Shader::Embedding => "embedding.wgsl",
+            Shader::Combine => "combine.wgsl",
         }
     }
 
@@ -60,6 +66,8 @@ impl Shader {
             Shader::Adam => include_str!("../../shaders/adam.wgsl"),
             Shader::Noise => include_str!("../../shaders/noise.wgsl"),
             Shader::SoftmaxCe => include_str!("../../shaders/softmax_ce.wgsl"),
+            Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
+            Shader::Combine => include_str!("../../shaders/combine.wgsl"),
         }
     }
 }

@@ -212,6 +212,63 @@ impl Graph {
         self.reshape(layer, x, vec![batch, h, w, c])
     }
 
+    /// Keras Embedding(classes, dim) applied to class labels [batch] (u32 bits): a table
+    /// `<layer>.embeddings` [classes, dim], uniform in ±0.05 as Keras initialises it.
+    pub fn embedding(
+        &mut self,
+        layer: &str,
+        labels: NodeId,
+        classes: usize,
+        dim: usize,
+    ) -> Result<NodeId> {
+        let &[batch] = self.shape(labels) else {
+            return Err(shape_error(
+                "embedding",
+                format!(
+                    "{layer}: labels must be [batch], got {:?}",
+                    self.shape(labels)
+                ),
+            ));
+        };
+        let init = Init::Uniform { limit: 0.05 };
+        let table = self.param_named(&format!("{layer}.embeddings"), init, vec![classes, dim])?;
+        let name = self.node_name(layer);
+        Ok(self.push(name, Op::Embedding { table, labels }, vec![batch, dim]))
+    }
+
+    /// a + b for tensors of one shape.
+    pub fn add(&mut self, layer: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
+        if self.shape(a) != self.shape(b) {
+            return Err(shape_error(
+                "add",
+                format!(
+                    "{layer}: shapes {:?} and {:?} differ",
+                    self.shape(a),
+                    self.shape(b)
+                ),
+            ));
+        }
+        let shape = self.shape(a).to_vec();
+        let name = self.node_name(layer);
+        Ok(self.push(name, Op::Add { a, b }, shape))
+    }
+
+    /// The dot product of each row of a and b [batch, n]: [batch, 1].
+    pub fn row_dot(&mut self, layer: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let (&[batch, _], true) = (self.shape(a), self.shape(a) == self.shape(b)) else {
+            return Err(shape_error(
+                "row_dot",
+                format!(
+                    "{layer}: needs two [batch, n] tensors of one shape, got {:?} and {:?}",
+                    self.shape(a),
+                    self.shape(b)
+                ),
+            ));
+        };
+        let name = self.node_name(layer);
+        Ok(self.push(name, Op::RowDot { a, b }, vec![batch, 1]))
+    }
+
     /// Mean binary cross-entropy of logits [batch, 1] against a constant label. Its value
     /// is `[loss, mean sigmoid(logits)]`.
     pub fn bce_with_logits(&mut self, name: &str, logits: NodeId, label: f32) -> Result<NodeId> {

@@ -84,6 +84,74 @@ impl CpuExecutor {
                 let rows = cpu::gather::gather_rows(&data.bytes, data.row_len, &indices);
                 *self.slot(out) = rows;
             }
+            Instr::RandomLabels {
+                out,
+                batch,
+                classes,
+                slot,
+            } => {
+                let stream = RandomStreams::noise_stream(iteration, slot);
+                let bound = u32::try_from(classes).map_err(|_| {
+                    Error::InvalidArgument(format!("{classes} classes overflow u32"))
+                })?;
+                *self.slot(out) = cpu::uniform_u32(self.streams.seed, stream, batch)
+                    .into_iter()
+                    .map(|word| f32::from_bits(cpu::uniform_index(word, bound)))
+                    .collect();
+            }
+            Instr::Embedding {
+                table,
+                labels,
+                out,
+                classes,
+                dim,
+                ..
+            } => {
+                let labels = bits(self.get(labels));
+                let y = cpu::embedding_forward(self.get(table), &labels, classes, dim)?;
+                *self.slot(out) = y;
+            }
+            Instr::EmbeddingGrad {
+                dy,
+                labels,
+                dtable,
+                classes,
+                dim,
+                accumulate,
+                ..
+            } => {
+                let labels = bits(self.get(labels));
+                let g = cpu::embedding_backward(self.get(dy), &labels, classes, dim)?;
+                store(self.slot(dtable), g, accumulate);
+            }
+            Instr::Add { a, b, y, .. } => {
+                let sum = cpu::add(self.get(a), self.get(b))?;
+                *self.slot(y) = sum;
+            }
+            Instr::Accumulate {
+                src,
+                dst,
+                accumulate,
+                ..
+            } => {
+                let value = self.get(src).to_vec();
+                store(self.slot(dst), value, accumulate);
+            }
+            Instr::RowDot { a, b, y, cols, .. } => {
+                let dots = cpu::row_dot(self.get(a), self.get(b), cols)?;
+                *self.slot(y) = dots;
+            }
+            Instr::RowDotGrad {
+                dy,
+                other,
+                dx,
+                cols,
+                accumulate,
+                ..
+            } => {
+                let g = cpu::row_dot_backward(self.get(dy), self.get(other), cols)?;
+                store(self.slot(dx), g, accumulate);
+            }
             Instr::DataLabels { out, batch } => {
                 let labels = self
                     .dataset
@@ -262,6 +330,11 @@ impl CpuExecutor {
         }
         Ok(())
     }
+}
+
+/// Class labels stored as u32 bit patterns in an f32 buffer.
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|x| x.to_bits()).collect()
 }
 
 /// Adam's 1-based step for a 0-based iteration; both optimizers step once per iteration.

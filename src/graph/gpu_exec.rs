@@ -18,7 +18,7 @@ use crate::kernels::bce::{BceOptions, Labels, bce_with_logits};
 use crate::kernels::gemm::{GemmShape, GemmVariant};
 use crate::kernels::noise::{NoiseKind, NoiseStream, noise};
 use crate::kernels::softmax_ce::{self, SoftmaxCeOptions};
-use crate::kernels::{conv, elementwise, gather, gemm};
+use crate::kernels::{combine, conv, elementwise, embedding, gather, gemm};
 
 /// A per-step random stream of a compiled plan.
 enum StreamUse {
@@ -199,6 +199,99 @@ impl GpuExecutor {
                 let (d, s) = noise(ctx, NoiseKind::Normal, self.streams.seed, stream, &out, len)?;
                 plan.dispatches.push(d);
                 plan.streams.push((s, StreamUse::Noise { slot }));
+            }
+            Instr::RandomLabels {
+                out,
+                batch,
+                classes,
+                slot,
+            } => {
+                let out = self.buffer(out);
+                let bound = u32::try_from(classes).map_err(|_| {
+                    Error::InvalidArgument(format!("{classes} classes overflow u32"))
+                })?;
+                let stream = RandomStreams::noise_stream(0, slot);
+                let kind = NoiseKind::BatchIndices { bound };
+                let (d, s) = noise(ctx, kind, self.streams.seed, stream, &out, batch)?;
+                plan.dispatches.push(d);
+                plan.streams.push((s, StreamUse::Noise { slot }));
+            }
+            Instr::Embedding {
+                table,
+                labels,
+                out,
+                batch,
+                classes,
+                dim,
+            } => {
+                let (table, labels, out) =
+                    (self.buffer(table), self.buffer(labels), self.buffer(out));
+                plan.dispatches.push(embedding::embedding_forward(
+                    ctx,
+                    &table,
+                    &labels,
+                    &out,
+                    (batch, classes, dim),
+                    false,
+                )?);
+            }
+            Instr::EmbeddingGrad {
+                dy,
+                labels,
+                dtable,
+                batch,
+                classes,
+                dim,
+                accumulate,
+            } => {
+                let (dy, labels, dtable) =
+                    (self.buffer(dy), self.buffer(labels), self.buffer(dtable));
+                plan.dispatches.push(embedding::embedding_backward(
+                    ctx,
+                    &dy,
+                    &labels,
+                    &dtable,
+                    (batch, classes, dim),
+                    accumulate,
+                )?);
+            }
+            Instr::Add { a, b, y, len } => {
+                let (a, b, y) = (self.buffer(a), self.buffer(b), self.buffer(y));
+                plan.dispatches.push(combine::add(ctx, &a, &b, &y, len)?);
+            }
+            Instr::Accumulate {
+                src,
+                dst,
+                len,
+                accumulate,
+            } => {
+                let (src, dst) = (self.buffer(src), self.buffer(dst));
+                plan.dispatches
+                    .push(combine::accumulate(ctx, &src, &dst, len, accumulate)?);
+            }
+            Instr::RowDot {
+                a,
+                b,
+                y,
+                rows,
+                cols,
+            } => {
+                let (a, b, y) = (self.buffer(a), self.buffer(b), self.buffer(y));
+                plan.dispatches
+                    .push(combine::row_dot(ctx, &a, &b, &y, rows, cols)?);
+            }
+            Instr::RowDotGrad {
+                dy,
+                other,
+                dx,
+                rows,
+                cols,
+                accumulate,
+            } => {
+                let (dy, other, dx) = (self.buffer(dy), self.buffer(other), self.buffer(dx));
+                plan.dispatches.push(combine::row_dot_grad(
+                    ctx, &dy, &other, &dx, rows, cols, accumulate,
+                )?);
             }
             Instr::DataBatch { out, batch } => {
                 let indices = self.batch_indices(plan, batch)?;

@@ -140,6 +140,59 @@ pub enum Instr {
         classes: usize,
         accumulate: bool,
     },
+    /// Fills `out` with `batch` uniform class labels below `classes` (u32 bits) for this
+    /// step and noise `slot`.
+    RandomLabels {
+        out: Buf,
+        batch: usize,
+        classes: usize,
+        slot: u32,
+    },
+    /// out[b, :] = table[labels[b], :] for a [classes, dim] table.
+    Embedding {
+        table: Buf,
+        labels: Buf,
+        out: Buf,
+        batch: usize,
+        classes: usize,
+        dim: usize,
+    },
+    /// dtable[c, :] (+)= Σ over b with labels[b] = c of dy[b, :].
+    EmbeddingGrad {
+        dy: Buf,
+        labels: Buf,
+        dtable: Buf,
+        batch: usize,
+        classes: usize,
+        dim: usize,
+        accumulate: bool,
+    },
+    /// y = a + b over `len` elements.
+    Add { a: Buf, b: Buf, y: Buf, len: usize },
+    /// dst = src, or dst += src: the gradient an `Add` passes to each input.
+    Accumulate {
+        src: Buf,
+        dst: Buf,
+        len: usize,
+        accumulate: bool,
+    },
+    /// y[r] = Σ_c a[r, c]·b[r, c] over [rows, cols].
+    RowDot {
+        a: Buf,
+        b: Buf,
+        y: Buf,
+        rows: usize,
+        cols: usize,
+    },
+    /// dx[r, c] (+)= dy[r]·other[r, c]: a row dot product's gradient for one input.
+    RowDotGrad {
+        dy: Buf,
+        other: Buf,
+        dx: Buf,
+        rows: usize,
+        cols: usize,
+        accumulate: bool,
+    },
     /// One Adam step of a parameter from its gradient; `group` picks the optimizer state
     /// (step counter and hyper-parameters).
     Adam {
@@ -161,6 +214,9 @@ impl Instr {
             Instr::ConvTranspose2d { geom, .. }
             | Instr::ConvTranspose2dInputGrad { geom, .. }
             | Instr::ConvTranspose2dWeightGrad { geom, .. } => geom.flops() as f64,
+            Instr::RowDot { rows, cols, .. } | Instr::RowDotGrad { rows, cols, .. } => {
+                2.0 * (*rows * *cols) as f64
+            }
             _ => 0.0,
         }
     }
@@ -190,7 +246,36 @@ pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec
                 out: v(id),
                 batch: node.shape[0],
             }),
+            Op::Input(InputSource::RandomLabels { slot, classes }) => {
+                out.push(Instr::RandomLabels {
+                    out: v(id),
+                    batch: node.shape[0],
+                    classes,
+                    slot,
+                })
+            }
             Op::Input(InputSource::External) | Op::Param(_) | Op::Reshape { .. } => {}
+            Op::Embedding { table, labels } => out.push(Instr::Embedding {
+                table: v(table),
+                labels: v(labels),
+                out: v(id),
+                batch: node.shape[0],
+                classes: graph.shape(table)[0],
+                dim: node.shape[1],
+            }),
+            Op::Add { a, b } => out.push(Instr::Add {
+                a: v(a),
+                b: v(b),
+                y: v(id),
+                len: node.len(),
+            }),
+            Op::RowDot { a, b } => out.push(Instr::RowDot {
+                a: v(a),
+                b: v(b),
+                y: v(id),
+                rows: graph.shape(a)[0],
+                cols: graph.shape(a)[1],
+            }),
             Op::Dense { x, w, b } => out.push(Instr::Gemm {
                 a: v(x),
                 b: v(w),
@@ -313,6 +398,49 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         classes: graph.shape(logits)[1],
                         accumulate,
                     });
+                }
+            }
+            Op::Embedding { table, labels } => {
+                if needs[table] {
+                    let (dtable, accumulate) = target(table);
+                    out.push(Instr::EmbeddingGrad {
+                        dy: g(id),
+                        labels: v(labels),
+                        dtable,
+                        batch: node.shape[0],
+                        classes: graph.shape(table)[0],
+                        dim: node.shape[1],
+                        accumulate,
+                    });
+                }
+            }
+            Op::Add { a, b } => {
+                for input in [a, b] {
+                    if needs[input] {
+                        let (dst, accumulate) = target(input);
+                        out.push(Instr::Accumulate {
+                            src: g(id),
+                            dst,
+                            len: node.len(),
+                            accumulate,
+                        });
+                    }
+                }
+            }
+            Op::RowDot { a, b } => {
+                let (rows, cols) = (graph.shape(a)[0], graph.shape(a)[1]);
+                for (input, other) in [(a, b), (b, a)] {
+                    if needs[input] {
+                        let (dx, accumulate) = target(input);
+                        out.push(Instr::RowDotGrad {
+                            dy: g(id),
+                            other: v(other),
+                            dx,
+                            rows,
+                            cols,
+                            accumulate,
+                        });
+                    }
                 }
             }
             Op::Activation { x, act } => {

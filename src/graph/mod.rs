@@ -32,6 +32,9 @@ pub enum InputSource {
     /// The class labels of the same rows as `DataBatch` in the same step, as u32 bit
     /// patterns in the f32 buffer.
     DataLabels,
+    /// Uniform class labels in 0..classes (u32 bit patterns) from the counter-based
+    /// generator, on noise stream `slot`: a class-conditional generator's fake labels.
+    RandomLabels { slot: u32, classes: usize },
     /// Written by the caller (tests, sampling from given noise).
     External,
 }
@@ -45,6 +48,10 @@ pub enum Init {
         fan_out: usize,
     },
     Zeros,
+    /// Uniform in ±limit (Keras's `Embedding` default is 0.05).
+    Uniform {
+        limit: f32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +98,21 @@ pub enum Op {
         logits: NodeId,
         labels: NodeId,
     },
+    /// table [classes, dim] rows at labels [batch] (u32 bits): [batch, dim]
+    Embedding {
+        table: NodeId,
+        labels: NodeId,
+    },
+    /// a + b, element-wise, same shapes
+    Add {
+        a: NodeId,
+        b: NodeId,
+    },
+    /// Row-wise dot product of a and b [batch, n]: [batch, 1]
+    RowDot {
+        a: NodeId,
+        b: NodeId,
+    },
 }
 
 impl Op {
@@ -104,6 +126,8 @@ impl Op {
             Op::Activation { x, .. } | Op::Reshape { x } => vec![x],
             Op::BceWithLogits { logits, .. } => vec![logits],
             Op::SoftmaxCrossEntropy { logits, labels } => vec![logits, labels],
+            Op::Embedding { table, labels } => vec![table, labels],
+            Op::Add { a, b } | Op::RowDot { a, b } => vec![a, b],
         }
     }
 }
@@ -183,6 +207,9 @@ impl Graph {
                 let values = match self.nodes[id].op {
                     Op::Param(Init::GlorotUniform { fan_in, fan_out }) => {
                         let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+                        (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
+                    }
+                    Op::Param(Init::Uniform { limit }) => {
                         (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
                     }
                     _ => vec![0.0; n],

@@ -114,12 +114,18 @@ pub fn write_grid_png(
 }
 
 /// Writes `count` generated digits to `out`: MNIST's IDX format when the name ends in
-/// `.idx3-ubyte` or `.idx`, else a PNG grid of up to 16 per row.
-pub fn write_digits(out: &Path, images: &[f32], count: usize, side: usize) -> Result<()> {
+/// `.idx3-ubyte` or `.idx`, else a PNG grid of `columns` per row.
+pub fn write_digits(
+    out: &Path,
+    images: &[f32],
+    count: usize,
+    side: usize,
+    columns: usize,
+) -> Result<()> {
     let name = out.to_string_lossy();
     if name.ends_with(".idx3-ubyte") || name.ends_with(".idx") {
         crate::data::write_idx_images(out, &to_u8_pixels(images), count, side, side)
     } else {
-        write_grid_png(out, images, count, side, count.clamp(1, 16), 2)
+        write_grid_png(out, images, count, side, columns, 2)
     }
 }

@@ -3,8 +3,10 @@
 
 pub mod adam;
 pub mod bce;
+pub mod combine;
 pub mod conv;
 pub mod elementwise;
+pub mod embedding;
 pub mod gather;
 pub mod gemm;
 pub mod noise;
@@ -26,6 +28,8 @@ pub fn params_twins() -> Vec<ParamsTwin> {
         adam::PARAMS_TWINS,
         noise::PARAMS_TWINS,
         softmax_ce::PARAMS_TWINS,
+        embedding::PARAMS_TWINS,
+        combine::PARAMS_TWINS,
     ]
     .concat()
 }

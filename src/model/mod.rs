@@ -2,6 +2,7 @@
 //! the evaluation and the exports need to know about it. Nothing above this layer names a
 //! particular network; a new model is one file with a [`ModelKind`], listed in [`MODELS`].
 
+pub mod cgan;
 pub mod classifier;
 pub mod load;
 pub mod sample;
@@ -147,7 +148,7 @@ impl std::fmt::Debug for ModelKind {
 }
 
 /// Every model, the default first.
-pub const MODELS: &[&ModelKind] = &[&seed::SEED];
+pub const MODELS: &[&ModelKind] = &[&seed::SEED, &cgan::CGAN];
 
 /// The model called `name`, or an error listing the ones there are.
 pub fn kind(name: &str) -> Result<&'static ModelKind> {

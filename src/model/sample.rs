@@ -123,3 +123,43 @@ pub fn generate_stored(
     let sampler = Sampler::compile(exec.as_mut(), &graph, &nodes)?;
     sampler.generate(exec.as_mut(), noise, labels)
 }
+
+/// The classes a class-conditional generator is asked to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digits {
+    /// Every image of this class.
+    One(u32),
+    /// One row per class, in order: `count.div_ceil(classes)` images of each.
+    All,
+}
+
+impl Digits {
+    /// `--digit`'s value: a class number, or `all`.
+    pub fn parse(text: &str) -> Result<Self> {
+        if text == "all" {
+            return Ok(Digits::All);
+        }
+        text.parse().map(Digits::One).map_err(|_| {
+            Error::InvalidArgument(format!("--digit {text:?}: expected a digit 0-9 or \"all\""))
+        })
+    }
+
+    /// The labels of `count` images, and the images per row of their grid, for a generator
+    /// conditioned on `classes` classes.
+    pub fn labels(self, count: usize, classes: usize) -> Result<(Vec<u32>, usize)> {
+        match self {
+            Digits::One(d) if d as usize >= classes => Err(Error::InvalidArgument(format!(
+                "--digit {d}: this generator draws the digits 0-{}",
+                classes - 1
+            ))),
+            Digits::One(d) => Ok((vec![d; count], count.clamp(1, 16))),
+            Digits::All => {
+                let columns = count.div_ceil(classes.max(1)).max(1);
+                let labels = (0..count)
+                    .map(|i| (i / columns).min(classes - 1) as u32)
+                    .collect();
+                Ok((labels, columns))
+            }
+        }
+    }
+}

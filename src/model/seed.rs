@@ -21,8 +21,17 @@ const SEED_CHANNELS: usize = 128;
 /// Dense(noise -> 7·7·128) -> reshape (7, 7, 128) -> ConvTranspose(64, 5x5, s2, same)
 /// -> ReLU -> ConvTranspose(1, 5x5, s2, same) -> tanh: [batch, 28, 28, 1] in [-1, 1].
 pub fn generator(g: &mut Graph, z: NodeId) -> Result<NodeId> {
-    let side = IMAGE_SIDE / 4;
-    let h = g.dense("dense", z, side * side * SEED_CHANNELS)?;
+    let h = g.dense("dense", z, SEED_UNITS)?;
+    generator_head(g, h)
+}
+
+/// Side of the generator's first feature map and the units of its dense layer.
+const SEED_SIDE: usize = IMAGE_SIDE / 4;
+pub const SEED_UNITS: usize = SEED_SIDE * SEED_SIDE * SEED_CHANNELS;
+
+/// The generator after its dense layer: [batch, 7·7·128] -> the image.
+pub fn generator_head(g: &mut Graph, h: NodeId) -> Result<NodeId> {
+    let side = SEED_SIDE;
     let h = g.unflatten("reshape", h, (side, side, SEED_CHANNELS))?;
     let h = g.conv_transpose2d("deconv1", h, 64, (5, 5), (2, 2), Padding::Same)?;
     let h = g.activation("relu1", h, Activation::Relu);
@@ -33,12 +42,17 @@ pub fn generator(g: &mut Graph, z: NodeId) -> Result<NodeId> {
 /// Conv(32, 3x3, s2, valid) -> ReLU -> Conv(64, 3x3, s2, valid) -> ReLU -> Flatten
 /// -> Dense(1): a logit per image [batch, 1] (the sigmoid lives in the loss).
 pub fn discriminator(g: &mut Graph, x: NodeId) -> Result<NodeId> {
+    let h = discriminator_features(g, x)?;
+    g.dense("dense", h, 1)
+}
+
+/// The discriminator up to its dense layer: flattened features [batch, 6·6·64].
+pub fn discriminator_features(g: &mut Graph, x: NodeId) -> Result<NodeId> {
     let h = g.conv2d("conv1", x, 32, (3, 3), (2, 2), Padding::Valid)?;
     let h = g.activation("relu1", h, Activation::Relu);
     let h = g.conv2d("conv2", h, 64, (3, 3), (2, 2), Padding::Valid)?;
     let h = g.activation("relu2", h, Activation::Relu);
-    let h = g.flatten("flatten", h)?;
-    g.dense("dense", h, 1)
+    g.flatten("flatten", h)
 }
 
 /// The parameters whose names start with `prefix.`, in creation order.

@@ -25,7 +25,7 @@ use crate::graph::runtime::Runtime;
 use crate::graph::{Buf, Dataset, RandomStreams};
 use crate::io::atomic::write_atomically;
 use crate::io::checkpoint::{load_checkpoint, save_checkpoint};
-use crate::model::sample::{SAMPLE_GRID, Sampler};
+use crate::model::sample::{Digits, SAMPLE_GRID, Sampler};
 use crate::model::{IMAGE_SIDE, Model, PIXELS};
 
 pub use config::TrainConfig;
@@ -94,9 +94,21 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
 
+/// The sample grid of a run: how many digits, per row, and their labels. A
+/// class-conditional model draws one row per class.
+pub fn sample_grid(model: &Model) -> Result<(usize, usize, Option<Vec<u32>>)> {
+    match model.kind.classes {
+        None => Ok((SAMPLE_GRID, 8, None)),
+        Some(classes) => {
+            let (labels, columns) = Digits::All.labels(classes * classes, classes)?;
+            Ok((classes * classes, columns, Some(labels)))
+        }
+    }
+}
+
 /// The fixed noise behind every sample grid of a run (a stream no training step uses).
-pub fn sample_noise(cfg: &TrainConfig) -> Vec<f32> {
-    crate::cpu::normal_noise(cfg.seed, u64::MAX, SAMPLE_GRID * cfg.noise_dim)
+pub fn sample_noise(cfg: &TrainConfig, count: usize) -> Vec<f32> {
+    crate::cpu::normal_noise(cfg.seed, u64::MAX, count * cfg.noise_dim)
 }
 
 /// Labels for `count` generated images of a class-conditional model: every class in
@@ -199,8 +211,8 @@ pub fn train(
         .into_iter()
         .map(|n| Buf::Value(model.graph.storage(n)))
         .collect();
-    let grid_noise = sample_noise(&cfg);
-    let grid_labels = cycling_labels(&model, SAMPLE_GRID);
+    let (grid_count, grid_columns, grid_labels) = sample_grid(&model)?;
+    let grid_noise = sample_noise(&cfg, grid_count);
 
     let progress = log::Progress::new(&model, start, cfg.iterations, opts.quiet);
     let clock = Instant::now();
@@ -226,7 +238,13 @@ pub fn train(
                     crate::cpu::normal_noise(cfg.seed, u64::MAX - 1, ev.count * cfg.noise_dim);
                 let labels = cycling_labels(&model, ev.count);
                 let images = sampler.generate(exec.as_mut(), &noise, labels.as_deref())?;
-                let q = quality("generator", &mut ev.classifier, &images, &ev.reference)?;
+                let q = quality(
+                    "generator",
+                    &mut ev.classifier,
+                    &images,
+                    labels.as_deref(),
+                    &ev.reference,
+                )?;
                 Some((q.fid, q.classes.entropy, q.classes.confident_fraction))
             }
             _ => None,
@@ -247,9 +265,9 @@ pub fn train(
             crate::io::images::write_grid_png(
                 &run.sample(done),
                 &images,
-                SAMPLE_GRID,
+                grid_count,
                 IMAGE_SIDE,
-                8,
+                grid_columns,
                 2,
             )?;
         }

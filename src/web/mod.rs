@@ -59,6 +59,12 @@ struct WebPlan {
     /// Buffers the page writes noise into and reads digits from.
     noise_buffer: usize,
     image_buffer: usize,
+    /// For a class-conditional generator: how many classes, and the buffer of the
+    /// digits to draw ([batch] u32) that the page's digit selector writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels_buffer: Option<usize>,
     /// Every file in `shaders/`, all of which the compilation check page compiles.
     shader_files: Vec<&'static str>,
     buffers: Vec<PlanBuffer>,
@@ -137,13 +143,6 @@ pub fn export_web(
     }
     let ckpt = load_checkpoint(checkpoint)?;
     let stored = generator_from_checkpoint(checkpoint, &ckpt)?;
-    if stored.kind.classes.is_some() {
-        return Err(Error::InvalidArgument(format!(
-            "{}: the web page draws unconditional generators; the {} model is class-conditional",
-            checkpoint.display(),
-            stored.kind.name
-        )));
-    }
     let (graph, generator) = stored.graph(grid * grid)?;
     let plan = record_plan(runtime, &graph, &generator, stored.kind, grid)?;
 
@@ -347,6 +346,8 @@ fn record_plan(
         weights: WEIGHTS_FILE,
         noise_buffer: slot_of(generator.z)?,
         image_buffer: slot_of(generator.image)?,
+        classes: kind.classes,
+        labels_buffer: generator.labels.map(slot_of).transpose()?,
         shader_files: Shader::ALL.iter().map(|s| s.file_name()).collect(),
         buffers,
         dispatches,

@@ -1,7 +1,7 @@
 // Serves an exported site on 127.0.0.1 and drives headless Chromium over it with
 // Playwright: the shader compilation check, the generator page on a fixed noise batch,
-// the "New noise" button, the interpolation slider, screenshots, and the page in a
-// browser without WebGPU. Everything the pages report goes to OUT/result.json;
+// the "New noise" button, the interpolation slider, the digit selector of a
+// class-conditional generator, screenshots, and the page in a browser without WebGPU. Everything the pages report goes to OUT/result.json;
 // tests/web_export.rs judges it.
 //
 // usage: node drive.mjs SITE_DIR OUT_DIR NOISE_FILE (NOISE_FILE relative to SITE_DIR)
@@ -73,6 +73,8 @@ const pageState = (page) =>
       renders: g.renders,
       ms: g.lastMs,
       noise: g.noise ? Array.from(g.noise) : null,
+      classes: g.classes,
+      labels: g.labels ? Array.from(g.labels) : null,
       images: g.images ? Array.from(g.images) : null,
     };
   });
@@ -104,6 +106,12 @@ try {
     await page.locator('#mix').fill('500');
     await settled(page, result.states.newNoise.renders);
     result.states.halfway = await pageState(page);
+    if (result.states.halfway.classes) {
+      await page.selectOption('#digit', '7');
+      await settled(page, result.states.halfway.renders);
+      result.states.digit = await pageState(page);
+      await page.screenshot({ path: join(out, 'page-digit.png'), fullPage: true });
+    }
   }
 } finally {
   await webgpu.close();

@@ -1,0 +1,78 @@
+// Embedding lookup and its gradient: rows of a [classes, dim] table picked by class
+// labels (Keras `Embedding`; a class-conditional GAN's label embeddings).
+//
+// table:  [classes, dim] f32, row-major.
+// labels: [batch] u32 class ids. The host draws or gathers them below `classes`; the
+//         kernels clamp so a bad one reads another row, never out of bounds.
+// embedding_forward:  out [batch, dim], out[b, j] = table[labels[b], j] (+ out when
+//                     ACCUMULATE). One invocation per output element.
+// embedding_backward: dtable [classes, dim], dtable[c, j] = Σ_b [labels[b] == c] dy[b, j]
+//                     (+ dtable when ACCUMULATE). WGSL has no float atomics, so each
+//                     invocation owns one table element and walks the batch in order
+//                     (so it sums in the CPU twin's order, bit for bit). That is
+//                     batch·classes·dim reads for classes·dim outputs: cheap for MNIST's
+//                     10 classes, and every invocation's loop is the batch, uniform.
+// The grid may be split over y (linear id = x + y * num_workgroups.x * WG).
+
+struct Params {
+    batch: u32,
+    dim: u32,
+    classes: u32,
+    // 1: add into the output instead of overwriting it.
+    accumulate: u32,
+}
+
+override WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> labels: array<u32>;
+@group(0) @binding(2) var<storage, read> table: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// embedding_backward's bindings 2 and 3.
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dtable: array<f32>;
+
+fn label_of(b: u32) -> u32 {
+    return min(labels[b], params.classes - 1u);
+}
+
+@compute @workgroup_size(WG)
+fn embedding_forward(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.x + gid.y * groups.x * WG;
+    if (i >= params.batch * params.dim) {
+        return;
+    }
+    let b = i / params.dim;
+    let j = i % params.dim;
+    var value = table[label_of(b) * params.dim + j];
+    if (params.accumulate == 1u) {
+        value += out[i];
+    }
+    out[i] = value;
+}
+
+@compute @workgroup_size(WG)
+fn embedding_backward(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.x + gid.y * groups.x * WG;
+    if (i >= params.classes * params.dim) {
+        return;
+    }
+    let c = i / params.dim;
+    let j = i % params.dim;
+    var sum = 0.0;
+    for (var b = 0u; b < params.batch; b++) {
+        if (label_of(b) == c) {
+            sum += dy[b * params.dim + j];
+        }
+    }
+    if (params.accumulate == 1u) {
+        sum = dtable[i] + sum;
+    }
+    dtable[i] = sum;
+}

@@ -1,0 +1,191 @@
+//! Launchers for `shaders/combine.wgsl`: element-wise sum, copy-or-add, and the row-wise
+//! dot product with its gradient. Inputs and the output must be distinct buffers.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::grid_1d;
+use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use Binding::{Read, ReadWrite, Uniform};
+
+/// Twin of `Params` in `shaders/combine.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct CombineParams {
+    pub len: u32,
+    pub cols: u32,
+    pub accumulate: u32,
+    pub _pad: u32,
+}
+
+pub const PARAMS_TWINS: &[super::ParamsTwin] = &[(
+    Shader::Combine,
+    "Params",
+    std::mem::size_of::<CombineParams>(),
+)];
+
+/// A power of two (row_dot's reduction tree halves it); 64 is two warps or one wavefront.
+const WORKGROUP: u32 = 64;
+
+/// How the grid maps to the work.
+enum Grid {
+    /// One invocation per element of `n`.
+    Elements(usize),
+    /// One workgroup per row.
+    Rows(usize),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    ctx: &GpuContext,
+    entry: &'static str,
+    y: (&str, &wgpu::Buffer, usize),
+    inputs: &[(&str, &wgpu::Buffer, usize)],
+    len: usize,
+    cols: usize,
+    grid: Grid,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let shape_error = |message: String| Error::Shape { op: entry, message };
+    let (Ok(len32), Ok(cols32)) = (u32::try_from(len), u32::try_from(cols)) else {
+        return Err(shape_error(format!(
+            "{len}x{cols} does not fit u32 indices"
+        )));
+    };
+    let all: Vec<(&str, &wgpu::Buffer, usize)> =
+        std::iter::once(y).chain(inputs.iter().copied()).collect();
+    for (i, &(name, buffer, n)) in all.iter().enumerate() {
+        if n > u32::MAX as usize || buffer.size() < n as u64 * 4 {
+            return Err(shape_error(format!(
+                "{name} holds {} bytes, {n} f32 need {}",
+                buffer.size(),
+                n * 4
+            )));
+        }
+        if let Some((other, _, _)) = all[..i].iter().find(|(_, b, _)| *b == buffer) {
+            return Err(shape_error(format!(
+                "{name} and {other} are the same buffer; they must differ"
+            )));
+        }
+    }
+    let bindings: &'static [Binding] = match inputs.len() {
+        1 => &[Uniform, ReadWrite, Read],
+        _ => &[Uniform, ReadWrite, Read, Read],
+    };
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Combine,
+        entry,
+        bindings,
+        constants: &[("WG", WORKGROUP as f64)],
+    })?;
+    let params = CombineParams {
+        len: len32,
+        cols: cols32,
+        accumulate: accumulate as u32,
+        _pad: 0,
+    };
+    let uniform = ctx.uniform(&format!("{entry} params"), &params);
+    let mut bound = vec![&uniform, y.1];
+    bound.extend(inputs.iter().map(|(_, b, _)| *b));
+    let bind_group = ctx.bind(&kernel, &bound);
+    let groups = match grid {
+        Grid::Elements(n) => (n as u32).div_ceil(WORKGROUP),
+        Grid::Rows(rows) => rows as u32,
+    };
+    let (x, y) = grid_1d(ctx, groups);
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [x, y, 1],
+    })
+}
+
+/// y = a + b over `len` elements.
+pub fn add(
+    ctx: &GpuContext,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    len: usize,
+) -> Result<Dispatch> {
+    let inputs = [("a", a, len), ("b", b, len)];
+    launch(
+        ctx,
+        "add",
+        ("y", y, len),
+        &inputs,
+        len,
+        0,
+        Grid::Elements(len),
+        false,
+    )
+}
+
+/// dst = src, or dst += src with `accumulate`, over `len` elements.
+pub fn accumulate(
+    ctx: &GpuContext,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    len: usize,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let inputs = [("src", src, len)];
+    launch(
+        ctx,
+        "accumulate",
+        ("dst", dst, len),
+        &inputs,
+        len,
+        0,
+        Grid::Elements(len),
+        accumulate,
+    )
+}
+
+/// y [rows] = the row-wise dot products of a and b [rows, cols].
+pub fn row_dot(
+    ctx: &GpuContext,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+) -> Result<Dispatch> {
+    let n = rows * cols;
+    let inputs = [("a", a, n), ("b", b, n)];
+    launch(
+        ctx,
+        "row_dot",
+        ("y", y, rows),
+        &inputs,
+        rows,
+        cols,
+        Grid::Rows(rows),
+        false,
+    )
+}
+
+/// dx [rows, cols] = dy [rows] times `other` [rows, cols] row by row, or dx += .
+#[allow(clippy::too_many_arguments)]
+pub fn row_dot_grad(
+    ctx: &GpuContext,
+    dy: &wgpu::Buffer,
+    other: &wgpu::Buffer,
+    dx: &wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let n = rows * cols;
+    let inputs = [("dy", dy, rows), ("other", other, n)];
+    launch(
+        ctx,
+        "row_dot_grad",
+        ("dx", dx, n),
+        &inputs,
+        rows,
+        cols,
+        Grid::Elements(n),
+        accumulate,
+    )
+}

@@ -1,0 +1,323 @@
+//! The ops a class-conditional GAN adds (embedding lookup and its table gradient,
+//! element-wise add and its copy-or-add gradient, row-wise dot product and its
+//! gradient): each CPU twin against plain f64 loops and central finite differences, and
+//! each WGSL kernel against its CPU twin on awkward shapes (0, 1, primes, non-multiples
+//! of the workgroup, the cgan's own layers), with NaN-prefilled outputs.
+
+mod common;
+
+use common::assert_close;
+use gan_gpu::cpu::{add, embedding_backward, embedding_forward, row_dot, row_dot_backward};
+use gan_gpu::gpu::testing::test_context;
+use gan_gpu::gpu::{Dispatch, GpuContext};
+use gan_gpu::kernels::{combine, embedding};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect()
+}
+
+fn labels(n: usize, classes: usize, seed: u64) -> Vec<u32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| rng.random_range(0..classes.max(1) as u32))
+        .collect()
+}
+
+/// (batch, classes, dim): empty, single, primes, more classes than rows, and the cgan's
+/// generator (100 x 10 x 6272) and discriminator (100 x 10 x 2304) embeddings.
+const EMBEDDINGS: [(usize, usize, usize); 7] = [
+    (0, 3, 5),
+    (1, 1, 1),
+    (7, 3, 13),
+    (5, 17, 3),
+    (31, 10, 257),
+    (100, 10, 6272),
+    (100, 10, 2304),
+];
+
+/// (rows, cols) for the row dot product: the discriminator's projection is 100 x 2304.
+const ROWS: [(usize, usize); 7] = [
+    (0, 4),
+    (1, 1),
+    (3, 7),
+    (13, 63),
+    (5, 65),
+    (17, 1000),
+    (100, 2304),
+];
+
+#[test]
+fn cpu_embedding_matches_plain_loops() {
+    let (batch, classes, dim) = (9, 4, 6);
+    let table = data(classes * dim, 1);
+    let ids = labels(batch, classes, 2);
+    let dy = data(batch * dim, 3);
+    let out = embedding_forward(&table, &ids, classes, dim).unwrap();
+    let dtable = embedding_backward(&dy, &ids, classes, dim).unwrap();
+    for b in 0..batch {
+        for j in 0..dim {
+            assert_eq!(out[b * dim + j], table[ids[b] as usize * dim + j]);
+        }
+    }
+    for c in 0..classes {
+        for j in 0..dim {
+            let expected: f64 = (0..batch)
+                .filter(|&b| ids[b] as usize == c)
+                .map(|b| f64::from(dy[b * dim + j]))
+                .sum();
+            assert!((f64::from(dtable[c * dim + j]) - expected).abs() < 1e-5);
+        }
+    }
+    let err = embedding_forward(&table, &[0, 4], classes, dim).unwrap_err();
+    assert!(err.to_string().contains("label 4"), "{err}");
+}
+
+/// L = Σ out·w for a fixed w, so dL/dtable is embedding_backward(w): checked by central
+/// differences in f64 (the op is linear, so they are exact up to rounding).
+#[test]
+fn cpu_embedding_gradient_matches_finite_differences() {
+    let (batch, classes, dim) = (6, 3, 4);
+    let table = data(classes * dim, 4);
+    let ids = labels(batch, classes, 5);
+    let w = data(batch * dim, 6);
+    let loss = |t: &[f32]| -> f64 {
+        let out = embedding_forward(t, &ids, classes, dim).unwrap();
+        out.iter()
+            .zip(&w)
+            .map(|(&o, &v)| f64::from(o) * f64::from(v))
+            .sum()
+    };
+    let grad = embedding_backward(&w, &ids, classes, dim).unwrap();
+    for i in 0..table.len() {
+        let (mut up, mut down) = (table.clone(), table.clone());
+        up[i] += 1e-2;
+        down[i] -= 1e-2;
+        let fd = (loss(&up) - loss(&down)) / 2e-2;
+        assert!(
+            (fd - f64::from(grad[i])).abs() < 1e-4,
+            "table[{i}]: {fd} vs {}",
+            grad[i]
+        );
+    }
+}
+
+/// L = Σ_r w_r·rowdot(a, b)_r: dL/da = row_dot_backward(w, b), dL/db = (w, a), and the
+/// sum's gradient is the upstream gradient itself.
+#[test]
+fn cpu_row_dot_and_add_gradients_match_finite_differences() {
+    let (rows, cols) = (4, 5);
+    let (a, b, w) = (data(rows * cols, 7), data(rows * cols, 8), data(rows, 9));
+    let loss = |a: &[f32], b: &[f32]| -> f64 {
+        let dots = row_dot(a, b, cols).unwrap();
+        dots.iter()
+            .zip(&w)
+            .map(|(&d, &v)| f64::from(d) * f64::from(v))
+            .sum()
+    };
+    let (da, db) = (
+        row_dot_backward(&w, &b, cols).unwrap(),
+        row_dot_backward(&w, &a, cols).unwrap(),
+    );
+    for i in 0..a.len() {
+        for (which, grad) in [(0, &da), (1, &db)] {
+            let (mut up, mut down) = ((a.clone(), b.clone()), (a.clone(), b.clone()));
+            if which == 0 {
+                up.0[i] += 1e-2;
+                down.0[i] -= 1e-2;
+            } else {
+                up.1[i] += 1e-2;
+                down.1[i] -= 1e-2;
+            }
+            let fd = (loss(&up.0, &up.1) - loss(&down.0, &down.1)) / 2e-2;
+            assert!(
+                (fd - f64::from(grad[i])).abs() < 1e-4,
+                "{which}[{i}]: {fd} vs {}",
+                grad[i]
+            );
+        }
+    }
+    let plain: Vec<f64> = (0..rows)
+        .map(|r| {
+            (0..cols)
+                .map(|c| f64::from(a[r * cols + c]) * f64::from(b[r * cols + c]))
+                .sum()
+        })
+        .collect();
+    for (got, want) in row_dot(&a, &b, cols).unwrap().iter().zip(plain) {
+        assert!((f64::from(*got) - want).abs() < 1e-5);
+    }
+    assert_eq!(add(&a, &b).unwrap()[3], a[3] + b[3]);
+    assert!(add(&a, &b[1..]).is_err());
+}
+
+fn nan_buffer(ctx: &GpuContext, what: &str, n: usize) -> wgpu::Buffer {
+    ctx.upload(what, &vec![f32::NAN; n.max(1)])
+}
+
+fn run(ctx: &GpuContext, d: Dispatch, what: &str) {
+    ctx.run(&[&d], what).unwrap();
+}
+
+fn label_buffer(ctx: &GpuContext, ids: &[u32]) -> wgpu::Buffer {
+    let bits: Vec<f32> = ids.iter().map(|&l| f32::from_bits(l)).collect();
+    ctx.upload("labels", if bits.is_empty() { &[0.0] } else { &bits })
+}
+
+#[test]
+fn gpu_embedding_matches_the_cpu_twin() {
+    let Some(ctx) = test_context("embedding parity") else {
+        return;
+    };
+    for (i, &(batch, classes, dim)) in EMBEDDINGS.iter().enumerate() {
+        let shape = format!("batch {batch}, {classes} classes x {dim}");
+        let seed = 10 * i as u64;
+        let table = data(classes * dim, seed);
+        let ids = labels(batch, classes, seed + 1);
+        let dy = data(batch * dim, seed + 2);
+        let prior = data(classes * dim, seed + 3);
+        let (tb, lb, dyb) = (
+            ctx.upload("table", &table),
+            label_buffer(&ctx, &ids),
+            ctx.upload("dy", &dy),
+        );
+        let out = nan_buffer(&ctx, "out", batch * dim);
+        run(
+            &ctx,
+            embedding::embedding_forward(&ctx, &tb, &lb, &out, (batch, classes, dim), false)
+                .unwrap(),
+            "embedding forward",
+        );
+        let cpu = embedding_forward(&table, &ids, classes, dim).unwrap();
+        let gpu = ctx.read::<f32>(&out, batch * dim).unwrap();
+        assert_eq!(gpu, cpu, "embedding forward {shape}");
+
+        // Backward, overwriting a NaN buffer and then adding into a prior value.
+        let dtable = nan_buffer(&ctx, "dtable", classes * dim);
+        run(
+            &ctx,
+            embedding::embedding_backward(&ctx, &dyb, &lb, &dtable, (batch, classes, dim), false)
+                .unwrap(),
+            "embedding backward",
+        );
+        let cpu = embedding_backward(&dy, &ids, classes, dim).unwrap();
+        let gpu = ctx.read::<f32>(&dtable, classes * dim).unwrap();
+        assert_eq!(
+            gpu, cpu,
+            "embedding backward {shape} (same summation order)"
+        );
+        let acc = ctx.upload("dtable prior", &prior);
+        run(
+            &ctx,
+            embedding::embedding_backward(&ctx, &dyb, &lb, &acc, (batch, classes, dim), true)
+                .unwrap(),
+            "embedding backward +=",
+        );
+        let want: Vec<f32> = prior.iter().zip(&cpu).map(|(p, g)| p + g).collect();
+        let gpu = ctx.read::<f32>(&acc, classes * dim).unwrap();
+        assert_close("embedding backward +=", &shape, &gpu, &want, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn gpu_add_and_accumulate_match_the_cpu_twin() {
+    let Some(ctx) = test_context("add parity") else {
+        return;
+    };
+    for len in [0, 1, 3, 63, 64, 65, 1001, 100 * 6272] {
+        let (a, b, prior) = (data(len, 1), data(len, 2), data(len, 3));
+        let (ab, bb) = (ctx.upload("a", &a), ctx.upload("b", &b));
+        let y = nan_buffer(&ctx, "y", len);
+        if len > 0 {
+            run(&ctx, combine::add(&ctx, &ab, &bb, &y, len).unwrap(), "add");
+            assert_eq!(
+                ctx.read::<f32>(&y, len).unwrap(),
+                add(&a, &b).unwrap(),
+                "add {len}"
+            );
+        }
+        let dst = nan_buffer(&ctx, "dst", len);
+        run(
+            &ctx,
+            combine::accumulate(&ctx, &ab, &dst, len, false).unwrap(),
+            "copy",
+        );
+        assert_eq!(ctx.read::<f32>(&dst, len).unwrap(), a, "copy {len}");
+        let acc = ctx.upload("prior", &prior);
+        run(
+            &ctx,
+            combine::accumulate(&ctx, &ab, &acc, len, true).unwrap(),
+            "accumulate",
+        );
+        let want: Vec<f32> = prior.iter().zip(&a).map(|(p, x)| p + x).collect();
+        assert_eq!(
+            ctx.read::<f32>(&acc, len).unwrap(),
+            want,
+            "accumulate {len}"
+        );
+    }
+    let x = ctx.upload("x", &[1.0; 8]);
+    let Err(err) = combine::add(&ctx, &x, &x, &x, 8) else {
+        panic!("one buffer as input and output was accepted");
+    };
+    let err = err.to_string();
+    assert!(err.contains("same buffer"), "{err}");
+}
+
+#[test]
+fn gpu_row_dot_matches_the_cpu_twin() {
+    let Some(ctx) = test_context("row dot parity") else {
+        return;
+    };
+    for (i, &(rows, cols)) in ROWS.iter().enumerate() {
+        let shape = format!("{rows}x{cols}");
+        let seed = 100 + 10 * i as u64;
+        let (a, b, dy, prior) = (
+            data(rows * cols, seed),
+            data(rows * cols, seed + 1),
+            data(rows, seed + 2),
+            data(rows * cols, seed + 3),
+        );
+        let (ab, bb, dyb) = (
+            ctx.upload("a", &a),
+            ctx.upload("b", &b),
+            ctx.upload("dy", &dy),
+        );
+        let y = nan_buffer(&ctx, "y", rows);
+        run(
+            &ctx,
+            combine::row_dot(&ctx, &ab, &bb, &y, rows, cols).unwrap(),
+            "row dot",
+        );
+        let cpu = row_dot(&a, &b, cols).unwrap();
+        // Tree order against column order: rounding of a sum of `cols` products.
+        let gpu = ctx.read::<f32>(&y, rows).unwrap();
+        assert_close("row dot", &shape, &gpu, &cpu, 1e-5 * cols as f32, 1e-4);
+
+        let dx = nan_buffer(&ctx, "dx", rows * cols);
+        run(
+            &ctx,
+            combine::row_dot_grad(&ctx, &dyb, &bb, &dx, rows, cols, false).unwrap(),
+            "row dot grad",
+        );
+        let cpu = row_dot_backward(&dy, &b, cols).unwrap();
+        assert_eq!(
+            ctx.read::<f32>(&dx, rows * cols).unwrap(),
+            cpu,
+            "row dot grad {shape}"
+        );
+        let acc = ctx.upload("prior", &prior);
+        run(
+            &ctx,
+            combine::row_dot_grad(&ctx, &dyb, &bb, &acc, rows, cols, true).unwrap(),
+            "row dot grad +=",
+        );
+        let want: Vec<f32> = prior.iter().zip(&cpu).map(|(p, g)| p + g).collect();
+        assert_eq!(
+            ctx.read::<f32>(&acc, rows * cols).unwrap(),
+            want,
+            "row dot grad += {shape}"
+        );
+    }
+}
