@@ -98,26 +98,36 @@ fn read_f32(path: &Path) -> Vec<f32> {
         .collect()
 }
 
-/// Runs `model` in onnxruntime on `noise` (`count` rows); returns the images and the
-/// script's description of the model.
+/// Runs `model` in onnxruntime on `noise` (`count` rows) and, for a class-conditional
+/// generator, `labels`; returns the images and the script's description of the model.
 fn run_in_onnxruntime(
     python: &Path,
     model: &Path,
     noise: &[f32],
     count: usize,
+    labels: Option<&[u32]>,
 ) -> (Vec<f32>, Value) {
     let dir = model.parent().unwrap();
     let (z, out) = (dir.join("z.f32"), dir.join("image.f32"));
     write_f32(&z, noise);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/run_onnx.py");
-    let ran = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(script)
         .arg(model)
         .arg(&z)
         .arg(count.to_string())
-        .arg(&out)
-        .output()
-        .unwrap();
+        .arg(&out);
+    if let Some(labels) = labels {
+        let path = dir.join("label.i64");
+        let bytes: Vec<u8> = labels
+            .iter()
+            .flat_map(|&l| i64::from(l).to_le_bytes())
+            .collect();
+        std::fs::write(&path, bytes).unwrap();
+        command.arg(path);
+    }
+    let ran = command.output().unwrap();
     assert!(
         ran.status.success(),
         "run_onnx.py on {} failed:\n{}",
@@ -140,10 +150,13 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn train_checkpoint(dir: &Path) -> PathBuf {
-    let run = dir.join("run");
+/// A checkpoint of `model` after 3 training iterations on the CPU.
+fn train_checkpoint(dir: &Path, model: &str) -> PathBuf {
+    let run = dir.join(format!("run-{model}"));
     let trained = run_cli(&[
         "train",
+        "--model",
+        model,
         "--device",
         "cpu",
         "--iterations",
@@ -173,8 +186,8 @@ fn stored(checkpoint: &Path) -> StoredGenerator {
     generator_from_checkpoint(checkpoint, &load_checkpoint(checkpoint).unwrap()).unwrap()
 }
 
-/// What onnxruntime reports about an exported seed generator, checked against the
-/// checkpoint it came from.
+/// What onnxruntime reports about an exported generator, checked against the checkpoint
+/// it came from.
 fn check_report(report: &Value, stored: &StoredGenerator, batch: &str) {
     assert_eq!(report["ir_version"], 8, "{report:#}");
     assert_eq!(report["opsets"]["ai.onnx"], 17, "{report:#}");
@@ -188,10 +201,12 @@ fn check_report(report: &Value, stored: &StoredGenerator, batch: &str) {
         None => assert!(meta.get("iteration").is_none()),
     }
     let dim = stored.noise_dim.to_string();
-    assert_eq!(
-        report["inputs"],
-        serde_json::json!({ "z": ["tensor(float)", [batch, dim]] })
-    );
+    let mut inputs = serde_json::json!({ "z": ["tensor(float)", [batch, dim]] });
+    if let Some(classes) = stored.kind.classes {
+        inputs["label"] = serde_json::json!(["tensor(int64)", [batch]]);
+        assert_eq!(meta["classes"], classes.to_string());
+    }
+    assert_eq!(report["inputs"], inputs);
     assert_eq!(
         report["outputs"],
         serde_json::json!({ "image": ["tensor(float)", [batch, "28", "28", "1"]] })
@@ -207,12 +222,16 @@ fn exported_generator_matches_the_cpu_executor_in_onnxruntime() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let fresh = train_checkpoint(dir.path());
-    // A fresh checkpoint at a dynamic batch (a prime count) and at a fixed one, and the
-    // demo generator, trained for 8,000 iterations, whose weights are far from their init.
+    let seed = train_checkpoint(dir.path(), "seed");
+    let cgan = train_checkpoint(dir.path(), "cgan");
+    // Fresh checkpoints of every model at a dynamic batch (a prime count) and at a fixed
+    // one, and the demo generator, trained for 8,000 iterations, whose weights are far
+    // from their initial values.
     let cases = [
-        (fresh.clone(), "dynamic", 37),
-        (fresh, "5", 5),
+        (seed.clone(), "dynamic", 37),
+        (seed, "5", 5),
+        (cgan.clone(), "dynamic", 23),
+        (cgan, "10", 10),
         (PathBuf::from(DEMO_GENERATOR), "dynamic", 64),
     ];
     for (i, (checkpoint, batch, count)) in cases.into_iter().enumerate() {
@@ -225,13 +244,18 @@ fn exported_generator_matches_the_cpu_executor_in_onnxruntime() {
         assert!(exported.status.success(), "{exported:?}");
         let stored = stored(&checkpoint);
         let noise = normal_noise(100 + i as u64, 0, count * stored.noise_dim);
-        let (onnx, report) = run_in_onnxruntime(&python, &model, &noise, count);
+        let labels = stored.kind.classes.map(|c| {
+            (0..count as u32)
+                .map(|b| (b * 7) % c as u32)
+                .collect::<Vec<_>>()
+        });
+        let (onnx, report) = run_in_onnxruntime(&python, &model, &noise, count, labels.as_deref());
         check_report(
             &report,
             &stored,
             if batch == "dynamic" { "batch" } else { batch },
         );
-        let cpu = generate_stored(&Runtime::cpu(), &stored, &noise, None).unwrap();
+        let cpu = generate_stored(&Runtime::cpu(), &stored, &noise, labels.as_deref()).unwrap();
         let spread = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         assert!(
             spread > 0.1,
@@ -257,18 +281,28 @@ fn exported_generator_matches_the_cpu_executor_in_onnxruntime() {
     }
 }
 
-/// A generator with every transposed-convolution padding case ('same' with k - s odd and
-/// even, unequal kernels and strides, 'valid' with k < s, which Keras fills with bias-only
-/// rows), 'same' convolutions with odd total padding, every activation, and reshapes
-/// between them. Odd sizes everywhere; not an image generator, an exporter check.
+/// A class-conditional generator with every transposed-convolution padding case ('same'
+/// with k - s odd and even, unequal kernels and strides, 'valid' with k < s, which Keras
+/// fills with bias-only rows), 'same' convolutions with odd total padding, every
+/// activation, reshapes, and every conditioning op: an embedding, a row dot product, and
+/// additions in the graph layout, channels-first, and of one of each. Odd sizes
+/// everywhere; not an image generator, an exporter check.
 fn awkward_generator(batch: usize, noise_dim: usize) -> gan_gpu::Result<(Graph, GeneratorNodes)> {
     let mut g = Graph::default();
     let z = g.input("awkward.z", InputSource::External, vec![batch, noise_dim]);
+    let labels = g.input("awkward.labels", InputSource::External, vec![batch]);
     let image = g.scoped("generator", "awkward", |g| {
         let h = g.dense("dense", z, 5 * 3 * 6)?;
+        let class = g.embedding("class_embedding", labels, AWKWARD_CLASSES, 5 * 3 * 6)?;
+        let h = g.add("conditioned", h, class)?;
+        let dot = g.row_dot("dot", h, class)?;
+        let from_dot = g.dense("from_dot", dot, 5 * 3 * 6)?;
+        let h = g.add("plus_dot", h, from_dot)?;
         let h = g.unflatten("reshape", h, (5, 3, 6))?;
         let h = g.conv_transpose2d("same_k3s2", h, 4, (3, 3), (2, 2), Padding::Same)?;
-        let h = g.activation("leaky", h, Activation::LeakyRelu(0.2));
+        let leaky = g.activation("leaky", h, Activation::LeakyRelu(0.2));
+        let squashed = g.activation("squashed", h, Activation::Sigmoid);
+        let h = g.add("branches", leaky, squashed)?;
         let h = g.conv_transpose2d("same_k4s2", h, 3, (4, 4), (2, 2), Padding::Same)?;
         let h = g.conv_transpose2d("same_k5x4_s2x3", h, 3, (5, 4), (2, 3), Padding::Same)?;
         let h = g.activation("tanh", h, Activation::Tanh);
@@ -282,14 +316,17 @@ fn awkward_generator(batch: usize, noise_dim: usize) -> gan_gpu::Result<(Graph, 
         let h = g.dense("dense2", h, 7 * 5 * 2)?;
         let h = g.unflatten("reshape2", h, (7, 5, 2))?;
         let h = g.conv_transpose2d("same_k5s2", h, 1, (5, 5), (2, 2), Padding::Same)?;
-        Ok::<_, Error>(g.activation("sigmoid", h, Activation::Sigmoid))
+        let h = g.activation("sigmoid", h, Activation::Sigmoid);
+        let offset = g.dense("offset", z, 14 * 10)?;
+        let offset = g.unflatten("offset_image", offset, (14, 10, 1))?;
+        g.add("mixed_layouts", h, offset)
     })?;
     let params = g.params();
     Ok((
         g,
         GeneratorNodes {
             z,
-            labels: None,
+            labels: Some(labels),
             image,
             params,
             batch,
@@ -298,6 +335,8 @@ fn awkward_generator(batch: usize, noise_dim: usize) -> gan_gpu::Result<(Graph, 
     ))
 }
 
+const AWKWARD_CLASSES: usize = 4;
+
 fn not_trainable(_: &'static ModelKind, _: &ModelConfig) -> gan_gpu::Result<Model> {
     Err(Error::InvalidArgument("a test generator only".into()))
 }
@@ -305,13 +344,13 @@ fn not_trainable(_: &'static ModelKind, _: &ModelConfig) -> gan_gpu::Result<Mode
 static AWKWARD: ModelKind = ModelKind {
     name: "awkward",
     about: "every padding case of the exporter",
-    classes: None,
+    classes: Some(AWKWARD_CLASSES),
     training: not_trainable,
     generator: awkward_generator,
 };
 
-/// Glorot-uniform kernels (the graph's own initialiser) and biases uniform in ±0.5, so
-/// that a bias added in the wrong place shows.
+/// Glorot-uniform kernels (the graph's own initialiser), biases uniform in ±0.5 so that a
+/// bias added in the wrong place shows, and embedding tables in ±1.
 fn random_weights(graph: &Graph, seed: u64) -> Vec<NamedTensor> {
     let mut rng = StdRng::seed_from_u64(seed);
     graph
@@ -319,9 +358,15 @@ fn random_weights(graph: &Graph, seed: u64) -> Vec<NamedTensor> {
         .into_iter()
         .map(|(id, mut data)| {
             let node = &graph.nodes[id];
-            if node.name.ends_with(".bias") {
+            // Keras's ±0.05 tables would make a wrong row a small error; ±1 makes it plain.
+            let limit = match node.name.rsplit('.').next() {
+                Some("bias") => Some(0.5),
+                Some("embeddings") => Some(1.0),
+                _ => None,
+            };
+            if let Some(limit) = limit {
                 data.iter_mut()
-                    .for_each(|v| *v = rng.random_range(-0.5..0.5));
+                    .for_each(|v| *v = rng.random_range(-limit..limit));
             }
             NamedTensor {
                 name: node.name.clone(),
@@ -332,8 +377,10 @@ fn random_weights(graph: &Graph, seed: u64) -> Vec<NamedTensor> {
         .collect()
 }
 
-/// The CPU executor's forward pass of a generator graph of any output shape.
-fn cpu_forward(stored: &StoredGenerator, noise: &[f32], count: usize) -> Vec<f32> {
+/// The CPU executor's forward pass of a class-conditional generator graph of any output
+/// shape.
+fn cpu_forward(stored: &StoredGenerator, noise: &[f32], labels: &[u32]) -> Vec<f32> {
+    let count = labels.len();
     let (graph, nodes) = stored.graph(count).unwrap();
     let mut exec = Runtime::cpu()
         .executor(&graph, vec![], RandomStreams { seed: 0 }, None)
@@ -344,6 +391,9 @@ fn cpu_forward(stored: &StoredGenerator, noise: &[f32], count: usize) -> Vec<f32
         .unwrap();
     exec.write(Buf::Value(graph.storage(nodes.z)), noise)
         .unwrap();
+    let label_bits: Vec<f32> = labels.iter().map(|&l| f32::from_bits(l)).collect();
+    let label_node = graph.storage(nodes.labels.unwrap());
+    exec.write(Buf::Value(label_node), &label_bits).unwrap();
     exec.run(plan, 0).unwrap();
     exec.read(Buf::Value(graph.storage(nodes.image))).unwrap()
 }
@@ -367,8 +417,9 @@ fn every_padding_case_matches_the_cpu_executor_in_onnxruntime() {
         let model = dir.path().join(format!("awkward-{batch}.onnx"));
         save_model(&model, &generator_model(&stored, batch).unwrap()).unwrap();
         let noise = normal_noise(9, 0, count * noise_dim);
-        let (onnx, report) = run_in_onnxruntime(&python, &model, &noise, count);
-        let cpu = cpu_forward(&stored, &noise, count);
+        let labels: Vec<u32> = (0..count as u32).map(|b| (b * 3 + 1) % 4).collect();
+        let (onnx, report) = run_in_onnxruntime(&python, &model, &noise, count, Some(&labels));
+        let cpu = cpu_forward(&stored, &noise, &labels);
         assert_eq!(report["image_shape"], serde_json::json!([count, 14, 10, 1]));
         let what = format!("awkward generator, batch {batch}");
         assert_close(
@@ -394,7 +445,10 @@ fn pytorch_script_rebuilds_the_generator_from_the_checkpoint() {
     };
     let dir = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/load_in_pytorch.py");
-    for checkpoint in [train_checkpoint(dir.path()), PathBuf::from(DEMO_GENERATOR)] {
+    for checkpoint in [
+        train_checkpoint(dir.path(), "seed"),
+        PathBuf::from(DEMO_GENERATOR),
+    ] {
         let stored = stored(&checkpoint);
         let count = 19;
         let noise = normal_noise(3, 0, count * stored.noise_dim);

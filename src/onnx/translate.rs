@@ -347,6 +347,47 @@ impl Translator<'_> {
                 self.push("Reshape", &name, vec![input, shape], &out, attrs, "");
                 self.values.insert((id, Layout::Graph), out);
             }
+            Op::Embedding { table, labels } => {
+                if Some(labels) != self.generator.labels {
+                    return Err(export_error(format!(
+                        "embedding {name} looks up {}, which is not the generator's labels input",
+                        self.name(labels)
+                    )));
+                }
+                let inputs = vec![self.value(table, Layout::Graph)?, LABEL_INPUT.to_string()];
+                let out = self.output_name(id, Layout::Graph);
+                let axis = vec![AttributeProto::int("axis", 0)];
+                let doc = "Keras Embedding: the table's row of each label";
+                self.push("Gather", &name, inputs, &out, axis, doc);
+                self.values.insert((id, Layout::Graph), out);
+            }
+            Op::Add { a, b } => {
+                // Channels-first only when both already are; otherwise one transpose either way.
+                let both_first = [a, b]
+                    .iter()
+                    .all(|&x| self.present_layout(x) == Layout::ChannelsFirst);
+                let layout = if both_first {
+                    Layout::ChannelsFirst
+                } else {
+                    Layout::Graph
+                };
+                let inputs = vec![self.value(a, layout)?, self.value(b, layout)?];
+                let out = self.output_name(id, layout);
+                self.push("Add", &name, inputs, &out, vec![], "");
+                self.values.insert((id, layout), out);
+            }
+            Op::RowDot { a, b } => {
+                let inputs = vec![self.value(a, Layout::Graph)?, self.value(b, Layout::Graph)?];
+                let product = format!("{name}/product");
+                self.push("Mul", &product, inputs, &product, vec![], "");
+                let axes = format!("{name}/axes");
+                let constant = AttributeProto::tensor("value", TensorProto::i64s(&axes, &[1]));
+                self.push("Constant", &axes, vec![], &axes, vec![constant], "");
+                let out = self.output_name(id, Layout::Graph);
+                let keep = vec![AttributeProto::int("keepdims", 1)];
+                self.push("ReduceSum", &name, vec![product, axes], &out, keep, "");
+                self.values.insert((id, Layout::Graph), out);
+            }
             Op::BceWithLogits { .. } | Op::SoftmaxCrossEntropy { .. } => {
                 return Err(export_error(format!(
                     "op {} (node {name}) has no ONNX translation: it is a training loss, \
