@@ -1,19 +1,21 @@
 """Build gan-gpu's generator in PyTorch from a checkpoint.safetensors.
 
 usage:
-  python scripts/load_in_pytorch.py CHECKPOINT [--count N] [--seed S] [--out digits.npy]
-  python scripts/load_in_pytorch.py CHECKPOINT --noise Z.f32 --expected IMAGES.f32
+  python scripts/load_in_pytorch.py CHECKPOINT [--count N] [--seed S] [--digit D] [--out digits.npy]
+  python scripts/load_in_pytorch.py CHECKPOINT --noise Z.f32 [--labels L.i64] --expected IMAGES.f32
 
-The first form draws N digits from N(0, 1) noise and saves them as a NumPy array
-[N, 28, 28] in [-1, 1]. The second runs the generator on the given noise (little-endian
-f32 rows of the noise dimension) and compares the result with IMAGES.f32 (f32 NHWC
-[N, 28, 28, 1], e.g. from gan-gpu's CPU executor) within atol 1e-5 + rtol 1e-4; the
-tests run it that way (tests/onnx_export.rs).
+The first form draws N digits from N(0, 1) noise (for a class-conditional model, of
+digit D, or 0-9 in turn) and saves them as a NumPy array [N, 28, 28] in [-1, 1]. The
+second runs the generator on the given noise (little-endian f32 rows of the noise
+dimension; labels as little-endian int64) and compares the result with IMAGES.f32 (f32
+NHWC [N, 28, 28, 1], e.g. from gan-gpu's CPU executor) within atol 1e-5 + rtol 1e-4;
+the tests run it that way (tests/onnx_export.rs).
 
 The checkpoint's tensors are in Keras's layouts (README, "Checkpoints"). This script
 applies the README's rules:
   * Linear weight = Dense kernel.T (Keras: y = x @ kernel + bias).
   * ConvTranspose2d weight = HWOI kernel.permute(3, 2, 0, 1), i.e. (in, out, kh, kw).
+  * Embedding (cgan) = the [classes, dim] table as it is: nn.Embedding.from_pretrained.
   * The dense output is NHWC-ordered: view it as (N, 7, 7, 128), then permute to NCHW.
   * Keras's 'same' transposed convolution crops floor((k - s)/2) before and the rest
     after. PyTorch's `padding` crops the same on both sides, so: padding = floor((k-s)/2),
@@ -61,6 +63,8 @@ class SeedGenerator(nn.Module):
     s2, same) -> ReLU -> ConvTranspose(1, 5x5, s2, same) -> tanh. Input z [N, noise_dim],
     output NCHW [N, 1, 28, 28] in [-1, 1]."""
 
+    conditional = False
+
     def __init__(self, tensors):
         super().__init__()
         t = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
@@ -74,13 +78,31 @@ class SeedGenerator(nn.Module):
         self.deconv1 = KerasSameConvTranspose2d(t["deconv1.kernel"], t["deconv1.bias"], 2)
         self.deconv2 = KerasSameConvTranspose2d(t["deconv2.kernel"], t["deconv2.bias"], 2)
 
-    def forward(self, z):
-        h = self.dense(z).view(-1, self.side, self.side, self.channels).permute(0, 3, 1, 2)
+    def forward(self, z, labels=None):
+        return self.head(self.dense(z))
+
+    def head(self, h):
+        h = h.view(-1, self.side, self.side, self.channels).permute(0, 3, 1, 2)
         h = torch.relu(self.deconv1(h))
         return torch.tanh(self.deconv2(h))
 
 
-BUILDERS = {"seed": SeedGenerator}
+class CganGenerator(SeedGenerator):
+    """gan-gpu's `cgan` generator: the seed's, with a learned embedding of the class
+    (Keras Embedding, [classes, 7·7·128]) added to the dense output. Takes labels [N]."""
+
+    conditional = True
+
+    def __init__(self, tensors):
+        super().__init__(tensors)
+        table = tensors["generator.class_embedding.embeddings"]
+        self.embedding = nn.Embedding.from_pretrained(table, freeze=True)
+
+    def forward(self, z, labels=None):
+        return self.head(self.dense(z) + self.embedding(labels))
+
+
+BUILDERS = {"seed": SeedGenerator, "cgan": CganGenerator}
 
 
 def load_generator(path):
@@ -110,7 +132,9 @@ def main():
     p.add_argument("--count", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="save the digits as a .npy array [N, 28, 28]")
+    p.add_argument("--digit", type=int, help="the class to draw (class-conditional models)")
     p.add_argument("--noise", help="noise rows, little-endian f32")
+    p.add_argument("--labels", help="one class per noise row, little-endian int64")
     p.add_argument("--expected", help="images to compare with, f32 NHWC")
     args = p.parse_args()
 
@@ -119,8 +143,18 @@ def main():
         z = torch.from_numpy(np.fromfile(args.noise, dtype="<f4").reshape(-1, noise_dim))
     else:
         z = torch.randn(args.count, noise_dim, generator=torch.Generator().manual_seed(args.seed))
+    labels = None
+    if generator.conditional:
+        if args.labels:
+            labels = torch.from_numpy(np.fromfile(args.labels, dtype="<i8"))
+        elif args.digit is not None:
+            labels = torch.full((len(z),), args.digit)
+        else:
+            labels = torch.arange(len(z)) % generator.embedding.num_embeddings
+        if len(labels) != len(z) or labels.min() < 0 or labels.max() >= generator.embedding.num_embeddings:
+            sys.exit(f"error: need one label in 0..{generator.embedding.num_embeddings - 1} per image")
     with torch.no_grad():
-        images = generator(z).permute(0, 2, 3, 1).numpy()  # NCHW -> NHWC [N, 28, 28, 1]
+        images = generator(z, labels).permute(0, 2, 3, 1).numpy()  # NCHW -> NHWC [N, 28, 28, 1]
 
     if args.expected:
         expected = np.fromfile(args.expected, dtype="<f4").reshape(images.shape)

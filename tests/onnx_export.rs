@@ -90,6 +90,21 @@ fn write_f32(path: &Path, values: &[f32]) {
     std::fs::write(path, bytemuck::cast_slice::<f32, u8>(values)).unwrap();
 }
 
+/// Class labels as the ONNX model's `label` input takes them: little-endian int64.
+fn write_i64(path: &Path, labels: &[u32]) {
+    let bytes: Vec<u8> = labels
+        .iter()
+        .flat_map(|&l| i64::from(l).to_le_bytes())
+        .collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `count` labels covering every class of `stored`'s model, or `None` if it has none.
+fn labels_for(stored: &StoredGenerator, count: usize) -> Option<Vec<u32>> {
+    let classes = stored.kind.classes? as u32;
+    Some((0..count as u32).map(|b| (b * 7) % classes).collect())
+}
+
 fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     bytes
@@ -120,11 +135,7 @@ fn run_in_onnxruntime(
         .arg(&out);
     if let Some(labels) = labels {
         let path = dir.join("label.i64");
-        let bytes: Vec<u8> = labels
-            .iter()
-            .flat_map(|&l| i64::from(l).to_le_bytes())
-            .collect();
-        std::fs::write(&path, bytes).unwrap();
+        write_i64(&path, labels);
         command.arg(path);
     }
     let ran = command.output().unwrap();
@@ -447,24 +458,31 @@ fn pytorch_script_rebuilds_the_generator_from_the_checkpoint() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/load_in_pytorch.py");
     for checkpoint in [
         train_checkpoint(dir.path(), "seed"),
+        train_checkpoint(dir.path(), "cgan"),
         PathBuf::from(DEMO_GENERATOR),
     ] {
         let stored = stored(&checkpoint);
         let count = 19;
         let noise = normal_noise(3, 0, count * stored.noise_dim);
-        let cpu = generate_stored(&Runtime::cpu(), &stored, &noise, None).unwrap();
+        let labels = labels_for(&stored, count);
+        let cpu = generate_stored(&Runtime::cpu(), &stored, &noise, labels.as_deref()).unwrap();
         let (z, expected) = (dir.path().join("z.f32"), dir.path().join("expected.f32"));
         write_f32(&z, &noise);
         write_f32(&expected, &cpu);
-        let ran = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .arg(&script)
             .arg(&checkpoint)
             .arg("--noise")
             .arg(&z)
             .arg("--expected")
-            .arg(&expected)
-            .output()
-            .unwrap();
+            .arg(&expected);
+        if let Some(labels) = &labels {
+            let path = dir.path().join("labels.i64");
+            write_i64(&path, labels);
+            command.arg("--labels").arg(path);
+        }
+        let ran = command.output().unwrap();
         let stdout = String::from_utf8_lossy(&ran.stdout);
         assert!(
             ran.status.success(),
