@@ -25,8 +25,8 @@ use proto::{Dim, GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryPr
 use proto::{FLOAT, INT64, ValueInfoProto};
 use translate::{IMAGE_OUTPUT, LABEL_INPUT, NOISE_INPUT, export_error, translate};
 
-/// ONNX operator set 17 (2022): every op used here is in it, and every onnxruntime since
-/// 1.13 (and onnxruntime-web) runs it.
+/// ONNX operator set 17 (2022): every op used here is in it, and onnxruntime has run it
+/// since 1.12, onnxruntime-web included.
 pub const OPSET: i64 = 17;
 /// The IR version that came with opset 17 (onnx 1.12).
 pub const IR_VERSION: i64 = 8;
