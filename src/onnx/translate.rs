@@ -9,8 +9,12 @@
 //! channels-first, or both. Each op asks for the layout it needs, and a Transpose is
 //! inserted the first time a tensor is asked for in a layout it lacks. Element-wise ops
 //! stay in the layout their input already has, so a run of convolutions and activations
-//! stays channels-first. The seed generator needs only two activation Transposes: after
-//! the reshape to 7x7x128, and before the image.
+//! stays channels-first; an addition is channels-first when both its operands are. The seed
+//! generator needs only two activation Transposes: after the reshape to 7x7x128, and
+//! before the image.
+//!
+//! Class labels: the graph holds them as u32 bit patterns in an f32 tensor, ONNX takes them
+//! as the int64 input `label`, which only an embedding lookup (Gather) reads.
 
 use std::collections::HashMap;
 
@@ -98,8 +102,8 @@ impl ConvTransposePads {
     }
 }
 
-/// Translates the part of `graph` that `generator.image` depends on. `weights` are the values of
-/// its parameters, by name. For a dynamic batch, `batch_probe` is the same generator built
+/// Translates the part of `graph` that `generator.image` depends on. `weights` are the
+/// values of its parameters, by name. For a dynamic batch, `batch_probe` is the same generator built
 /// at another batch size: comparing the two tells each tensor's batch axis apart, which a
 /// reshape's target shape must leave to the runtime.
 pub fn translate(
