@@ -558,8 +558,8 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
                     &runtime,
                     &path,
                     &args.data.dir(),
-                    every,
-                    args.eval_count,
+                    &ClassifierConfig::default(),
+                    (every, args.eval_count),
                     progress,
                 )
             })?)

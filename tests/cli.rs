@@ -274,3 +274,81 @@ fn adapters_json_is_a_list() {
         }
     }
 }
+
+/// `--model cgan`: one row of samples per digit in the run's grids, `sample --digit` for
+/// one digit or all, and clear errors for a digit the model cannot draw and for `--digit`
+/// on an unconditional checkpoint.
+#[test]
+fn a_class_conditional_run_draws_the_digits_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("cgan");
+    let out = run_cli(&[
+        "train",
+        "--model",
+        "cgan",
+        "--device",
+        "cpu",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "4",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(config.contains("\"model\": \"cgan\""), "{config}");
+    // A 10x10 grid, a row per digit: 10 cells of 2·28 pixels plus 2-pixel gaps.
+    let grid = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(run.join("samples/iter_000002.png")).unwrap(),
+    ))
+    .read_info()
+    .unwrap();
+    assert_eq!(grid.info().width, 10 * (2 * 28 + 2) + 2);
+    assert_eq!(grid.info().height, grid.info().width);
+
+    let ckpt = run.join("checkpoint.safetensors");
+    for digit in ["7", "all"] {
+        let png = dir.path().join(format!("{digit}.png"));
+        let out = run_cli(&[
+            "sample",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--digit",
+            digit,
+            "--count",
+            "20",
+            "--out",
+            png.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "--digit {digit}: {}", stderr(&out));
+        assert!(png.exists());
+    }
+    let png = dir.path().join("x.png");
+    for (digit, needle) in [("12", "--digit 12"), ("seven", "--digit \"seven\"")] {
+        let out = run_cli(&[
+            "sample",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--digit",
+            digit,
+            "--out",
+            png.to_str().unwrap(),
+        ]);
+        assert_clean_error(&out, &[needle]);
+    }
+    let seed_run = dir.path().join("seed");
+    train_tiny(&seed_run);
+    let seed_ckpt = seed_run.join("checkpoint.safetensors");
+    let out = run_cli(&[
+        "sample",
+        "--checkpoint",
+        seed_ckpt.to_str().unwrap(),
+        "--digit",
+        "3",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["not class-conditional", "seed"]);
+    assert!(!png.exists());
+}

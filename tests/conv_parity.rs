@@ -15,12 +15,14 @@ use gan_gpu::cpu;
 use gan_gpu::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::gpu::{Dispatch, GpuContext};
+use gan_gpu::graph::Op;
 use gan_gpu::kernels::conv;
 use gan_gpu::kernels::gemm::{self, GemmShape, GemmVariant, gemm_flops};
+use gan_gpu::model::{MODELS, ModelConfig};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Layer {
     Conv(Conv2dGeometry),
     ConvT(ConvTranspose2dGeometry),
@@ -182,30 +184,25 @@ fn conv_geometry(
     }
 }
 
-/// The GAN's four layers (D conv1, D conv2, G convT1, G convT2) at `batch`.
-fn gan_layers(batch: usize) -> [(&'static str, Layer); 4] {
-    [
-        (
-            "D conv1 28x28x1 -> 13x13x32",
-            Layer::Conv(Conv2dGeometry::valid(batch, 28, 28, 1, 32, 3, 3, 2, 2)),
-        ),
-        (
-            "D conv2 13x13x32 -> 6x6x64",
-            Layer::Conv(Conv2dGeometry::valid(batch, 13, 13, 32, 64, 3, 3, 2, 2)),
-        ),
-        (
-            "G convT1 7x7x128 -> 14x14x64",
-            Layer::ConvT(ConvTranspose2dGeometry::keras_same(
-                batch, 7, 7, 128, 64, 5, 5, 2, 2, None,
-            )),
-        ),
-        (
-            "G convT2 14x14x64 -> 28x28x1",
-            Layer::ConvT(ConvTranspose2dGeometry::keras_same(
-                batch, 14, 14, 64, 1, 5, 5, 2, 2, None,
-            )),
-        ),
-    ]
+/// Every distinct convolution of every model's training graph at `batch`, named by the
+/// first node that uses it: taken from the models themselves, so a changed model is
+/// tested at its new shapes.
+fn gan_layers(batch: usize) -> Vec<(String, Layer)> {
+    let mut layers: Vec<(String, Layer)> = Vec::new();
+    for kind in MODELS {
+        let model = kind.build(&ModelConfig::new(batch, 100)).unwrap();
+        for node in &model.graph.nodes {
+            let layer = match node.op {
+                Op::Conv2d { geom, .. } => Layer::Conv(geom),
+                Op::ConvTranspose2d { geom, .. } => Layer::ConvT(geom),
+                _ => continue,
+            };
+            if !layers.iter().any(|(_, l)| *l == layer) {
+                layers.push((format!("{}: {}", kind.name, node.name), layer));
+            }
+        }
+    }
+    layers
 }
 
 #[test]
@@ -305,7 +302,10 @@ fn accumulate_adds_to_the_outputs() {
     check(&ctx, Layer::ConvT(gt), true, 9);
     // The GAN's convT2 at batch 40 splits the weight gradient, so the accumulation
     // happens in the reduction pass.
-    let (_, gan) = gan_layers(40)[3];
+    let (_, gan) = gan_layers(40)
+        .into_iter()
+        .find(|(_, l)| matches!(l, Layer::ConvT(g) if g.out_c == 1))
+        .expect("a transposed convolution to one channel");
     check(&ctx, gan, true, 10);
 }
 
@@ -466,8 +466,22 @@ fn gan_layers_match_tf_keras_golden_vectors() {
         "convT_7to14_k5s2_same_128to64",
         "convT_14to28_k5s2_same_64to1",
     ]);
-    for (name, (_, layer)) in cases.zip(gan_layers(2)) {
-        check_golden(&ctx, name, layer);
+    // Each golden case was computed by TF-Keras for one of the seed model's layers at
+    // batch 2: find that layer among the models' own.
+    let layers = gan_layers(2);
+    for name in cases {
+        let case = golden::Case::load(name);
+        let len = |t: &str| case.tensor(t).data.len();
+        let transposed = name.starts_with("convT");
+        let (_, layer) = layers
+            .iter()
+            .find(|(_, l)| {
+                let n = l.lens();
+                matches!(l, Layer::ConvT(_)) == transposed
+                    && (n.x, n.w, n.y) == (len("x"), len("w"), len("y"))
+            })
+            .unwrap_or_else(|| panic!("no model layer has the shapes of golden case {name}"));
+        check_golden(&ctx, name, *layer);
     }
 }
 

@@ -226,3 +226,69 @@ fn training_with_eval_every_adds_quality_columns() {
     );
     assert!(!Path::new(&run.join("losses.svg")).exists());
 }
+
+/// `eval` of a class-conditional checkpoint reports how often each requested digit is
+/// what the classifier sees; `--digit` asks for one.
+#[test]
+fn eval_reports_the_requested_digits_of_a_cgan() {
+    let (_, classifier_path) = classifier();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = run_cli(&[
+        "train",
+        "--model",
+        "cgan",
+        "--device",
+        "cpu",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ckpt = run.join("checkpoint.safetensors");
+    let c = classifier_path.to_str().unwrap();
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "eval",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--count",
+            "200",
+            "--classifier",
+            c,
+            "--json",
+        ];
+        args.extend(extra);
+        let out = run_cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let all = eval(&[]);
+    let requested = &all["generated"]["requested"];
+    let per_digit = requested["per_digit"].as_array().unwrap();
+    assert_eq!(per_digit.len(), 10, "{requested}");
+    assert!(per_digit.iter().all(|d| d[1] == 20), "{requested}");
+    let accuracy = requested["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
+    assert!(all["real"].get("requested").is_none());
+    let three = eval(&["--digit", "3"]);
+    let per_digit = three["generated"]["requested"]["per_digit"]
+        .as_array()
+        .unwrap();
+    assert_eq!(per_digit.len(), 1);
+    assert_eq!(
+        (per_digit[0][0].as_u64(), per_digit[0][1].as_u64()),
+        (Some(3), Some(200))
+    );
+}

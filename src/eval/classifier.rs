@@ -175,19 +175,20 @@ pub fn default_classifier_path() -> PathBuf {
     crate::io::cache_dir().join("mnist-classifier.safetensors")
 }
 
-/// The classifier at `path`, trained with `runtime` (and saved there, with its test-set
-/// accuracy) on first use; `progress` sees the training steps. Returns the accuracy when
+/// The classifier at `path`, trained with `runtime` as `config` says (and saved there,
+/// with its test-set accuracy) on first use; `progress` sees the training steps. Returns the accuracy when
 /// it trained one.
 pub fn ensure_classifier(
     runtime: &Runtime,
     path: &Path,
     data_dir: &Path,
+    config: &ClassifierConfig,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(ClassifierWeights, Option<f64>)> {
     if path.exists() {
         return Ok((load_classifier(path)?, None));
     }
-    let weights = train_classifier(runtime, data_dir, &ClassifierConfig::default(), progress)?;
+    let weights = train_classifier(runtime, data_dir, config, progress)?;
     let test = load_mnist(data_dir, Split::Test)?;
     let acc = ClassifierRunner::new(runtime, &weights)?.accuracy(&test, test.count)?;
     save_classifier(path, &weights, acc)?;

@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use crate::data::{MnistSet, Split, load_mnist, read_idx_images};
 use crate::error::{Error, Result};
-use crate::eval::classifier::{ClassifierRunner, argmax, ensure_classifier, scaled_images};
+use crate::eval::classifier::{
+    ClassifierConfig, ClassifierRunner, argmax, ensure_classifier, scaled_images,
+};
 use crate::eval::fid::{Gaussian, frechet_distance};
 use crate::eval::stats::{ClassStats, class_stats};
 use crate::graph::runtime::Runtime;
@@ -193,7 +195,8 @@ pub fn evaluate(
             )
         }
     };
-    let (weights, trained) = ensure_classifier(runtime, classifier, data_dir, progress)?;
+    let config = ClassifierConfig::default();
+    let (weights, trained) = ensure_classifier(runtime, classifier, data_dir, &config, progress)?;
     let mut runner = ClassifierRunner::new(runtime, &weights)?;
     let test = load_mnist(data_dir, Split::Test)?;
     let reference = reference(&mut runner, &test)?;

@@ -18,7 +18,7 @@ use rand::SeedableRng;
 
 use crate::data::{Split, load_mnist};
 use crate::error::{Error, Result};
-use crate::eval::classifier::ClassifierRunner;
+use crate::eval::classifier::{ClassifierConfig, ClassifierRunner};
 use crate::eval::fid::Gaussian;
 use crate::eval::quality::quality;
 use crate::graph::runtime::Runtime;
@@ -56,18 +56,20 @@ pub struct InTrainingEval {
 }
 
 impl InTrainingEval {
-    /// The classifier at `classifier` (trained there with `progress` on first use) on
-    /// `runtime`, and the test set's reference; also returns the accuracy when it trained.
+    /// The classifier at `classifier` (trained there as `config` says, with `progress`, on
+    /// first use) on `runtime`, and the test set's reference; also returns the accuracy
+    /// when it trained.
     pub fn prepare(
         runtime: &Runtime,
         classifier: &Path,
         data_dir: &Path,
-        every: u64,
-        count: usize,
+        config: &ClassifierConfig,
+        (every, count): (u64, usize),
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(Self, Option<f64>)> {
-        let (weights, trained) =
-            crate::eval::classifier::ensure_classifier(runtime, classifier, data_dir, progress)?;
+        let (weights, trained) = crate::eval::classifier::ensure_classifier(
+            runtime, classifier, data_dir, config, progress,
+        )?;
         let mut runner = ClassifierRunner::new(runtime, &weights)?;
         let test = load_mnist(data_dir, Split::Test)?;
         let reference = crate::eval::quality::reference(&mut runner, &test)?;
