@@ -60,6 +60,9 @@ pub enum Error {
         /// What the user can do, for the caller that refused to go on.
         advice: String,
     },
+
+    #[error("ONNX export: {0}")]
+    OnnxExport(String),
 }
 
 /// What is wrong with an IDX file; the `Error::Idx` variant adds the path.

@@ -23,6 +23,7 @@ use gan_gpu::model::classifier::save_classifier;
 use gan_gpu::model::load::generator_from_checkpoint;
 use gan_gpu::model::sample::{Digits, sample_stored};
 use gan_gpu::model::{IMAGE_SIDE, MODELS, kind};
+use gan_gpu::onnx::{BatchSize, export_onnx};
 use gan_gpu::selftest::first_use::FirstUseArgs;
 use gan_gpu::train::{InTrainingEval, TrainConfig, TrainOptions, train};
 use gan_gpu::web::export_web;
@@ -88,6 +89,18 @@ enum Command {
         /// The adapter the plan is recorded on (it runs in the browser, not here)
         #[command(flatten)]
         adapter: AdapterArgs,
+    },
+    /// Write a checkpoint's generator as an ONNX model (onnxruntime, PyTorch's tools, servers)
+    ExportOnnx {
+        /// A checkpoint.safetensors written by `gan-gpu train`
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// The .onnx file to write
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Images per run: `dynamic` (any) or a fixed number
+        #[arg(long, value_name = "N|dynamic", default_value = "dynamic")]
+        batch: BatchSize,
     },
     /// The MNIST classifier that `eval` scores with
     #[command(subcommand)]
@@ -361,6 +374,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                  http://localhost:8000/",
                 out.display()
             );
+        }
+        Command::ExportOnnx {
+            checkpoint,
+            out,
+            batch,
+        } => {
+            let summary = export_onnx(&checkpoint, &out, batch)?;
+            println!("{}", summary.describe(&out));
         }
         Command::Classifier(ClassifierCommand::Train {
             device,

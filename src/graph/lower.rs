@@ -327,7 +327,7 @@ pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec
 }
 
 /// Marks every node that `targets` depend on (targets included).
-fn ancestors(graph: &Graph, targets: &[NodeId]) -> Vec<bool> {
+pub fn ancestors(graph: &Graph, targets: &[NodeId]) -> Vec<bool> {
     let mut mark = vec![false; graph.nodes.len()];
     let mut stack: Vec<NodeId> = targets.to_vec();
     while let Some(id) = stack.pop() {

@@ -1,0 +1,176 @@
+"""Build gan-gpu's generator in PyTorch from a checkpoint.safetensors.
+
+usage:
+  python scripts/load_in_pytorch.py CHECKPOINT [--count N] [--seed S] [--digit D] [--out digits.npy]
+  python scripts/load_in_pytorch.py CHECKPOINT --noise Z.f32 [--labels L.i64] --expected IMAGES.f32
+
+The first form draws N digits from N(0, 1) noise (for a class-conditional model, of
+digit D, or 0-9 in turn) and saves them as a NumPy array [N, 28, 28] in [-1, 1]. The
+second runs the generator on the given noise (little-endian f32 rows of the noise
+dimension; labels as little-endian int64) and compares the result with IMAGES.f32 (f32
+NHWC [N, 28, 28, 1], e.g. from gan-gpu's CPU executor) within atol 1e-5 + rtol 1e-4;
+the tests run it that way (tests/onnx_export.rs).
+
+The checkpoint's tensors are in Keras's layouts (README, "Checkpoints"). This script
+applies the README's rules:
+  * Linear weight = Dense kernel.T (Keras: y = x @ kernel + bias).
+  * ConvTranspose2d weight = HWOI kernel.permute(3, 2, 0, 1), i.e. (in, out, kh, kw).
+  * Embedding (cgan) = the [classes, dim] table as it is: nn.Embedding.from_pretrained.
+  * The dense output is NHWC-ordered: view it as (N, 7, 7, 128), then permute to NCHW.
+  * Keras's 'same' transposed convolution crops floor((k - s)/2) before and the rest
+    after. PyTorch's `padding` crops the same on both sides, so: padding = floor((k-s)/2),
+    then drop the last row and column when k - s is odd (k5 s2: padding=1, drop one).
+    PyTorch's usual `padding=2, output_padding=1` is shifted by one pixel.
+Needs torch, safetensors and numpy (scripts/requirements-pytorch.txt).
+"""
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+
+class KerasSameConvTranspose2d(nn.Module):
+    """Keras Conv2DTranspose(padding='same') from its HWOI kernel [kh, kw, out, in]."""
+
+    def __init__(self, kernel, bias, stride):
+        super().__init__()
+        kh, kw, out_c, in_c = kernel.shape
+        excess = [max(k - stride, 0) for k in (kh, kw)]
+        before = [e // 2 for e in excess]
+        # What Keras crops after beyond what PyTorch's symmetric padding crops (0 or 1);
+        # for k < s Keras's output is longer than the full result by s - k bias-only rows.
+        self.drop = [e - 2 * b for e, b in zip(excess, before)]
+        self.conv = nn.ConvTranspose2d(
+            in_c, out_c, (kh, kw), stride=stride, padding=tuple(before),
+            output_padding=tuple(max(stride - k, 0) for k in (kh, kw)),
+        )
+        with torch.no_grad():
+            self.conv.weight.copy_(kernel.permute(3, 2, 0, 1))
+            self.conv.bias.copy_(bias)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y[:, :, : y.shape[2] - self.drop[0], : y.shape[3] - self.drop[1]]
+
+
+class SeedGenerator(nn.Module):
+    """gan-gpu's `seed` generator: Dense -> reshape (7, 7, 128) -> ConvTranspose(64, 5x5,
+    s2, same) -> ReLU -> ConvTranspose(1, 5x5, s2, same) -> tanh. Input z [N, noise_dim],
+    output NCHW [N, 1, 28, 28] in [-1, 1]."""
+
+    conditional = False
+
+    def __init__(self, tensors):
+        super().__init__()
+        t = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
+        noise_dim, units = t["dense.kernel"].shape
+        self.dense = nn.Linear(noise_dim, units)
+        with torch.no_grad():
+            self.dense.weight.copy_(t["dense.kernel"].T)
+            self.dense.bias.copy_(t["dense.bias"])
+        self.channels = t["deconv1.kernel"].shape[3]
+        self.side = round((units // self.channels) ** 0.5)
+        self.deconv1 = KerasSameConvTranspose2d(t["deconv1.kernel"], t["deconv1.bias"], 2)
+        self.deconv2 = KerasSameConvTranspose2d(t["deconv2.kernel"], t["deconv2.bias"], 2)
+
+    def forward(self, z, labels=None):
+        return self.head(self.dense(z))
+
+    def head(self, h):
+        h = h.view(-1, self.side, self.side, self.channels).permute(0, 3, 1, 2)
+        h = torch.relu(self.deconv1(h))
+        return torch.tanh(self.deconv2(h))
+
+
+class CganGenerator(SeedGenerator):
+    """gan-gpu's `cgan` generator: the seed's, with a learned embedding of the class
+    (Keras Embedding, [classes, 7·7·128]) added to the dense output. Takes labels [N]."""
+
+    conditional = True
+
+    def __init__(self, tensors):
+        super().__init__(tensors)
+        table = tensors["generator.class_embedding.embeddings"]
+        self.embedding = nn.Embedding.from_pretrained(table, freeze=True)
+
+    def forward(self, z, labels=None):
+        return self.head(self.dense(z) + self.embedding(labels))
+
+
+BUILDERS = {"seed": SeedGenerator, "cgan": CganGenerator}
+
+
+def load_generator(path):
+    """The generator of a gan-gpu checkpoint, in eval mode, and its noise dimension."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(path)
+    except (OSError, SafetensorError) as e:
+        sys.exit(f"error: {path}: not a readable safetensors checkpoint: {e}")
+    model = meta.get("model", "seed")  # files from before models had names are `seed`
+    if model not in BUILDERS:
+        sys.exit(
+            f"error: {path}: model {model!r} has no PyTorch builder here (known: "
+            f"{', '.join(BUILDERS)}); `gan-gpu export-onnx` exports any model"
+        )
+    try:
+        generator = BUILDERS[model](tensors).eval()
+    except KeyError as e:
+        sys.exit(f"error: {path}: no tensor generator.{e.args[0]}: not a {model} generator")
+    return generator, generator.dense.in_features
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="save the digits as a .npy array [N, 28, 28]")
+    p.add_argument("--digit", type=int, help="the class to draw (class-conditional models)")
+    p.add_argument("--noise", help="noise rows, little-endian f32")
+    p.add_argument("--labels", help="one class per noise row, little-endian int64")
+    p.add_argument("--expected", help="images to compare with, f32 NHWC")
+    args = p.parse_args()
+
+    generator, noise_dim = load_generator(args.checkpoint)
+    if args.noise:
+        z = torch.from_numpy(np.fromfile(args.noise, dtype="<f4").reshape(-1, noise_dim))
+    else:
+        z = torch.randn(args.count, noise_dim, generator=torch.Generator().manual_seed(args.seed))
+    labels = None
+    if generator.conditional:
+        if args.labels:
+            labels = torch.from_numpy(np.fromfile(args.labels, dtype="<i8"))
+        elif args.digit is not None:
+            labels = torch.full((len(z),), args.digit)
+        else:
+            labels = torch.arange(len(z)) % generator.embedding.num_embeddings
+        if len(labels) != len(z) or labels.min() < 0 or labels.max() >= generator.embedding.num_embeddings:
+            sys.exit(f"error: need one label in 0..{generator.embedding.num_embeddings - 1} per image")
+    with torch.no_grad():
+        images = generator(z, labels).permute(0, 2, 3, 1).numpy()  # NCHW -> NHWC [N, 28, 28, 1]
+
+    if args.expected:
+        expected = np.fromfile(args.expected, dtype="<f4").reshape(images.shape)
+        diff = np.abs(images - expected)
+        bad = diff > 1e-5 + 1e-4 * np.abs(expected)
+        print(
+            f"max |pytorch - expected| = {diff.max():.2e} over {diff.size} values; "
+            f"{'matches' if not bad.any() else f'{bad.sum()} values outside'} "
+            "atol 1e-5 + rtol 1e-4"
+        )
+        sys.exit(1 if bad.any() else 0)
+    print(f"{len(images)} digits {images.shape[1:]}, values in [{images.min():.3f}, {images.max():.3f}]")
+    if args.out:
+        np.save(args.out, images[..., 0])
+        print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
