@@ -274,3 +274,80 @@ fn adapters_json_is_a_list() {
         }
     }
 }
+
+/// A generator with noise dimension 0 has no input: every command that draws from a
+/// checkpoint refuses it by name (it used to panic `sample` and `eval` and export).
+#[test]
+fn a_checkpoint_with_noise_dimension_0_is_refused_by_sample_eval_and_export_web() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train_tiny(&run);
+    let original =
+        gan_gpu::io::checkpoint::load_checkpoint(&run.join("checkpoint.safetensors")).unwrap();
+    let zero_in_config = |config: &str| {
+        let mut json: serde_json::Value = serde_json::from_str(config).unwrap();
+        json["noise_dim"] = 0.into();
+        json.to_string()
+    };
+    let mut with_key = original.clone();
+    with_key.metadata.insert("noise_dim".into(), "0".into());
+    let mut config_only = original.clone();
+    config_only.metadata.remove("noise_dim");
+    let config = zero_in_config(&config_only.metadata["config"]);
+    config_only.metadata.insert("config".into(), config);
+    for (name, ckpt) in [("key", with_key), ("config", config_only)] {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        gan_gpu::io::checkpoint::save_checkpoint(&path, &ckpt).unwrap();
+        let path = path.to_str().unwrap();
+        let png = dir.path().join("x.png");
+        let classifier = dir.path().join("classifier.safetensors");
+        let site = dir.path().join("site");
+        for args in [
+            vec![
+                "sample",
+                "--checkpoint",
+                path,
+                "--out",
+                png.to_str().unwrap(),
+            ],
+            vec![
+                "eval",
+                "--checkpoint",
+                path,
+                "--classifier",
+                classifier.to_str().unwrap(),
+            ],
+            vec![
+                "export-web",
+                "--checkpoint",
+                path,
+                "--out",
+                site.to_str().unwrap(),
+            ],
+        ] {
+            let out = run_cli(&args);
+            assert_clean_error(&out, &[path, "noise dimension"]);
+        }
+        assert!(!png.exists() && !classifier.exists() && !site.join("plan.json").exists());
+    }
+}
+
+/// `eval --samples` reads and checks the file before it loads, or trains, the classifier.
+#[test]
+fn eval_refuses_a_bad_samples_file_before_touching_the_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.idx3-ubyte");
+    std::fs::write(&bad, [0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 28]).unwrap();
+    let classifier = dir.path().join("classifier.safetensors");
+    let start = std::time::Instant::now();
+    let out = run_cli(&[
+        "eval",
+        "--samples",
+        bad.to_str().unwrap(),
+        "--classifier",
+        classifier.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["bad.idx3-ubyte"]);
+    assert!(!classifier.exists(), "the classifier was trained first");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
