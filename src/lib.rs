@@ -16,6 +16,7 @@ pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod kernels;
+pub mod limits;
 pub mod model;
 pub mod train;
 pub mod web;

@@ -178,15 +178,14 @@ fn invalid_checkpoint_is_refused_before_touching_the_old_file() {
 }
 
 #[test]
-fn failed_rename_removes_temporary_file() {
-    // The destination is a non-empty directory: the temporary file is written, the rename
-    // fails, and the temporary file must go.
+fn a_directory_at_the_path_is_refused_and_left_intact() {
+    // Refused before anything is written: no temporary file, the folder untouched.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ckpt.safetensors");
     fs::create_dir(&path).unwrap();
     fs::write(path.join("keep"), b"x").unwrap();
     let err = save_checkpoint(&path, &sample()).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(matches!(err, Error::NotARegularFile { .. }), "{err:?}");
     assert_eq!(dir_names(dir.path()), ["ckpt.safetensors"]);
     assert_eq!(dir_names(&path), ["keep"]);
 }

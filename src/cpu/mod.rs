@@ -32,7 +32,7 @@ pub use conv_transpose::{
     conv_transpose2d_backward_input, conv_transpose2d_backward_weight, conv_transpose2d_forward,
 };
 pub use gemm::{bias_grad, dense_backward, dense_forward, gemm};
-pub use noise::{normal_noise, philox4x32_10, uniform_index, uniform_u32};
+pub use noise::{normal_noise, normal_noise_at, philox4x32_10, uniform_index, uniform_u32};
 pub use softmax_ce::{SoftmaxCeOutput, softmax_cross_entropy, softmax_rows};
 
 use crate::error::{Error, Result};

@@ -70,13 +70,23 @@ pub fn uniform_u32(seed: u64, stream: u64, n: usize) -> Vec<u32> {
 /// in (0, 1] (so ln u1 is finite) and u2 = (rb >> 8)·2^-24 in [0, 1), the pair is
 /// sqrt(-2 ln u1)·(cos 2πu2, sin 2πu2).
 pub fn normal_noise(seed: u64, stream: u64, n: usize) -> Vec<f32> {
-    (0..n.div_ceil(4) as u64)
+    normal_noise_at(seed, stream, 0, n)
+}
+
+/// Elements `start..start + n` of the stream [`normal_noise`] draws, so a long stream can
+/// be drawn a chunk at a time with the very values of drawing it whole.
+pub fn normal_noise_at(seed: u64, stream: u64, start: u64, n: usize) -> Vec<f32> {
+    let first_block = start / 4;
+    let skip = (start % 4) as usize;
+    let blocks = (skip + n).div_ceil(4) as u64;
+    (first_block..first_block + blocks)
         .flat_map(|b| {
             let [r0, r1, r2, r3] = block(seed, stream, b);
             let [z0, z1] = box_muller(r0, r1);
             let [z2, z3] = box_muller(r2, r3);
             [z0, z1, z2, z3]
         })
+        .skip(skip)
         .take(n)
         .collect()
 }
