@@ -25,7 +25,7 @@ pub fn plot_run(run: &Path, out: Option<&Path>) -> Result<PathBuf> {
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| run.join(if chart.fid { "fid.svg" } else { "losses.svg" }));
-    let svg = render(&chart)
+    let svg = render_svg(&chart)
         .map_err(|e| Error::InvalidArgument(format!("drawing {}: {e}", out.display())))?;
     write_atomically(&out, &[svg.as_bytes()])?;
     Ok(out)
@@ -57,7 +57,8 @@ pub fn chart(loss_csv: &Path, header: &[String], columns: &[Vec<f64>]) -> Result
     Ok(Chart { fid, series })
 }
 
-fn render(chart: &Chart) -> Result<String, String> {
+/// The SVG text of `chart`.
+pub fn render_svg(chart: &Chart) -> Result<String, String> {
     let all: Vec<&(f64, f64)> = chart.series.iter().flat_map(|(_, p)| p).collect();
     let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max);
     // Finite even for values near f64::MAX.
