@@ -60,9 +60,19 @@ pub fn chart(loss_csv: &Path, header: &[String], columns: &[Vec<f64>]) -> Result
 /// The SVG text of `chart`.
 pub fn render_svg(chart: &Chart) -> Result<String, String> {
     let all: Vec<&(f64, f64)> = chart.series.iter().flat_map(|(_, p)| p).collect();
-    let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max);
-    // Finite even for values near f64::MAX.
-    let y_max = (all.iter().map(|p| p.1).fold(0.0, f64::max) * 1.05).min(f64::MAX);
+    let fold = |f: fn(&(f64, f64)) -> f64, start: f64, pick: fn(f64, f64) -> f64| {
+        all.iter().map(|p| f(p)).fold(start, pick)
+    };
+    let x = axis(
+        fold(|p| p.0, 0.0, f64::min),
+        fold(|p| p.0, 1.0, f64::max),
+        0.0,
+    )?;
+    let y = axis(
+        fold(|p| p.1, 0.0, f64::min),
+        fold(|p| p.1, 0.0, f64::max),
+        0.05,
+    )?;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (800, 450)).into_drawing_area();
@@ -77,7 +87,7 @@ pub fn render_svg(chart: &Chart) -> Result<String, String> {
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max.max(1e-9))
+            .build_cartesian_2d(x, y)
             .map_err(|e| e.to_string())?;
         plot.configure_mesh()
             .x_desc("iteration")
@@ -98,6 +108,20 @@ pub fn render_svg(chart: &Chart) -> Result<String, String> {
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// An axis from `lo` to `hi` plus `margin` of its length above, that holds every point
+/// (plotters overflows its pixel arithmetic on points far outside the range) and is
+/// never empty: at least a millionth of its magnitude long.
+fn axis(lo: f64, hi: f64, margin: f64) -> Result<std::ops::Range<f64>, String> {
+    let span = (hi - lo).max(1e-6 * lo.abs().max(hi.abs()).max(1.0));
+    let top = lo + span * (1.0 + margin);
+    if !top.is_finite() || !(top - lo).is_finite() {
+        return Err(format!(
+            "values from {lo} to {hi} are too far apart to draw"
+        ));
+    }
+    Ok(lo..top)
 }
 
 /// (iteration, value) pairs where both are finite (a row's value may be unmeasured).
