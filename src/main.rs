@@ -172,8 +172,8 @@ struct EvalArgs {
 #[derive(Args)]
 #[command(after_help = format!(
     "A run folder belongs to one run: `--out` on a folder holding a run is refused \
-     (--force moves its files aside), and a running trainer locks its folder. With --resume, \
-     only {CHANGEABLE_ON_RESUME} may change on --resume; the others must match the run's \
+     (--force moves its files aside), and a running trainer locks its folder. Only \
+     {CHANGEABLE_ON_RESUME} may change on --resume; the other settings must match the run's \
      (leave them out). SIGINT (Ctrl-C) or SIGTERM stops after the current step with a \
      checkpoint, exit status 130 or 143."
 ))]

@@ -351,3 +351,36 @@ fn eval_refuses_a_bad_samples_file_before_touching_the_classifier() {
     assert!(!classifier.exists(), "the classifier was trained first");
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// The defaults `train --help` and `sample --help` state by hand are the library's.
+#[test]
+fn help_states_the_real_defaults_and_limits() {
+    let d = gan_gpu::train::TrainConfig::default();
+    let help = String::from_utf8(run_cli(&["train", "--help"]).stdout).unwrap();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (flag, default) in [
+        ("--iterations", d.iterations.to_string()),
+        ("--batch-size", d.batch_size.to_string()),
+        ("--noise-dim", d.noise_dim.to_string()),
+        ("--lr", d.lr.to_string()),
+        ("--beta1", d.beta1.to_string()),
+        ("--beta2", d.beta2.to_string()),
+        ("--seed", d.seed.to_string()),
+        ("--log-every", d.log_every.to_string()),
+        ("--sample-every", d.sample_every.to_string()),
+        ("--checkpoint-every", d.checkpoint_every.to_string()),
+        ("--model", d.model.clone()),
+    ] {
+        let at = help.find(&format!("{flag} ")).unwrap_or_else(|| panic!("{flag}"));
+        let entry = &help[at..];
+        let entry = &entry[..entry[2..].find(" --").map_or(entry.len(), |i| i + 2)];
+        assert!(entry.contains(&format!("[default: {default}")), "{entry}");
+    }
+    let capacity = gan_gpu::io::images::grid_capacity(
+        28,
+        gan_gpu::io::images::DIGIT_COLUMNS,
+        gan_gpu::io::images::DIGIT_SCALE,
+    );
+    let help = String::from_utf8(run_cli(&["sample", "--help"]).stdout).unwrap();
+    assert!(help.contains(&format!("at most {capacity}")), "{help}");
+}

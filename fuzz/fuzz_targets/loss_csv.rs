@@ -14,7 +14,11 @@ fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
         let config = TrainConfig::default();
-        config.model_kind().unwrap().build(&config.model_config()).unwrap()
+        config
+            .model_kind()
+            .unwrap()
+            .build(&config.model_config())
+            .unwrap()
     })
 }
 
