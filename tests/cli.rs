@@ -371,7 +371,9 @@ fn help_states_the_real_defaults_and_limits() {
         ("--checkpoint-every", d.checkpoint_every.to_string()),
         ("--model", d.model.clone()),
     ] {
-        let at = help.find(&format!("{flag} ")).unwrap_or_else(|| panic!("{flag}"));
+        let at = help
+            .find(&format!("{flag} "))
+            .unwrap_or_else(|| panic!("{flag}"));
         let entry = &help[at..];
         let entry = &entry[..entry[2..].find(" --").map_or(entry.len(), |i| i + 2)];
         assert!(entry.contains(&format!("[default: {default}")), "{entry}");

@@ -420,3 +420,34 @@ fn zero_iterations_is_an_error_that_writes_nothing() {
     assert!(!run.join("checkpoint.safetensors").exists());
     assert!(!run.join("loss.csv").exists());
 }
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_last_checkpoint_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut child = spawn_cli(
+        &train_args(
+            &run,
+            &["--iterations", "1000000", "--checkpoint-every", "1"],
+        ),
+        &dir.path().join("run.log"),
+    );
+    wait_for("a checkpoint", PATIENCE, || {
+        run.join("checkpoint.safetensors").exists() && data_rows(&run) >= 3
+    });
+    send_signal(child.id(), "TERM");
+    send_signal(child.id(), "TERM");
+    let status = wait_with_limit(&mut child, PATIENCE);
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    let at = checkpoint_iteration(&run);
+    let out = run_cli(&[
+        "train",
+        "--device",
+        "cpu",
+        "--resume",
+        run.to_str().unwrap(),
+        "--iterations",
+        &(at + 1).to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -207,8 +207,6 @@ fn run_loop(
             0
         }
     };
-    // A resumed run may have a new length or new intervals.
-    write_atomically(&run.config(), &[config_json.as_bytes()])?;
     // The columns were fixed when the run started; a resumed run keeps them.
     let text = log::read_loss_csv(&run.losses())?;
     let header = text.lines().next().unwrap_or_default();
@@ -233,6 +231,8 @@ fn run_loop(
     if keep < text.len() {
         csv.set_len(keep as u64).map_err(io_err(&run.losses()))?;
     }
+    // A resumed run may have a new length or new intervals.
+    write_atomically(&run.config(), &[config_json.as_bytes()])?;
     let logged: Vec<Buf> = model
         .logged_nodes()
         .into_iter()
