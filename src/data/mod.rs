@@ -4,7 +4,10 @@ pub mod idx;
 
 use std::path::{Path, PathBuf};
 
-pub use idx::{MnistSet, Split, load_mnist, read_idx_images, read_idx_labels, write_idx_images};
+pub use idx::{
+    IdxImageWriter, MnistSet, Split, load_mnist, parse_idx_images, parse_idx_labels,
+    read_idx_images, read_idx_labels, write_idx_images,
+};
 
 /// `data/mnist` in the crate root, where the dataset is bundled. The path is fixed at compile
 /// time, so it works from any working directory.

@@ -118,6 +118,11 @@ pub fn restore(
             get(format!("{}{name}", MOMENTS[1])),
         )?;
     }
+    checkpoint_iteration(path, ckpt)
+}
+
+/// The iteration a training checkpoint was written after (the next one to run).
+pub fn checkpoint_iteration(path: &Path, ckpt: &Checkpoint) -> Result<u64> {
     ckpt.metadata_value(path, "iteration")?
         .parse()
         .map_err(|e| Error::Checkpoint {
