@@ -8,19 +8,14 @@ use std::sync::atomic::AtomicBool;
 
 use clap::{Args, Parser, Subcommand};
 use gan_gpu::bench::{self, BenchOptions};
-use gan_gpu::data::{Split, default_data_dir, load_mnist};
-use gan_gpu::eval::classifier::{
-    ClassifierConfig, ClassifierRunner, default_classifier_path, train_classifier,
-};
-use gan_gpu::eval::quality::{self, EvalSource, not_conditional};
+use gan_gpu::data::default_data_dir;
+use gan_gpu::eval::classifier::{ClassifierConfig, default_classifier_path, train_and_save};
+use gan_gpu::eval::quality::{self, EvalSource};
 use gan_gpu::gpu::adapters::{list_adapters, render_table};
 use gan_gpu::gpu::{AdapterRequest, BackendChoice, KernelChoice, PowerPreference};
 use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
-use gan_gpu::io::checkpoint::load_checkpoint;
-use gan_gpu::io::progress::step_bar;
-use gan_gpu::model::classifier::save_classifier;
-use gan_gpu::model::load::generator_from_checkpoint;
-use gan_gpu::model::sample::{Digits, write_samples};
+use gan_gpu::io::progress::{step_bar, with_classifier_bar};
+use gan_gpu::model::sample::{Digits, sample_command};
 use gan_gpu::model::{MODELS, kind};
 use gan_gpu::onnx::{BatchSize, export_onnx};
 use gan_gpu::selftest::first_use::FirstUseArgs;
@@ -354,28 +349,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             adapter,
         } => {
             let digits = digit.as_deref().map(Digits::parse).transpose()?;
-            let stored = generator_from_checkpoint(&checkpoint, &load_checkpoint(&checkpoint)?)?;
-            let (labels, columns) = match (stored.kind.classes, digits) {
-                (Some(classes), digits) => {
-                    let (label, columns) =
-                        digits.unwrap_or(Digits::All).label_of(count, classes)?;
-                    (Some(label), columns)
-                }
-                (None, None) => (None, count.clamp(1, 16) as usize),
-                (None, Some(_)) => {
-                    return Err(not_conditional(&checkpoint, stored.kind.name).into());
-                }
-            };
             let runtime = guarded(Runtime::new(device, adapter.request()));
-            write_samples(
-                &runtime,
-                &stored,
-                count,
-                seed,
-                labels.as_deref(),
-                columns,
-                &out,
-            )?;
+            sample_command(&runtime, &checkpoint, count, seed, digits, &out)?;
             println!("wrote {count} digits to {}", out.display());
         }
         Command::ExportWeb {
@@ -385,30 +360,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             adapter,
         } => {
             let runtime = Runtime::for_browser(adapter.request());
-            let summary = export_web(&runtime, &checkpoint, &out, grid)?;
             println!(
-                "wrote {} files to {} ({} dispatches recorded on {}, weights {:.1} MB)",
-                summary.files.len(),
-                out.display(),
-                summary.dispatches,
-                summary.recorded_on,
-                summary.weight_bytes as f64 / 1e6
-            );
-            println!(
-                "serve it on localhost (WebGPU needs a secure origin, and the page fetches its \
-                 files), e.g.\n  python3 -m http.server --directory {} 8000\nthen open \
-                 http://localhost:8000/",
-                out.display()
+                "{}",
+                export_web(&runtime, &checkpoint, &out, grid)?.describe(&out)
             );
         }
         Command::ExportOnnx {
             checkpoint,
             out,
             batch,
-        } => {
-            let summary = export_onnx(&checkpoint, &out, batch)?;
-            println!("{}", summary.describe(&out));
-        }
+        } => println!("{}", export_onnx(&checkpoint, &out, batch)?.describe(&out)),
         Command::Classifier(ClassifierCommand::Train {
             device,
             adapter,
@@ -420,24 +381,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = guarded(Runtime::new(device, adapter.request()));
             let path = out.unwrap_or_else(default_classifier_path);
             let bar = step_bar("training the classifier");
-            let weights = train_classifier(
-                &runtime,
-                &data.dir(),
-                &ClassifierConfig::default(),
-                &mut |done, total| {
+            let (acc, tested) =
+                train_and_save(&runtime, &data.dir(), &path, &mut |done, total| {
                     bar.set_length(total);
                     bar.set_position(done);
-                },
-            )?;
+                })?;
             bar.finish_and_clear();
             eprintln!("{}", runtime.describe()?);
-            let test = load_mnist(&data.dir(), Split::Test)?;
-            let acc = ClassifierRunner::new(&runtime, &weights)?.accuracy(&test, test.count)?;
-            save_classifier(&path, &weights, acc)?;
             println!(
-                "test accuracy {:.2}% on {} images; weights in {}",
+                "test accuracy {:.2}% on {tested} images; weights in {}",
                 100.0 * acc,
-                test.count,
                 path.display()
             );
         }
@@ -458,33 +411,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let gpu = (device != BenchDevice::Cpu)
                 .then(|| Runtime::new(DeviceChoice::Gpu, adapter.request()));
-            if let Some(runtime) = &gpu {
-                let ctx = runtime.require_gpu("bench")?;
-                eprintln!("adapter: {} (timing: {:?})", ctx.describe(), ctx.clock());
-            }
             let opts = BenchOptions {
                 quick,
                 gpu: device != BenchDevice::Cpu,
                 cpu: device != BenchDevice::Gpu,
                 model: kind(&model)?,
             };
-            let rows = bench::run(gpu.as_ref(), &opts, &mut |row| {
-                if !json {
-                    eprint!(
-                        "{}",
-                        bench::render(std::slice::from_ref(row))
-                            .lines()
-                            .nth(1)
-                            .unwrap_or_default()
-                    );
-                    eprintln!();
-                }
-            })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print!("{}", bench::render(&rows));
-            }
+            bench::command(gpu.as_ref(), &opts, json)?
         }
         Command::Selftest {
             adapter,
@@ -495,58 +428,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = Runtime::new(DeviceChoice::Gpu, adapter.request()).with_kernels(kernels);
             gan_gpu::selftest::command(&runtime, json, quick)?
         }
-        Command::Dataset { data } => {
-            let dir = data.dir();
-            for split in [Split::Train, Split::Test] {
-                let set = load_mnist(&dir, split)?;
-                let mut counts = [0usize; 10];
-                for &label in &set.labels {
-                    counts[label as usize] += 1;
-                }
-                println!(
-                    "{split}: {} images of {}x{} in {}; labels 0-9: {:?}",
-                    set.count,
-                    set.rows,
-                    set.cols,
-                    dir.display(),
-                    counts
-                );
-            }
-        }
+        Command::Dataset { data } => print!("{}", gan_gpu::data::summary(&data.dir())?),
     }
     Ok(())
-}
-
-/// Reports the classifier's first-use training on a progress bar.
-fn with_classifier_bar<T>(
-    path: &std::path::Path,
-    job: impl FnOnce(&mut dyn FnMut(u64, u64)) -> gan_gpu::Result<(T, Option<f64>)>,
-) -> anyhow::Result<T> {
-    let bar = step_bar("training the classifier");
-    let mut announced = false;
-    let (out, trained) = job(&mut |done, total| {
-        // Said when training starts, not before: the job checks its inputs first.
-        if !announced {
-            announced = true;
-            bar.suspend(|| {
-                eprintln!(
-                    "no classifier at {}: training one (a few minutes, once)",
-                    path.display()
-                )
-            });
-        }
-        bar.set_length(total);
-        bar.set_position(done);
-    })?;
-    bar.finish_and_clear();
-    if let Some(acc) = trained {
-        eprintln!(
-            "classifier test accuracy {:.2}%, saved to {}",
-            100.0 * acc,
-            path.display()
-        );
-    }
-    Ok(out)
 }
 
 fn run_eval(args: EvalArgs) -> anyhow::Result<()> {

@@ -16,3 +16,24 @@ pub fn default_data_dir() -> PathBuf {
         .join("data")
         .join("mnist")
 }
+
+/// `gan-gpu dataset`: both splits in `dir`, loaded and validated, one line each with the
+/// count of every label.
+pub fn summary(dir: &Path) -> crate::Result<String> {
+    let mut out = String::new();
+    for split in [Split::Train, Split::Test] {
+        let set = load_mnist(dir, split)?;
+        let mut counts = [0usize; 10];
+        for &label in &set.labels {
+            counts[label as usize] += 1;
+        }
+        out += &format!(
+            "{split}: {} images of {}x{} in {}; labels 0-9: {counts:?}\n",
+            set.count,
+            set.rows,
+            set.cols,
+            dir.display(),
+        );
+    }
+    Ok(out)
+}

@@ -12,12 +12,13 @@ use crate::error::{Error, Result};
 use crate::graph::runtime::Runtime;
 use crate::graph::{Buf, Executor, Graph, RandomStreams, lower};
 use crate::io::atomic::resolve_output;
+use crate::io::checkpoint::load_checkpoint;
 use crate::io::images::{
     DIGIT_COLUMNS, DIGIT_SCALE, DigitFile, MAX_PNG_SIDE, grid_capacity, to_u8_pixels,
     write_grid_png,
 };
 use crate::limits::{bytes_for, check_memory, graph_bytes};
-use crate::model::load::StoredGenerator;
+use crate::model::load::{StoredGenerator, generator_from_checkpoint};
 use crate::model::{GeneratorNodes, IMAGE_SIDE, PIXELS};
 
 /// Digits in a training sample grid (8x8).
@@ -306,4 +307,44 @@ impl Digits {
         let (label, columns) = self.label_of(count as u64, classes)?;
         Ok(((0..count as u64).map(label).collect(), columns))
     }
+}
+
+/// `--digit` given for a generator that takes no class.
+pub fn not_conditional(path: &Path, model: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "--digit: {} is a checkpoint of the {model} model, which is not class-conditional \
+         (train one with --model cgan)",
+        path.display()
+    ))
+}
+
+/// `gan-gpu sample`: `count` digits of the checkpoint at `path` to `out` (see
+/// [`write_samples`]); a class-conditional generator draws `digits` (default: all, a row
+/// each), an unconditional one refuses them.
+pub fn sample_command(
+    runtime: &Runtime,
+    path: &Path,
+    count: u64,
+    seed: u64,
+    digits: Option<Digits>,
+    out: &Path,
+) -> Result<()> {
+    let stored = generator_from_checkpoint(path, &load_checkpoint(path)?)?;
+    let (labels, columns) = match (stored.kind.classes, digits) {
+        (Some(classes), digits) => {
+            let (label, columns) = digits.unwrap_or(Digits::All).label_of(count, classes)?;
+            (Some(label), columns)
+        }
+        (None, None) => (None, count.clamp(1, DIGIT_COLUMNS as u64) as usize),
+        (None, Some(_)) => return Err(not_conditional(path, stored.kind.name)),
+    };
+    write_samples(
+        runtime,
+        &stored,
+        count,
+        seed,
+        labels.as_deref(),
+        columns,
+        out,
+    )
 }
