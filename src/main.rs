@@ -219,9 +219,10 @@ struct TrainArgs {
     device: DeviceChoice,
     #[command(flatten)]
     adapter: AdapterArgs,
-    /// Training iterations (one discriminator and one generator step each)
-    #[arg(long, default_value_t = 50_000)]
-    iterations: u64,
+    /// Training iterations (one discriminator and one generator step each) [default: the
+    /// model's: 50,000 for seed and cgan, 10,000 for dcgan]
+    #[arg(long)]
+    iterations: Option<u64>,
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
     /// Dimension of the generator's N(0, 1) input
@@ -237,6 +238,10 @@ struct TrainArgs {
     /// Seed of the weights, the batches and the noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Decay of the moving average of the generator's weights, updated every step (with the
+    /// warm-up min(decay, (1+t)/(10+t))); `sample`, `eval` and the exports use it. 0: none
+    #[arg(long, default_value_t = gan_gpu::model::DEFAULT_EMA_DECAY)]
+    ema_decay: f32,
     /// Run folder [default: runs/<timestamp>]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -556,8 +561,19 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+    // The default length is the model's: the resumed run's model when resuming.
+    let iterations = match (args.iterations, &args.resume) {
+        (Some(n), _) => n,
+        (None, Some(dir)) => {
+            let path = gan_gpu::train::RunDir { root: dir.clone() }.checkpoint();
+            let saved = gan_gpu::train::state::saved_config(&path, &load_checkpoint(&path)?)?;
+            saved.model_kind()?.default_iterations
+        }
+        (None, None) => kind(&args.model)?.default_iterations,
+    };
     let config = TrainConfig {
-        iterations: args.iterations,
+        iterations,
+        ema_decay: args.ema_decay,
         batch_size: args.batch_size,
         noise_dim: args.noise_dim,
         lr: args.lr,

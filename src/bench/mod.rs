@@ -188,6 +188,7 @@ fn bench_target(
         noise_dim: NOISE_DIM,
         adam: AdamConfig::default(),
         sample_batch: 1,
+        ema_decay: crate::model::DEFAULT_EMA_DECAY,
     })?;
     let step = model.train_step()?;
     let mut exec = on.runtime.executor(

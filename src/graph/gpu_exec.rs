@@ -405,18 +405,14 @@ impl GpuExecutor {
                     .push(gemm::bias_grad(ctx, &dy, rows, cols, &db, accumulate)?);
             }
             Instr::Conv2d { geom, x, w, b, y } => {
-                let (x, w, b, y) = (
-                    self.buffer(x),
-                    self.buffer(w),
-                    self.buffer(b),
-                    self.buffer(y),
-                );
+                let (x, w, y) = (self.buffer(x), self.buffer(w), self.buffer(y));
+                let b = b.map(|b| self.buffer(b));
                 plan.dispatches.extend(conv::conv2d_forward(
                     ctx,
                     &geom,
                     &x,
                     &w,
-                    Some(&b),
+                    b.as_ref(),
                     &y,
                     false,
                 )?);
@@ -446,18 +442,14 @@ impl GpuExecutor {
                 )?);
             }
             Instr::ConvTranspose2d { geom, x, w, b, y } => {
-                let (x, w, b, y) = (
-                    self.buffer(x),
-                    self.buffer(w),
-                    self.buffer(b),
-                    self.buffer(y),
-                );
+                let (x, w, y) = (self.buffer(x), self.buffer(w), self.buffer(y));
+                let b = b.map(|b| self.buffer(b));
                 plan.dispatches.extend(conv::conv_transpose2d_forward(
                     ctx,
                     &geom,
                     &x,
                     &w,
-                    Some(&b),
+                    b.as_ref(),
                     &y,
                     false,
                 )?);
@@ -553,6 +545,15 @@ impl GpuExecutor {
                     &scratch,
                     options,
                 )?);
+            }
+            Instr::BatchNorm { .. }
+            | Instr::BatchNormGrad { .. }
+            | Instr::Dropout { .. }
+            | Instr::DropoutGrad { .. }
+            | Instr::Ema { .. } => {
+                return Err(Error::InvalidArgument(
+                    "WIP: BatchNorm, Dropout and EMA kernels are not written yet".into(),
+                ));
             }
             Instr::Adam { param, len, group } => {
                 let p = self.buffer(Buf::Value(param));

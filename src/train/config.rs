@@ -27,6 +27,14 @@ pub struct TrainConfig {
     /// The model (`--model`); runs from before models had names are the default one.
     #[serde(default = "default_model")]
     pub model: String,
+    /// Decay of the moving average of the generator's weights (`--ema-decay`, 0: none);
+    /// runs from before it existed get the default, which changes nothing they trained.
+    #[serde(default = "default_ema_decay")]
+    pub ema_decay: f32,
+}
+
+fn default_ema_decay() -> f32 {
+    crate::model::DEFAULT_EMA_DECAY
 }
 
 impl Default for TrainConfig {
@@ -44,6 +52,7 @@ impl Default for TrainConfig {
             sample_every: 500,
             checkpoint_every: 5_000,
             model: default_model(),
+            ema_decay: default_ema_decay(),
         }
     }
 }
@@ -69,6 +78,7 @@ impl TrainConfig {
             noise_dim: self.noise_dim,
             adam: self.adam(),
             sample_batch: SAMPLE_GRID,
+            ema_decay: self.ema_decay,
         }
     }
 
@@ -86,6 +96,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return bad("--beta1 and --beta2 must lie in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad("--ema-decay must lie in [0, 1) (0 turns the moving average off)");
         }
         Ok(())
     }

@@ -220,6 +220,7 @@ fn trainer_pipelines(
         noise_dim,
         adam: AdamConfig::default(),
         sample_batch: 1,
+        ema_decay: crate::model::DEFAULT_EMA_DECAY,
     })?;
     let mut exec =
         runtime.gpu_executor(&model.graph, model.optimizers(), streams, dataset.clone())?;
