@@ -46,6 +46,22 @@ pub enum Error {
         value: f32,
     },
 
+    /// A run folder that cannot be used as asked: in use, already holding a run, or with
+    /// nothing to resume.
+    #[error("run folder {}: {problem}", dir.display())]
+    RunFolder { dir: PathBuf, problem: String },
+
+    /// A size that a flag or a file sets is more than the operation can hold.
+    #[error("{what}: {problem}")]
+    TooLarge { what: String, problem: String },
+
+    #[error("{}: is {kind}, not a regular file{hint}", path.display())]
+    NotARegularFile {
+        path: PathBuf,
+        kind: &'static str,
+        hint: String,
+    },
+
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 

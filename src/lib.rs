@@ -4,7 +4,7 @@
 //! launchers) beside [`cpu`] (their CPU reference twins), [`graph`] (ops, shape-inferring
 //! builders, autodiff, the two executors and the runtime that picks between them), [`io`]
 //! and [`data`] (files and MNIST), [`model`] (models as data), [`eval`] (sample quality),
-//! [`train`] (the training loop), the front ends [`web`], [`onnx`] and [`bench`], and
+//! [`train`] (the training loop), the front ends [`web`], [`onnx`] and [`mod@bench`], and
 //! [`selftest`], which checks every kernel on the user's adapter against the CPU reference.
 
 pub mod bench;
@@ -17,6 +17,7 @@ pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod kernels;
+pub mod limits;
 pub mod model;
 pub mod onnx;
 pub mod selftest;

@@ -4,28 +4,24 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use clap::{Args, Parser, Subcommand};
 use gan_gpu::bench::{self, BenchOptions};
-use gan_gpu::data::{Split, default_data_dir, load_mnist};
-use gan_gpu::eval::classifier::{
-    ClassifierConfig, ClassifierRunner, default_classifier_path, train_classifier,
-};
-use gan_gpu::eval::quality::{self, EvalSource, not_conditional};
+use gan_gpu::data::default_data_dir;
+use gan_gpu::eval::classifier::{ClassifierConfig, default_classifier_path, train_and_save};
+use gan_gpu::eval::quality::{self, EvalSource};
 use gan_gpu::gpu::adapters::{list_adapters, render_table};
 use gan_gpu::gpu::{AdapterRequest, BackendChoice, KernelChoice, PowerPreference};
 use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
-use gan_gpu::io::checkpoint::load_checkpoint;
-use gan_gpu::io::images::write_digits;
-use gan_gpu::io::progress::step_bar;
-use gan_gpu::model::classifier::save_classifier;
-use gan_gpu::model::load::generator_from_checkpoint;
-use gan_gpu::model::sample::{Digits, sample_stored};
-use gan_gpu::model::{IMAGE_SIDE, MODELS, kind};
+use gan_gpu::io::progress::{step_bar, with_classifier_bar};
+use gan_gpu::model::sample::{Digits, sample_command};
+use gan_gpu::model::{MODELS, kind};
 use gan_gpu::onnx::{BatchSize, export_onnx};
 use gan_gpu::selftest::first_use::FirstUseArgs;
-use gan_gpu::train::{InTrainingEval, TrainConfig, TrainOptions, train};
+use gan_gpu::train::config::CHANGEABLE_ON_RESUME;
+use gan_gpu::train::signals::StopSignals;
+use gan_gpu::train::{ConfigFlags, InTrainingEval, OpenRun, Start, TrainOptions};
 use gan_gpu::web::export_web;
 
 #[derive(Parser)]
@@ -56,9 +52,9 @@ enum Command {
         /// A checkpoint.safetensors written by `gan-gpu train`
         #[arg(long, value_name = "FILE")]
         checkpoint: PathBuf,
-        /// How many digits
+        /// How many digits (a PNG grid holds at most 4512; an IDX file any number, streamed)
         #[arg(long, default_value_t = 64)]
-        count: usize,
+        count: u64,
         /// Seed of the noise
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -210,50 +206,68 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = format!(
+    "A run folder belongs to one run: `--out` on a folder holding a run is refused \
+     (--force moves its files aside), and a running trainer locks its folder. Only \
+     {CHANGEABLE_ON_RESUME} may change on --resume; the other settings must match the run's \
+     (leave them out). SIGINT (Ctrl-C) or SIGTERM stops after the current step with a \
+     checkpoint, exit status 130 or 143."
+))]
 struct TrainArgs {
-    /// The model to train
-    #[arg(long, default_value = "seed", value_parser = model_names())]
-    model: String,
+    /// The model to train [default: seed] (fixed for a run)
+    #[arg(long, value_parser = model_names())]
+    model: Option<String>,
     /// Executor: `auto` uses the wgpu adapter when it is a real GPU, else the CPU executor
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
     #[command(flatten)]
     adapter: AdapterArgs,
-    /// Training iterations (one discriminator and one generator step each) [default: the
-    /// model's: 50,000 for seed and cgan, 10,000 for dcgan]
-    #[arg(long)]
+    /// Training iterations, one discriminator and one generator step each [default: the
+    /// model's: 50000 for seed and cgan, 10000 for dcgan; with --resume: the run's own]
+    /// (may change on --resume)
+    #[arg(long, value_name = "N")]
     iterations: Option<u64>,
-    #[arg(long, default_value_t = 100)]
-    batch_size: usize,
-    /// Dimension of the generator's N(0, 1) input
-    #[arg(long, default_value_t = 100)]
-    noise_dim: usize,
-    /// Adam learning rate (both networks)
-    #[arg(long, default_value_t = 2e-4)]
-    lr: f32,
-    #[arg(long, default_value_t = 0.5)]
-    beta1: f32,
-    #[arg(long, default_value_t = 0.999)]
-    beta2: f32,
-    /// Seed of the weights, the batches and the noise
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Decay of the moving average of the generator's weights, updated every step (with the
-    /// warm-up min(decay, (1+t)/(10+t))); `sample`, `eval` and the exports use it. 0: none
-    #[arg(long, default_value_t = gan_gpu::model::DEFAULT_EMA_DECAY)]
-    ema_decay: f32,
+    /// [default: 100] (fixed for a run)
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Dimension of the generator's N(0, 1) input [default: 100] (fixed for a run)
+    #[arg(long)]
+    noise_dim: Option<usize>,
+    /// Adam learning rate, both networks [default: 0.0002] (fixed for a run)
+    #[arg(long)]
+    lr: Option<f32>,
+    /// [default: 0.5] (fixed for a run)
+    #[arg(long)]
+    beta1: Option<f32>,
+    /// [default: 0.999] (fixed for a run)
+    #[arg(long)]
+    beta2: Option<f32>,
+    /// Seed of the weights, the batches and the noise [default: 0] (fixed for a run)
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Decay of the moving average of the generator's weights, updated every step with the
+    /// warm-up min(decay, (1+t)/(10+t)); `sample`, `eval` and the exports use it unless given
+    /// --raw. 0: none [default: 0.999] (fixed for a run)
+    #[arg(long)]
+    ema_decay: Option<f32>,
     /// Run folder [default: runs/<timestamp>]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Losses to loss.csv and the progress line every N iterations
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    log_every: u64,
-    /// An 8x8 sample grid every N iterations
-    #[arg(long, default_value_t = 500, value_name = "N")]
-    sample_every: u64,
-    /// checkpoint.safetensors every N iterations (and at the end)
-    #[arg(long, default_value_t = 5_000, value_name = "N")]
-    checkpoint_every: u64,
+    /// With --out: start over in a folder that holds a run, moving its files into a
+    /// replaced-<time> folder inside it (nothing is deleted)
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
+    /// Losses to loss.csv and the progress line every N iterations [default: 100] (may
+    /// change on --resume)
+    #[arg(long, value_name = "N")]
+    log_every: Option<u64>,
+    /// An 8x8 sample grid every N iterations [default: 500] (may change on --resume)
+    #[arg(long, value_name = "N")]
+    sample_every: Option<u64>,
+    /// checkpoint.safetensors every N iterations, and at the end [default: 5000] (may
+    /// change on --resume)
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<u64>,
     /// FID and class statistics of the generator every N iterations, into loss.csv
     #[arg(long, value_name = "N")]
     eval_every: Option<u64>,
@@ -263,7 +277,7 @@ struct TrainArgs {
     /// Classifier weights for --eval-every [default: the user's cache folder]
     #[arg(long, value_name = "FILE")]
     classifier: Option<PathBuf>,
-    /// Continue the run in DIR from its checkpoint (its settings; --iterations sets the new total)
+    /// Continue the run in DIR from its checkpoint, to its own target or --iterations
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
     #[command(flatten)]
@@ -341,20 +355,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             adapter,
         } => {
             let digits = digit.as_deref().map(Digits::parse).transpose()?;
-            let stored = generator_from_checkpoint(&checkpoint, &load_checkpoint(&checkpoint)?)?;
-            let (labels, columns) = match (stored.kind.classes, digits) {
-                (Some(classes), digits) => {
-                    let (labels, columns) = digits.unwrap_or(Digits::All).labels(count, classes)?;
-                    (Some(labels), columns)
-                }
-                (None, None) => (None, count.clamp(1, 16)),
-                (None, Some(_)) => {
-                    return Err(not_conditional(&checkpoint, stored.kind.name).into());
-                }
-            };
             let runtime = guarded(Runtime::new(device, adapter.request()));
-            let images = sample_stored(&runtime, &stored, count, seed, labels.as_deref())?;
-            write_digits(&out, &images, count, IMAGE_SIDE, columns)?;
+            sample_command(&runtime, &checkpoint, count, seed, digits, &out)?;
             println!("wrote {count} digits to {}", out.display());
         }
         Command::ExportWeb {
@@ -364,30 +366,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             adapter,
         } => {
             let runtime = Runtime::for_browser(adapter.request());
-            let summary = export_web(&runtime, &checkpoint, &out, grid)?;
             println!(
-                "wrote {} files to {} ({} dispatches recorded on {}, weights {:.1} MB)",
-                summary.files.len(),
-                out.display(),
-                summary.dispatches,
-                summary.recorded_on,
-                summary.weight_bytes as f64 / 1e6
-            );
-            println!(
-                "serve it on localhost (WebGPU needs a secure origin, and the page fetches its \
-                 files), e.g.\n  python3 -m http.server --directory {} 8000\nthen open \
-                 http://localhost:8000/",
-                out.display()
+                "{}",
+                export_web(&runtime, &checkpoint, &out, grid)?.describe(&out)
             );
         }
         Command::ExportOnnx {
             checkpoint,
             out,
             batch,
-        } => {
-            let summary = export_onnx(&checkpoint, &out, batch)?;
-            println!("{}", summary.describe(&out));
-        }
+        } => println!("{}", export_onnx(&checkpoint, &out, batch)?.describe(&out)),
         Command::Classifier(ClassifierCommand::Train {
             device,
             adapter,
@@ -399,24 +387,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = guarded(Runtime::new(device, adapter.request()));
             let path = out.unwrap_or_else(default_classifier_path);
             let bar = step_bar("training the classifier");
-            let weights = train_classifier(
-                &runtime,
-                &data.dir(),
-                &ClassifierConfig::default(),
-                &mut |done, total| {
+            let (acc, tested) =
+                train_and_save(&runtime, &data.dir(), &path, &mut |done, total| {
                     bar.set_length(total);
                     bar.set_position(done);
-                },
-            )?;
+                })?;
             bar.finish_and_clear();
             eprintln!("{}", runtime.describe()?);
-            let test = load_mnist(&data.dir(), Split::Test)?;
-            let acc = ClassifierRunner::new(&runtime, &weights)?.accuracy(&test, test.count)?;
-            save_classifier(&path, &weights, acc)?;
             println!(
-                "test accuracy {:.2}% on {} images; weights in {}",
+                "test accuracy {:.2}% on {tested} images; weights in {}",
                 100.0 * acc,
-                test.count,
                 path.display()
             );
         }
@@ -425,15 +405,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             run_eval(args)?
         }
         Command::Plot { run, out } => {
-            let csv = run.join("loss.csv");
-            let has_fid = std::fs::read_to_string(&csv)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", csv.display()))?
-                .lines()
-                .next()
-                .is_some_and(|h| h.contains(",fid,"));
-            let out =
-                out.unwrap_or_else(|| run.join(if has_fid { "fid.svg" } else { "losses.svg" }));
-            gan_gpu::train::plot::plot_run(&csv, &out)?;
+            let out = gan_gpu::train::plot::plot_run(&run, out.as_deref())?;
             println!("wrote {}", out.display());
         }
         Command::Bench {
@@ -445,33 +417,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let gpu = (device != BenchDevice::Cpu)
                 .then(|| Runtime::new(DeviceChoice::Gpu, adapter.request()));
-            if let Some(runtime) = &gpu {
-                let ctx = runtime.require_gpu("bench")?;
-                eprintln!("adapter: {} (timing: {:?})", ctx.describe(), ctx.clock());
-            }
             let opts = BenchOptions {
                 quick,
                 gpu: device != BenchDevice::Cpu,
                 cpu: device != BenchDevice::Gpu,
                 model: kind(&model)?,
             };
-            let rows = bench::run(gpu.as_ref(), &opts, &mut |row| {
-                if !json {
-                    eprint!(
-                        "{}",
-                        bench::render(std::slice::from_ref(row))
-                            .lines()
-                            .nth(1)
-                            .unwrap_or_default()
-                    );
-                    eprintln!();
-                }
-            })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print!("{}", bench::render(&rows));
-            }
+            bench::command(gpu.as_ref(), &opts, json)?
         }
         Command::Selftest {
             adapter,
@@ -482,53 +434,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = Runtime::new(DeviceChoice::Gpu, adapter.request()).with_kernels(kernels);
             gan_gpu::selftest::command(&runtime, json, quick)?
         }
-        Command::Dataset { data } => {
-            let dir = data.dir();
-            for split in [Split::Train, Split::Test] {
-                let set = load_mnist(&dir, split)?;
-                let mut counts = [0usize; 10];
-                for &label in &set.labels {
-                    counts[label as usize] += 1;
-                }
-                println!(
-                    "{split}: {} images of {}x{} in {}; labels 0-9: {:?}",
-                    set.count,
-                    set.rows,
-                    set.cols,
-                    dir.display(),
-                    counts
-                );
-            }
-        }
+        Command::Dataset { data } => print!("{}", gan_gpu::data::summary(&data.dir())?),
     }
     Ok(())
-}
-
-/// Reports the classifier's first-use training on a progress bar.
-fn with_classifier_bar<T>(
-    path: &std::path::Path,
-    job: impl FnOnce(&mut dyn FnMut(u64, u64)) -> gan_gpu::Result<(T, Option<f64>)>,
-) -> anyhow::Result<T> {
-    if !path.exists() {
-        eprintln!(
-            "no classifier at {}: training one (a few minutes, once)",
-            path.display()
-        );
-    }
-    let bar = step_bar("training the classifier");
-    let (out, trained) = job(&mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })?;
-    bar.finish_and_clear();
-    if let Some(acc) = trained {
-        eprintln!(
-            "classifier test accuracy {:.2}%, saved to {}",
-            100.0 * acc,
-            path.display()
-        );
-    }
-    Ok(out)
 }
 
 fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
@@ -561,46 +469,47 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
-    // The default length is the model's: the resumed run's model when resuming.
-    let iterations = match (args.iterations, &args.resume) {
-        (Some(n), _) => n,
-        (None, Some(dir)) => {
-            let path = gan_gpu::train::RunDir { root: dir.clone() }.checkpoint();
-            let saved = gan_gpu::train::state::saved_config(&path, &load_checkpoint(&path)?)?;
-            saved.model_kind()?.default_iterations
-        }
-        (None, None) => kind(&args.model)?.default_iterations,
-    };
-    let config = TrainConfig {
-        iterations,
-        ema_decay: args.ema_decay,
+    let flags = ConfigFlags {
+        iterations: args.iterations,
+        log_every: args.log_every,
+        sample_every: args.sample_every,
+        checkpoint_every: args.checkpoint_every,
+        model: args.model.clone(),
         batch_size: args.batch_size,
         noise_dim: args.noise_dim,
         lr: args.lr,
         beta1: args.beta1,
         beta2: args.beta2,
         seed: args.seed,
-        log_every: args.log_every,
-        sample_every: args.sample_every,
-        checkpoint_every: args.checkpoint_every,
-        model: args.model.clone(),
-        ..TrainConfig::default()
+        ema_decay: args.ema_decay,
     };
-    let out = match (&args.resume, &args.out) {
-        (Some(dir), _) | (None, Some(dir)) => dir.clone(),
-        (None, None) => {
-            PathBuf::from("runs").join(chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string())
+    let (out, start) = match (&args.resume, &args.out) {
+        (Some(dir), _) => (dir.clone(), Start::Resume(flags)),
+        (None, out) => {
+            let dir = out.clone().unwrap_or_else(|| {
+                let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S");
+                PathBuf::from("runs").join(stamp.to_string())
+            });
+            let config = flags.new_run();
+            (
+                dir,
+                Start::New {
+                    config,
+                    replace: args.force,
+                },
+            )
         }
     };
-    // Ctrl-C finishes the current step and writes a checkpoint; a second one kills.
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step (Ctrl-C again to abort)");
-    })?;
+    let opts = TrainOptions {
+        start,
+        data_dir: args.data.dir(),
+        out: out.clone(),
+        stop: Arc::clone(&stop),
+        quiet: false,
+    };
+    // The folder and the settings first: refusing them must not wait for the classifier.
+    let run = OpenRun::open(&opts)?;
     let runtime = guarded(Runtime::new(args.device, args.adapter.request()));
     let mut eval = match args.eval_every {
         Some(every) => {
@@ -621,22 +530,21 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let opts = TrainOptions {
-        config,
-        data_dir: args.data.dir(),
-        out: out.clone(),
-        resume: args.resume.is_some(),
-        stop,
-        quiet: false,
-    };
-    let report = train(&runtime, &opts, eval.as_mut())?;
-    let verb = if report.stopped_early {
-        "stopped"
-    } else {
-        "finished"
-    };
+    // From here on the first SIGINT or SIGTERM ends the run after a step, with a checkpoint.
+    let signals = StopSignals::install(stop)?;
+    let report = run.train(&runtime, &opts, eval.as_mut())?;
+    if report.stopped_early {
+        println!(
+            "stopped by {} at iteration {}, checkpoint written; continue with \
+             `gan-gpu train --resume {}`",
+            signals.name(),
+            report.last_iteration,
+            out.display()
+        );
+        std::process::exit(signals.exit_status().unwrap_or(1));
+    }
     println!(
-        "{verb} at iteration {}; run folder {} (loss.csv, samples/, checkpoint.safetensors)",
+        "finished at iteration {}; run folder {} (loss.csv, samples/, checkpoint.safetensors)",
         report.last_iteration,
         out.display()
     );

@@ -178,15 +178,14 @@ fn invalid_checkpoint_is_refused_before_touching_the_old_file() {
 }
 
 #[test]
-fn failed_rename_removes_temporary_file() {
-    // The destination is a non-empty directory: the temporary file is written, the rename
-    // fails, and the temporary file must go.
+fn a_directory_at_the_path_is_refused_and_left_intact() {
+    // Refused before anything is written: no temporary file, the folder untouched.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ckpt.safetensors");
     fs::create_dir(&path).unwrap();
     fs::write(path.join("keep"), b"x").unwrap();
     let err = save_checkpoint(&path, &sample()).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(matches!(err, Error::NotARegularFile { .. }), "{err:?}");
     assert_eq!(dir_names(dir.path()), ["ckpt.safetensors"]);
     assert_eq!(dir_names(&path), ["keep"]);
 }
@@ -435,4 +434,62 @@ proptest! {
         // The generated map is already in name order, which is what load returns.
         assert_same(&load_checkpoint(&path).unwrap(), &ckpt);
     }
+}
+
+#[test]
+fn special_files_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.safetensors");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Neither blocks (a FIFO without a writer) nor reads forever (/dev/zero).
+    for path in [fifo.as_path(), Path::new("/dev/zero"), dir.path()] {
+        let err = load_checkpoint(path).unwrap_err();
+        assert!(
+            matches!(err, Error::NotARegularFile { .. }),
+            "{path:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+#[test]
+fn a_file_longer_than_its_header_is_refused_from_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("padded.safetensors");
+    save_checkpoint(&path, &sample()).unwrap();
+    let len = fs::metadata(&path).unwrap().len();
+    // A sparse terabyte: reading it would take hours, checking its length takes nothing.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len + (1 << 40))
+        .unwrap();
+    let err = load_checkpoint(&path).unwrap_err();
+    assert_checkpoint_error(
+        err,
+        &path,
+        &[
+            "header accounts for",
+            &format!("{} bytes long", len + (1 << 40)),
+        ],
+    );
+}
+
+#[test]
+fn bytes_parse_like_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    save_checkpoint(&path, &sample()).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let from_bytes = gan_gpu::io::checkpoint::checkpoint_from_bytes(&path, &bytes).unwrap();
+    assert_same(&from_bytes, &load_checkpoint(&path).unwrap());
+    let err = gan_gpu::io::checkpoint::checkpoint_from_bytes(&path, &bytes[..100]).unwrap_err();
+    assert_checkpoint_error(err, &path, &["not a valid safetensors file"]);
 }

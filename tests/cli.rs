@@ -352,3 +352,115 @@ fn a_class_conditional_run_draws_the_digits_asked_for() {
     assert_clean_error(&out, &["not class-conditional", "seed"]);
     assert!(!png.exists());
 }
+
+/// A generator with noise dimension 0 has no input: every command that draws from a
+/// checkpoint refuses it by name (it used to panic `sample` and `eval` and export).
+#[test]
+fn a_checkpoint_with_noise_dimension_0_is_refused_by_sample_eval_and_export_web() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train_tiny(&run);
+    let original =
+        gan_gpu::io::checkpoint::load_checkpoint(&run.join("checkpoint.safetensors")).unwrap();
+    let zero_in_config = |config: &str| {
+        let mut json: serde_json::Value = serde_json::from_str(config).unwrap();
+        json["noise_dim"] = 0.into();
+        json.to_string()
+    };
+    let mut with_key = original.clone();
+    with_key.metadata.insert("noise_dim".into(), "0".into());
+    let mut config_only = original.clone();
+    config_only.metadata.remove("noise_dim");
+    let config = zero_in_config(&config_only.metadata["config"]);
+    config_only.metadata.insert("config".into(), config);
+    for (name, ckpt) in [("key", with_key), ("config", config_only)] {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        gan_gpu::io::checkpoint::save_checkpoint(&path, &ckpt).unwrap();
+        let path = path.to_str().unwrap();
+        let png = dir.path().join("x.png");
+        let classifier = dir.path().join("classifier.safetensors");
+        let site = dir.path().join("site");
+        for args in [
+            vec![
+                "sample",
+                "--checkpoint",
+                path,
+                "--out",
+                png.to_str().unwrap(),
+            ],
+            vec![
+                "eval",
+                "--checkpoint",
+                path,
+                "--classifier",
+                classifier.to_str().unwrap(),
+            ],
+            vec![
+                "export-web",
+                "--checkpoint",
+                path,
+                "--out",
+                site.to_str().unwrap(),
+            ],
+        ] {
+            let out = run_cli(&args);
+            assert_clean_error(&out, &[path, "noise dimension"]);
+        }
+        assert!(!png.exists() && !classifier.exists() && !site.join("plan.json").exists());
+    }
+}
+
+/// `eval --samples` reads and checks the file before it loads, or trains, the classifier.
+#[test]
+fn eval_refuses_a_bad_samples_file_before_touching_the_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.idx3-ubyte");
+    std::fs::write(&bad, [0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 28]).unwrap();
+    let classifier = dir.path().join("classifier.safetensors");
+    let start = std::time::Instant::now();
+    let out = run_cli(&[
+        "eval",
+        "--samples",
+        bad.to_str().unwrap(),
+        "--classifier",
+        classifier.to_str().unwrap(),
+    ]);
+    assert_clean_error(&out, &["bad.idx3-ubyte"]);
+    assert!(!classifier.exists(), "the classifier was trained first");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
+/// The defaults `train --help` and `sample --help` state by hand are the library's.
+#[test]
+fn help_states_the_real_defaults_and_limits() {
+    let d = gan_gpu::train::TrainConfig::default();
+    let help = String::from_utf8(run_cli(&["train", "--help"]).stdout).unwrap();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (flag, default) in [
+        ("--iterations", d.iterations.to_string()),
+        ("--batch-size", d.batch_size.to_string()),
+        ("--noise-dim", d.noise_dim.to_string()),
+        ("--lr", d.lr.to_string()),
+        ("--beta1", d.beta1.to_string()),
+        ("--beta2", d.beta2.to_string()),
+        ("--seed", d.seed.to_string()),
+        ("--log-every", d.log_every.to_string()),
+        ("--sample-every", d.sample_every.to_string()),
+        ("--checkpoint-every", d.checkpoint_every.to_string()),
+        ("--model", d.model.clone()),
+    ] {
+        let at = help
+            .find(&format!("{flag} "))
+            .unwrap_or_else(|| panic!("{flag}"));
+        let entry = &help[at..];
+        let entry = &entry[..entry[2..].find(" --").map_or(entry.len(), |i| i + 2)];
+        assert!(entry.contains(&format!("[default: {default}")), "{entry}");
+    }
+    let capacity = gan_gpu::io::images::grid_capacity(
+        28,
+        gan_gpu::io::images::DIGIT_COLUMNS,
+        gan_gpu::io::images::DIGIT_SCALE,
+    );
+    let help = String::from_utf8(run_cli(&["sample", "--help"]).stdout).unwrap();
+    assert!(help.contains(&format!("at most {capacity}")), "{help}");
+}

@@ -542,3 +542,62 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn special_files_are_refused_before_reading() {
+    for path in [Path::new("/dev/zero"), Path::new("/dev/null")] {
+        for err in [
+            read_idx_images(path).map(|_| ()).unwrap_err(),
+            read_idx_labels(path).map(|_| ()).unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, Error::NotARegularFile { .. }),
+                "{path:?}: {err:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_plain_file_longer_than_its_header_is_refused_before_its_data_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(
+        dir.path(),
+        "padded-idx3-ubyte",
+        &idx_bytes(IMAGES_MAGIC, &[1, 28, 28], &[7; 784]),
+    );
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(16 + 784 + (1 << 30)).unwrap();
+    let (err, largest) = largest_allocation_during(|| read_idx_images(&path).unwrap_err());
+    assert_eq!(
+        idx_problem(err, &path),
+        IdxProblem::TrailingBytes {
+            expected: 784,
+            extra: 1 << 30
+        }
+    );
+    assert!(largest < 1 << 20, "allocated {largest} bytes at once");
+}
+
+#[test]
+fn bytes_parse_like_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = idx_bytes(
+        IMAGES_MAGIC,
+        &[2, 2, 3],
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+    );
+    for gz in [false, true] {
+        let encoded = encode(&bytes, gz);
+        let path = write_file(dir.path(), "f", &encoded);
+        assert_eq!(
+            gan_gpu::data::parse_idx_images(&path, &encoded).unwrap(),
+            read_idx_images(&path).unwrap()
+        );
+        let labels = encode(&idx_bytes(LABELS_MAGIC, &[3], &[4, 0, 9]), gz);
+        assert_eq!(
+            gan_gpu::data::parse_idx_labels(&path, &labels).unwrap(),
+            [4, 0, 9]
+        );
+    }
+}

@@ -11,7 +11,7 @@ use gan_gpu::eval::classifier::ClassifierConfig;
 use gan_gpu::gpu::AdapterRequest;
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
-use gan_gpu::train::{InTrainingEval, TrainConfig, TrainOptions, train};
+use gan_gpu::train::{InTrainingEval, Start, TrainConfig, TrainOptions, train};
 
 /// The bundled training set beside a 200-image test set, so that the classifier's test
 /// accuracy and the FID reference stay quick on a software adapter.
@@ -66,15 +66,15 @@ fn gpu_training_with_eval_and_a_new_classifier_creates_one_device() {
         "no classifier was trained"
     );
     let opts = TrainOptions {
-        config: TrainConfig {
+        start: Start::new(TrainConfig {
             iterations: 2,
             batch_size: 8,
             log_every: 1,
             ..TrainConfig::default()
-        },
+        }),
         data_dir: data,
         out: dir.path().join("run"),
-        resume: false,
+
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
     };

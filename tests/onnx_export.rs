@@ -298,11 +298,15 @@ fn exported_generator_matches_the_cpu_executor_in_onnxruntime() {
 /// activation, reshapes, and every conditioning op: an embedding, a row dot product, and
 /// additions in the graph layout, channels-first, and of one of each. Odd sizes
 /// everywhere; not an image generator, an exporter check.
-fn awkward_generator(batch: usize, noise_dim: usize) -> gan_gpu::Result<(Graph, GeneratorNodes)> {
-    let mut g = Graph::default();
-    let z = g.input("awkward.z", InputSource::External, vec![batch, noise_dim]);
-    let labels = g.input("awkward.labels", InputSource::External, vec![batch]);
-    let image = g.scoped("generator", "awkward", |g| {
+fn awkward_generator(
+    g: &mut Graph,
+    nodes: &str,
+    batch: usize,
+    noise_dim: usize,
+) -> gan_gpu::Result<GeneratorNodes> {
+    let z = g.input(&format!("{nodes}.z"), InputSource::External, vec![batch, noise_dim]);
+    let labels = g.input(&format!("{nodes}.labels"), InputSource::External, vec![batch]);
+    let image = g.scoped("generator", nodes, |g| {
         let h = g.dense("dense", z, 5 * 3 * 6)?;
         let class = g.embedding("class_embedding", labels, AWKWARD_CLASSES, 5 * 3 * 6)?;
         let h = g.add("conditioned", h, class)?;
@@ -332,18 +336,15 @@ fn awkward_generator(batch: usize, noise_dim: usize) -> gan_gpu::Result<(Graph, 
         let offset = g.unflatten("offset_image", offset, (14, 10, 1))?;
         g.add("mixed_layouts", h, offset)
     })?;
-    let params = g.params();
-    Ok((
-        g,
-        GeneratorNodes {
-            z,
-            labels: Some(labels),
-            image,
-            params,
-            batch,
-            noise_dim,
-        },
-    ))
+    Ok(GeneratorNodes {
+        z,
+        labels: Some(labels),
+        image,
+        params: g.params(),
+        states: g.states(),
+        batch,
+        noise_dim,
+    })
 }
 
 const AWKWARD_CLASSES: usize = 4;
@@ -358,6 +359,7 @@ static AWKWARD: ModelKind = ModelKind {
     classes: Some(AWKWARD_CLASSES),
     training: not_trainable,
     generator: awkward_generator,
+    default_iterations: 0,
 };
 
 /// Glorot-uniform kernels (the graph's own initialiser), biases uniform in ±0.5 so that a
@@ -416,7 +418,7 @@ fn every_padding_case_matches_the_cpu_executor_in_onnxruntime() {
         return;
     };
     let noise_dim = 11;
-    let (graph, _) = awkward_generator(1, noise_dim).unwrap();
+    let (graph, _) = AWKWARD.generator_graph(1, noise_dim).unwrap();
     let stored = StoredGenerator {
         kind: &AWKWARD,
         noise_dim,
@@ -628,23 +630,24 @@ fn bad_input_gets_clear_errors_and_writes_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-fn loss_generator(batch: usize, noise_dim: usize) -> gan_gpu::Result<(Graph, GeneratorNodes)> {
-    let mut g = Graph::default();
-    let z = g.input("z", InputSource::External, vec![batch, noise_dim]);
-    let logits = g.scoped("generator", "lossy", |g| g.dense("dense", z, 1))?;
+fn loss_generator(
+    g: &mut Graph,
+    nodes: &str,
+    batch: usize,
+    noise_dim: usize,
+) -> gan_gpu::Result<GeneratorNodes> {
+    let z = g.input(&format!("{nodes}.z"), InputSource::External, vec![batch, noise_dim]);
+    let logits = g.scoped("generator", nodes, |g| g.dense("dense", z, 1))?;
     let image = g.bce_with_logits("loss", logits, 1.0)?;
-    let params = g.params();
-    Ok((
-        g,
-        GeneratorNodes {
-            z,
-            labels: None,
-            image,
-            params,
-            batch,
-            noise_dim,
-        },
-    ))
+    Ok(GeneratorNodes {
+        z,
+        labels: None,
+        image,
+        params: g.params(),
+        states: g.states(),
+        batch,
+        noise_dim,
+    })
 }
 
 static LOSSY: ModelKind = ModelKind {
@@ -653,11 +656,12 @@ static LOSSY: ModelKind = ModelKind {
     classes: None,
     training: not_trainable,
     generator: loss_generator,
+    default_iterations: 0,
 };
 
 #[test]
 fn an_op_without_an_onnx_translation_is_an_error_naming_it() {
-    let (graph, _) = loss_generator(1, 4).unwrap();
+    let (graph, _) = LOSSY.generator_graph(1, 4).unwrap();
     let stored = StoredGenerator {
         kind: &LOSSY,
         noise_dim: 4,

@@ -194,22 +194,28 @@ fn the_same_seed_gives_identical_gpu_losses() {
 fn a_resumed_gpu_run_continues_exactly() {
     use gan_gpu::gpu::AdapterRequest;
     use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
-    use gan_gpu::train::{TrainConfig, TrainOptions, train};
+    use gan_gpu::train::{ConfigFlags, Start, TrainConfig, TrainOptions, train};
     use std::sync::atomic::AtomicBool;
     if test_context("GPU resume").is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let options = |out: &str, iterations: u64, resume: bool| TrainOptions {
-        config: TrainConfig {
-            iterations,
-            batch_size: 8,
-            log_every: 1,
-            ..TrainConfig::default()
+        start: if resume {
+            Start::Resume(ConfigFlags {
+                iterations: Some(iterations),
+                ..ConfigFlags::default()
+            })
+        } else {
+            Start::new(TrainConfig {
+                iterations,
+                batch_size: 8,
+                log_every: 1,
+                ..TrainConfig::default()
+            })
         },
         data_dir: default_data_dir(),
         out: dir.path().join(out),
-        resume,
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
     };

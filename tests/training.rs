@@ -8,14 +8,13 @@ use std::sync::atomic::AtomicBool;
 use gan_gpu::data::default_data_dir;
 use gan_gpu::graph::runtime::Runtime;
 use gan_gpu::io::checkpoint::load_checkpoint;
-use gan_gpu::train::{LossRow, TrainConfig, TrainOptions, TrainReport};
+use gan_gpu::train::{ConfigFlags, LossRow, Start, TrainConfig, TrainOptions, TrainReport};
 
 fn options(out: &Path, config: TrainConfig) -> TrainOptions {
     TrainOptions {
-        config,
+        start: Start::new(config),
         data_dir: default_data_dir(),
         out: out.to_path_buf(),
-        resume: false,
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
     }
@@ -113,7 +112,10 @@ fn a_resumed_run_continues_exactly() {
     let first = train(&options(&split, small(3))).unwrap();
     assert_eq!(first.last_iteration, 3);
     let mut resume = options(&split, small(6));
-    resume.resume = true;
+    resume.start = Start::Resume(ConfigFlags {
+        iterations: Some(6),
+        ..ConfigFlags::default()
+    });
     let second = train(&resume).unwrap();
     assert_eq!(second.iterations_run, 3);
 
@@ -174,7 +176,7 @@ fn a_diverging_run_stops_with_the_iteration_and_the_loss() {
 fn resuming_without_a_checkpoint_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = options(dir.path(), small(2));
-    opts.resume = true;
+    opts.start = Start::Resume(ConfigFlags::default());
     let err = train(&opts).unwrap_err().to_string();
     assert!(err.contains("checkpoint.safetensors"), "{err}");
 }

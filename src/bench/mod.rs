@@ -373,3 +373,31 @@ pub fn render(rows: &[BenchRow]) -> String {
     }
     out
 }
+
+/// `gan-gpu bench`: runs it, printing each row as it finishes, then the table (or, with
+/// `json`, the rows as JSON).
+pub fn command(gpu: Option<&Runtime>, opts: &BenchOptions, json: bool) -> Result<()> {
+    if let Some(runtime) = gpu {
+        let ctx = runtime.require_gpu("bench")?;
+        eprintln!("adapter: {} (timing: {:?})", ctx.describe(), ctx.clock());
+    }
+    let rows = run(gpu, opts, &mut |row| {
+        if !json {
+            eprintln!(
+                "{}",
+                render(std::slice::from_ref(row))
+                    .lines()
+                    .nth(1)
+                    .unwrap_or_default()
+            );
+        }
+    })?;
+    if json {
+        let text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| crate::Error::InvalidArgument(format!("cannot encode the rows: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", render(&rows));
+    }
+    Ok(())
+}

@@ -62,7 +62,7 @@ pub fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 { r } else { e * r }
 }
 
-/// tanh(x) for |x| <= [`TANH_CLAMP`] (±1 beyond), within 2 ulp (pinned against f64 by
+/// tanh(x) for |x| <= `TANH_CLAMP` (±1 beyond), within 2 ulp (pinned against f64 by
 /// `tests/cpu_fast_paths.rs`). Cephes' tanhf: an odd polynomial below 0.625, else
 /// 1 - 2/(e^2|x| + 1). Branch-free and without libm calls, so a loop of it vectorises; libm's
 /// tanhf was 20 ns an element.

@@ -61,7 +61,9 @@ pub use embedding::{
     embedding_backward, embedding_backward_into, embedding_forward, embedding_forward_into,
 };
 pub use gemm::{bias_grad, bias_grad_into, dense_backward, dense_forward, fill_rows, gemm};
-pub use noise::{normal_noise, normal_noise_into, philox4x32_10, uniform_index, uniform_u32};
+pub use noise::{
+    normal_noise, normal_noise_at, normal_noise_into, philox4x32_10, uniform_index, uniform_u32,
+};
 pub use softmax_ce::{SoftmaxCeOutput, softmax_cross_entropy, softmax_rows};
 pub use workspace::{FusedActivation, Workspace};
 

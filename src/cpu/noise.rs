@@ -91,6 +91,24 @@ pub fn normal_noise_into(seed: u64, stream: u64, out: &mut [f32]) {
     });
 }
 
+/// Elements `start..start + n` of the stream [`normal_noise`] draws, so a long stream can
+/// be drawn a chunk at a time with the very values of drawing it whole.
+pub fn normal_noise_at(seed: u64, stream: u64, start: u64, n: usize) -> Vec<f32> {
+    let first_block = start / 4;
+    let skip = (start % 4) as usize;
+    let blocks = (skip + n).div_ceil(4) as u64;
+    (first_block..first_block + blocks)
+        .flat_map(|b| {
+            let [r0, r1, r2, r3] = block(seed, stream, b);
+            let [z0, z1] = box_muller(r0, r1);
+            let [z2, z3] = box_muller(r2, r3);
+            [z0, z1, z2, z3]
+        })
+        .skip(skip)
+        .take(n)
+        .collect()
+}
+
 fn box_muller(ra: u32, rb: u32) -> [f32; 2] {
     let u1 = ((ra >> 8) as f32 + 1.0) * INV_2_24;
     let u2 = (rb >> 8) as f32 * INV_2_24;

@@ -6,13 +6,14 @@
 //! problem, so a bad download is reported rather than trained on.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 
 use crate::error::{Error, IdxProblem, Result};
+use crate::io::atomic::AtomicFile;
+use crate::io::files::open_regular;
 
 /// Which IDX file is expected: the magic it must carry and a description of its dimensions
 /// for error messages.
@@ -94,7 +95,7 @@ pub fn load_mnist(dir: &Path, split: Split) -> Result<MnistSet> {
     let images_path = find_file(dir, split, "images-idx3-ubyte")?;
     let labels_path = find_file(dir, split, "labels-idx1-ubyte")?;
 
-    let (dims, images) = read_idx(&images_path, &IMAGES)?;
+    let (dims, images) = read_idx(&images_path, Source::open(&images_path)?, &IMAGES)?;
     if dims[1..] != [MNIST_SIDE, MNIST_SIDE] {
         let problem = IdxProblem::WrongDims {
             expected: format!("{MNIST_SIDE}x{MNIST_SIDE} MNIST images"),
@@ -140,13 +141,31 @@ fn find_file(dir: &Path, split: Split, kind: &str) -> Result<PathBuf> {
 /// Reads an IDX file of unsigned-byte images of any non-zero size (gzip or plain), returning
 /// the pixels with `(count, rows, cols)`.
 pub fn read_idx_images(path: &Path) -> Result<(Vec<u8>, usize, usize, usize)> {
-    let (dims, pixels) = read_idx(path, &IMAGES)?;
+    images_from(path, Source::open(path)?)
+}
+
+/// [`read_idx_images`] on the bytes of a file; `origin` names it in errors.
+pub fn parse_idx_images(origin: &Path, bytes: &[u8]) -> Result<(Vec<u8>, usize, usize, usize)> {
+    images_from(origin, Source::from_bytes(origin, bytes))
+}
+
+fn images_from(path: &Path, source: Source) -> Result<(Vec<u8>, usize, usize, usize)> {
+    let (dims, pixels) = read_idx(path, source, &IMAGES)?;
     Ok((pixels, dims[0] as usize, dims[1] as usize, dims[2] as usize))
 }
 
 /// Reads an IDX file of MNIST labels (gzip or plain); every label must be a digit `0..=9`.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
-    let (_, labels) = read_idx(path, &LABELS)?;
+    labels_from(path, Source::open(path)?)
+}
+
+/// [`read_idx_labels`] on the bytes of a file; `origin` names it in errors.
+pub fn parse_idx_labels(origin: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+    labels_from(origin, Source::from_bytes(origin, bytes))
+}
+
+fn labels_from(path: &Path, source: Source) -> Result<Vec<u8>> {
+    let (_, labels) = read_idx(path, source, &LABELS)?;
     if let Some(index) = labels.iter().position(|&l| l >= MNIST_CLASSES) {
         let problem = IdxProblem::LabelOutOfRange {
             index,
@@ -157,12 +176,10 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
     Ok(labels)
 }
 
-/// Reads and validates one IDX file, returning its dimensions (exactly the rank `layout`
+/// Reads and validates one IDX stream, returning its dimensions (exactly the rank `layout`
 /// asks for, none zero) and its data.
-fn read_idx(path: &Path, layout: &Layout) -> Result<(Vec<u32>, Vec<u8>)> {
+fn read_idx(path: &Path, mut source: Source, layout: &Layout) -> Result<(Vec<u32>, Vec<u8>)> {
     let fail = |problem| Error::idx(path, problem);
-    let mut source = Source::open(path)?;
-
     let head = source.read_up_to(4)?;
     let Ok(head) = <[u8; 4]>::try_from(head.as_slice()) else {
         let expected_rank = (layout.magic & 0xff) as usize;
@@ -218,6 +235,23 @@ fn read_idx(path: &Path, layout: &Layout) -> Result<(Vec<u32>, Vec<u8>)> {
         }));
     };
 
+    // A plain file's length is known: refuse a short or long one before reading its data.
+    if let Some(len) = source.plain_len {
+        let header = 4 + 4 * rank as u64;
+        let present = len.saturating_sub(header);
+        if present < expected as u64 {
+            return Err(fail(IdxProblem::Truncated {
+                expected,
+                found: present as usize,
+            }));
+        }
+        if present > expected as u64 {
+            return Err(fail(IdxProblem::TrailingBytes {
+                expected,
+                extra: usize::try_from(present - expected as u64).unwrap_or(usize::MAX),
+            }));
+        }
+    }
     let data = source.read_up_to(expected)?;
     if data.len() < expected {
         return Err(fail(IdxProblem::Truncated {
@@ -239,36 +273,50 @@ fn read_idx(path: &Path, layout: &Layout) -> Result<(Vec<u32>, Vec<u8>)> {
 /// A file's contents, decompressed on the fly when the file is gzip.
 struct Source<'a> {
     path: &'a Path,
-    reader: Box<dyn Read>,
+    reader: Box<dyn Read + 'a>,
     gzip: bool,
+    /// The length of a plain (not gzip) stream.
+    plain_len: Option<u64>,
 }
 
 impl<'a> Source<'a> {
-    /// Opens `path`, deciding gzip or plain by the first two bytes: names are not trusted,
-    /// since people gunzip files in place or rename them.
+    /// Opens `path`, which must be a regular file (so `/dev/zero` or a FIFO is refused
+    /// rather than read forever).
     fn open(path: &'a Path) -> Result<Self> {
-        let mut file = File::open(path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                let tried = path.display().to_string();
-                Error::idx(path, IdxProblem::Missing { tried })
-            } else {
-                Error::io(path, e)
-            }
+        let (file, len) = open_regular(path, || {
+            let tried = path.display().to_string();
+            Error::idx(path, IdxProblem::Missing { tried })
         })?;
+        Self::new(path, file, len)
+    }
+
+    fn from_bytes(path: &'a Path, bytes: &'a [u8]) -> Self {
+        let len = bytes.len() as u64;
+        Self::new(path, bytes, len).expect("reading from memory cannot fail")
+    }
+
+    /// Decides gzip or plain by the first two bytes: names are not trusted, since people
+    /// gunzip files in place or rename them.
+    fn new(path: &'a Path, mut raw: impl Read + 'a, len: u64) -> Result<Self> {
         let mut magic = Vec::with_capacity(GZIP_MAGIC.len());
-        (&mut file)
+        (&mut raw)
             .take(GZIP_MAGIC.len() as u64)
             .read_to_end(&mut magic)
             .map_err(|e| Error::io(path, e))?;
         let gzip = magic == GZIP_MAGIC;
         // Put the peeked bytes back in front of the rest of the file.
-        let raw = io::Cursor::new(magic).chain(file);
-        let reader: Box<dyn Read> = if gzip {
-            Box::new(GzDecoder::new(raw))
+        let raw = io::Cursor::new(magic).chain(raw);
+        let (reader, plain_len): (Box<dyn Read + 'a>, _) = if gzip {
+            (Box::new(GzDecoder::new(raw)), None)
         } else {
-            Box::new(raw)
+            (Box::new(raw), Some(len))
         };
-        Ok(Source { path, reader, gzip })
+        Ok(Source {
+            path,
+            reader,
+            gzip,
+            plain_len,
+        })
     }
 
     /// Reads until `n` bytes or the end of the stream. The buffer grows as bytes arrive
@@ -298,9 +346,9 @@ impl<'a> Source<'a> {
     }
 }
 
-/// Writes `count` images of `rows x cols` bytes as an uncompressed IDX file. The file is
-/// written under a temporary name in the same directory and renamed into place, so readers
-/// never see a half-written file and a failed write leaves any previous file intact.
+/// Writes `count` images of `rows x cols` bytes as an uncompressed IDX file, atomically
+/// (see [`crate::io::atomic`]): readers never see a half-written file and a failed write
+/// leaves any previous file intact.
 pub fn write_idx_images(
     path: &Path,
     images: &[u8],
@@ -308,34 +356,75 @@ pub fn write_idx_images(
     rows: usize,
     cols: usize,
 ) -> Result<()> {
-    let shape_error = |message: String| Error::Shape {
-        op: "write_idx_images",
-        message,
-    };
-    // Refuse what `read_idx_images` would refuse, so every file written can be read back.
-    let mut header = IMAGES.magic.to_be_bytes().to_vec();
-    for d in [count, rows, cols] {
-        let d = u32::try_from(d).ok().filter(|&d| d > 0).ok_or_else(|| {
-            shape_error(format!(
-                "dimensions {count}x{rows}x{cols} must each be in 1..={}",
-                u32::MAX
-            ))
-        })?;
-        header.extend_from_slice(&d.to_be_bytes());
-    }
-    let expected = count.checked_mul(rows).and_then(|n| n.checked_mul(cols));
-    if expected != Some(images.len()) {
-        return Err(shape_error(format!(
-            "{} bytes of pixels for {count} images of {rows}x{cols}",
-            images.len()
-        )));
-    }
-    if images.len() > MAX_DATA_BYTES {
-        return Err(shape_error(format!(
-            "{} bytes of pixels is over the {MAX_DATA_BYTES}-byte limit the reader accepts",
-            images.len()
-        )));
+    let mut writer = IdxImageWriter::create(path, count, rows, cols)?;
+    writer.write(images)?;
+    writer.finish()
+}
+
+/// An IDX file of images written a chunk at a time, so any number of images takes the
+/// memory of one chunk. The header is written first; [`IdxImageWriter::finish`] checks
+/// that exactly the promised bytes came and puts the file in place.
+pub struct IdxImageWriter {
+    file: AtomicFile,
+    remaining: u64,
+    shape: String,
+}
+
+impl IdxImageWriter {
+    /// Each dimension must be in `1..=u32::MAX`, what the format can hold and the reader
+    /// accepts. (Reading a file back whole is limited to 1 GiB of pixels; writing is not.)
+    pub fn create(path: &Path, count: usize, rows: usize, cols: usize) -> Result<Self> {
+        let shape = format!("{count}x{rows}x{cols}");
+        let mut header = IMAGES.magic.to_be_bytes().to_vec();
+        for d in [count, rows, cols] {
+            let d = u32::try_from(d).ok().filter(|&d| d > 0).ok_or_else(|| {
+                shape_error(format!(
+                    "dimensions {shape} must each be in 1..={} (IDX stores them as u32)",
+                    u32::MAX
+                ))
+            })?;
+            header.extend_from_slice(&d.to_be_bytes());
+        }
+        // At most 2^96, so u128 cannot overflow.
+        let total = count as u128 * rows as u128 * cols as u128;
+        let remaining = u64::try_from(total)
+            .map_err(|_| shape_error(format!("{shape} images do not fit in one file")))?;
+        let mut file = AtomicFile::create(path)?;
+        file.write_all(&header)?;
+        Ok(IdxImageWriter {
+            file,
+            remaining,
+            shape,
+        })
     }
 
-    crate::io::atomic::write_atomically(path, &[&header, images])
+    /// Appends the pixels of whole or partial images.
+    pub fn write(&mut self, pixels: &[u8]) -> Result<()> {
+        let n = pixels.len() as u64;
+        if n > self.remaining {
+            return Err(shape_error(format!(
+                "more pixels than the {} images the header promises",
+                self.shape
+            )));
+        }
+        self.remaining -= n;
+        self.file.write_all(pixels)
+    }
+
+    pub fn finish(self) -> Result<()> {
+        if self.remaining > 0 {
+            return Err(shape_error(format!(
+                "{} bytes of pixels short of the {} images the header promises",
+                self.remaining, self.shape
+            )));
+        }
+        self.file.commit()
+    }
+}
+
+fn shape_error(message: String) -> Error {
+    Error::Shape {
+        op: "write_idx_images",
+        message,
+    }
 }

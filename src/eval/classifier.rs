@@ -194,3 +194,19 @@ pub fn ensure_classifier(
     save_classifier(path, &weights, acc)?;
     Ok((weights, Some(acc)))
 }
+
+/// `gan-gpu classifier train`: trains the classifier with `runtime` (`progress` sees the
+/// steps), measures it on the test set and saves it to `path`; returns the accuracy and
+/// the number of test images.
+pub fn train_and_save(
+    runtime: &Runtime,
+    data_dir: &Path,
+    path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(f64, usize)> {
+    let weights = train_classifier(runtime, data_dir, &ClassifierConfig::default(), progress)?;
+    let test = load_mnist(data_dir, Split::Test)?;
+    let acc = ClassifierRunner::new(runtime, &weights)?.accuracy(&test, test.count)?;
+    save_classifier(path, &weights, acc)?;
+    Ok((acc, test.count))
+}

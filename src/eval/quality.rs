@@ -16,16 +16,7 @@ use crate::io::checkpoint::load_checkpoint;
 use crate::model::IMAGE_SIDE;
 use crate::model::classifier::{CLASSES, FEATURES};
 use crate::model::load::generator_from_checkpoint;
-use crate::model::sample::{Digits, sample_stored};
-
-/// `--digit` given for a generator that takes no class.
-pub fn not_conditional(path: &Path, model: &str) -> Error {
-    Error::InvalidArgument(format!(
-        "--digit: {} is a checkpoint of the {model} model, which is not class-conditional \
-         (train one with --model cgan)",
-        path.display()
-    ))
-}
+use crate::model::sample::{Digits, not_conditional, sample_stored};
 
 /// A sample counts as confidently classified above this probability.
 pub const CONFIDENT: f32 = 0.9;

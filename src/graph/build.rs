@@ -190,7 +190,7 @@ impl Graph {
         Ok((w, b))
     }
 
-    /// Keras Dense(units): x [batch, in] · kernel [in, units] + bias [units].
+    /// Keras Dense(units): `x [batch, in] · kernel [in, units] + bias [units]`.
     pub fn dense(&mut self, layer: &str, x: NodeId, units: usize) -> Result<NodeId> {
         self.dense_layer(layer, x, units, true)
     }
@@ -486,7 +486,7 @@ impl Graph {
         self.reshape(layer, x, vec![batch, h, w, c])
     }
 
-    /// Keras Embedding(classes, dim) applied to class labels [batch] (u32 bits): a table
+    /// Keras Embedding(classes, dim) applied to class labels `[batch]` (u32 bits): a table
     /// `<layer>.embeddings` [classes, dim], uniform in ±0.05 as Keras initialises it.
     pub fn embedding(
         &mut self,
@@ -559,7 +559,7 @@ impl Graph {
         Ok(self.push(name, Op::BceWithLogits { logits, label }, vec![2]))
     }
 
-    /// Mean softmax cross-entropy of logits [batch, classes] against class labels [batch].
+    /// Mean softmax cross-entropy of logits `[batch, classes]` against class labels `[batch]`.
     /// Its value is `[loss, accuracy]`.
     pub fn softmax_cross_entropy(
         &mut self,

@@ -148,7 +148,7 @@ pub enum Instr {
         classes: usize,
         slot: u32,
     },
-    /// out[b, :] = table[labels[b], :] for a [classes, dim] table.
+    /// `out[b, :] = table[labels[b], :]` for a `[classes, dim]` table.
     Embedding {
         table: Buf,
         labels: Buf,
@@ -157,7 +157,7 @@ pub enum Instr {
         classes: usize,
         dim: usize,
     },
-    /// dtable[c, :] (+)= Σ over b with labels[b] = c of dy[b, :].
+    /// `dtable[c, :] (+)= Σ over b with labels[b] = c of dy[b, :]`.
     EmbeddingGrad {
         dy: Buf,
         labels: Buf,
@@ -176,7 +176,7 @@ pub enum Instr {
         len: usize,
         accumulate: bool,
     },
-    /// y[r] = Σ_c a[r, c]·b[r, c] over [rows, cols].
+    /// `y[r] = Σ_c a[r, c]·b[r, c]` over `[rows, cols]`.
     RowDot {
         a: Buf,
         b: Buf,
@@ -184,7 +184,7 @@ pub enum Instr {
         rows: usize,
         cols: usize,
     },
-    /// dx[r, c] (+)= dy[r]·other[r, c]: a row dot product's gradient for one input.
+    /// `dx[r, c] (+)= dy[r]·other[r, c]`: a row dot product's gradient for one input.
     RowDotGrad {
         dy: Buf,
         other: Buf,

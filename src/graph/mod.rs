@@ -140,7 +140,7 @@ pub enum Op {
         logits: NodeId,
         labels: NodeId,
     },
-    /// table [classes, dim] rows at labels [batch] (u32 bits): [batch, dim]
+    /// `table [classes, dim]` rows at `labels [batch]` (u32 bits): `[batch, dim]`
     Embedding {
         table: NodeId,
         labels: NodeId,

@@ -8,14 +8,16 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, View};
 
 use crate::error::{Error, Result};
 use crate::io::atomic::write_atomically;
+use crate::io::files::{absolute, open_regular};
+use crate::limits::check_memory;
 
 /// The value of the `format` metadata key that marks a file as ours.
 pub const FORMAT: &str = "gan-gpu-checkpoint-v1";
@@ -26,6 +28,8 @@ pub const FORMAT_KEY: &str = "format";
 const RESERVED_NAME: &str = "__metadata__";
 /// A safetensors file opens with the header's length as a little-endian u64.
 const HEADER_SIZE_BYTES: usize = 8;
+/// safetensors' own cap on the JSON header (ours are a few kB).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// One tensor: row-major f32 data of `shape` (a scalar has shape `[]` and one element).
 #[derive(Debug, Clone, PartialEq)]
@@ -126,16 +130,81 @@ pub fn save_checkpoint(path: &Path, ckpt: &Checkpoint) -> Result<()> {
 
 /// Reads a checkpoint written by [`save_checkpoint`]. Tensors come back sorted by name (the
 /// order safetensors stores them in), whatever order they were saved in.
+///
+/// Before reading the file whole, checks that it is a regular file, that its header
+/// accounts for exactly its length, and that it fits in memory: `/dev/zero`, a FIFO or a
+/// file with gigabytes appended is refused from its first bytes.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
-    let bytes = fs::read(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => checkpoint_error(
+    let (mut file, len) = open_regular(path, || {
+        checkpoint_error(
             path,
             format!("file not found (looked for {})", absolute(path).display()),
-        ),
-        _ => Error::io(path, e),
+        )
     })?;
-    // Validates the header against the file length too, so a truncated file fails here.
-    let (header_len, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+    let header_len = read_header_len(path, &mut file, len)?;
+    let mut header = vec![0; header_len];
+    file.read_exact(&mut header)
+        .map_err(|e| Error::io(path, e))?;
+    let metadata: Metadata = serde_json::from_slice(&header).map_err(|e| {
+        checkpoint_error(
+            path,
+            format!("not a valid safetensors file (corrupt header?): {e}"),
+        )
+    })?;
+    let expected = (HEADER_SIZE_BYTES + header_len) as u64 + metadata.data_len() as u64;
+    if expected != len {
+        return Err(checkpoint_error(
+            path,
+            format!(
+                "not a valid safetensors file (truncated, or something appended?): the \
+                 header accounts for {expected} bytes, the file is {len} bytes long"
+            ),
+        ));
+    }
+    check_memory(
+        || format!("checkpoint {}", path.display()),
+        "loading it",
+        Some(len),
+    )?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.take(len).read_to_end(&mut bytes))
+        .map_err(|e| Error::io(path, e))?;
+    checkpoint_from_bytes(path, &bytes)
+}
+
+/// The length of the JSON header, from the file's first 8 bytes, if the file can hold it.
+fn read_header_len(path: &Path, file: &mut File, len: u64) -> Result<usize> {
+    let mut prefix = [0; HEADER_SIZE_BYTES];
+    if len < HEADER_SIZE_BYTES as u64 {
+        return Err(checkpoint_error(
+            path,
+            format!(
+                "not a valid safetensors file (truncated or corrupt?): {len} bytes, shorter \
+                 than the {HEADER_SIZE_BYTES}-byte header length"
+            ),
+        ));
+    }
+    file.read_exact(&mut prefix)
+        .map_err(|e| Error::io(path, e))?;
+    let header_len = u64::from_le_bytes(prefix);
+    if header_len > MAX_HEADER_BYTES || header_len > len - HEADER_SIZE_BYTES as u64 {
+        return Err(checkpoint_error(
+            path,
+            format!(
+                "not a valid safetensors file (truncated or corrupt?): a header of \
+                 {header_len} bytes in a file of {len} (at most {MAX_HEADER_BYTES} accepted)"
+            ),
+        ));
+    }
+    Ok(header_len as usize)
+}
+
+/// Parses the bytes of a checkpoint file; `path` names it in errors. Everything
+/// [`load_checkpoint`] checks, except the file's type and size.
+pub fn checkpoint_from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+    // Validates the header against the length too, so a truncated file fails here.
+    let (header_len, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
         checkpoint_error(
             path,
             format!("not a valid safetensors file (truncated or corrupt?): {e}"),
@@ -244,9 +313,4 @@ fn checkpoint_error(path: &Path, problem: String) -> Error {
         path: path.to_path_buf(),
         problem,
     }
-}
-
-/// `path` made absolute for messages, so "looked for" says where relative paths pointed.
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

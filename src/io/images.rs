@@ -9,6 +9,12 @@ use crate::io::atomic::write_atomically;
 
 /// Width in pixels of the border around and between cells.
 pub const GAP: usize = 2;
+/// The largest width or height of a grid, in pixels: beyond it, viewers and browsers
+/// refuse or crawl, and the pixels alone take hundreds of megabytes.
+pub const MAX_PNG_SIDE: usize = 16_384;
+/// How `sample` lays out digits in a PNG: up to 16 per row, each twice its size.
+pub const DIGIT_COLUMNS: usize = 16;
+pub const DIGIT_SCALE: usize = 2;
 /// The border's grey level: dark, but distinct from a digit's black background. Cells with
 /// no image in a last, partly filled row are this colour too.
 pub const GAP_GREY: u8 = 64;
@@ -62,20 +68,22 @@ pub fn grid_pixels(
             .and_then(|c| c.checked_mul(n))
             .and_then(|c| c.checked_add(GAP))
     };
-    let too_big = || {
-        invalid(format!(
-            "{count} images of {side}x{side} at scale {scale} do not fit in one PNG"
-        ))
-    };
     let (cell, width, height) = match (cell, extent(columns), extent(rows)) {
         (Some(c), Some(w), Some(h)) => (c, w, h),
-        _ => return Err(too_big()),
+        _ => {
+            return Err(invalid(format!(
+                "{count} images of {side}x{side} at scale {scale} do not fit in one PNG"
+            )));
+        }
     };
-    // PNG stores dimensions as u32 (at most 2^31 - 1).
-    let (Ok(width32), Ok(height32)) = (u32::try_from(width), u32::try_from(height)) else {
-        return Err(too_big());
-    };
-    let mut grid = vec![GAP_GREY; width.checked_mul(height).ok_or_else(too_big)?];
+    if width > MAX_PNG_SIDE || height > MAX_PNG_SIDE {
+        return Err(invalid(format!(
+            "{count} images of {side}x{side} at scale {scale} make a {width}x{height} grid, \
+             over the {MAX_PNG_SIDE}-pixel limit per side"
+        )));
+    }
+    let (width32, height32) = (width as u32, height as u32);
+    let mut grid = vec![GAP_GREY; width * height];
 
     for (index, image) in images.chunks_exact(side * side).enumerate() {
         let left = GAP + (index % columns) * (cell + GAP);
@@ -113,19 +121,30 @@ pub fn write_grid_png(
     write_atomically(path, &[&bytes])
 }
 
-/// Writes `count` generated digits to `out`: MNIST's IDX format when the name ends in
-/// `.idx3-ubyte` or `.idx`, else a PNG grid of `columns` per row.
-pub fn write_digits(
-    out: &Path,
-    images: &[f32],
-    count: usize,
-    side: usize,
-    columns: usize,
-) -> Result<()> {
-    let name = out.to_string_lossy();
-    if name.ends_with(".idx3-ubyte") || name.ends_with(".idx") {
-        crate::data::write_idx_images(out, &to_u8_pixels(images), count, side, side)
-    } else {
-        write_grid_png(out, images, count, side, columns, 2)
+/// The most images of `side` x `side` a grid of `columns` at `scale` holds within
+/// [`MAX_PNG_SIDE`].
+pub fn grid_capacity(side: usize, columns: usize, scale: usize) -> usize {
+    let pitch = side * scale + GAP;
+    let fits = |extent: usize| (extent - GAP) / pitch;
+    fits(MAX_PNG_SIDE) * columns.min(fits(MAX_PNG_SIDE))
+}
+
+/// The two formats `sample` writes digits in, by the output's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigitFile {
+    /// MNIST's IDX format: names ending in `.idx3-ubyte` or `.idx`.
+    Idx,
+    /// Anything else: a PNG grid.
+    Png,
+}
+
+impl DigitFile {
+    pub fn of(path: &Path) -> Self {
+        let name = path.to_string_lossy();
+        if name.ends_with(".idx3-ubyte") || name.ends_with(".idx") {
+            DigitFile::Idx
+        } else {
+            DigitFile::Png
+        }
     }
 }

@@ -1,8 +1,9 @@
-//! Files: atomic writes, checkpoints (safetensors) and images (PNG grids), and the cache
-//! folder. MNIST's IDX files have their own module, `data`.
+//! Files: atomic writes, reading only regular files of bounded size, checkpoints
+//! (safetensors) and images (PNG grids), and the cache folder. MNIST's IDX files have their own module, `data`.
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod files;
 pub mod images;
 pub mod progress;
 

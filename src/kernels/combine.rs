@@ -142,7 +142,7 @@ pub fn accumulate(
     )
 }
 
-/// y [rows] = the row-wise dot products of a and b [rows, cols].
+/// `y [rows]` = the row-wise dot products of a and b `[rows, cols]`.
 pub fn row_dot(
     ctx: &GpuContext,
     a: &wgpu::Buffer,
@@ -165,7 +165,7 @@ pub fn row_dot(
     )
 }
 
-/// dx [rows, cols] = dy [rows] times `other` [rows, cols] row by row, or dx += .
+/// `dx [rows, cols]` = `dy [rows]` times `other [rows, cols]` row by row, or dx += .
 #[allow(clippy::too_many_arguments)]
 pub fn row_dot_grad(
     ctx: &GpuContext,

@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::graph::{Buf, Executor, Graph};
 use crate::io::checkpoint::{Checkpoint, NamedTensor};
+use crate::limits::MAX_DIMENSION;
 use crate::model::{GeneratorNodes, ModelKind, kind, seed::SEED};
 
 /// The metadata keys that name a checkpoint's model and its generator's noise dimension.
@@ -53,10 +54,10 @@ fn noise_dim(path: &Path, ckpt: &Checkpoint) -> Result<usize> {
         }
     };
     match text.parse::<usize>() {
-        Ok(dim) if dim > 0 => Ok(dim),
+        Ok(dim) if (1..=MAX_DIMENSION).contains(&dim) => Ok(dim),
         _ => Err(problem(
             path,
-            format!("noise dimension {text:?}: expected a whole number of at least 1"),
+            format!("noise dimension {text:?}: expected a whole number from 1 to {MAX_DIMENSION}"),
         )),
     }
 }

@@ -1,14 +1,25 @@
 //! Drawing digits from a generator on any executor: sample grids and evaluation during
 //! training (on the training executor, with the model's in-graph sampler), `gan-gpu
-//! sample` and `eval` (on a generator graph loaded from a checkpoint).
+//! sample` and `eval` (on a generator graph loaded from a checkpoint, streamed a chunk
+//! at a time to IDX files).
 
 use std::collections::HashSet;
+use std::path::Path;
 
+use crate::cpu::normal_noise_at;
+use crate::data::IdxImageWriter;
 use crate::error::{Error, Result};
 use crate::graph::runtime::Runtime;
 use crate::graph::{Buf, Executor, Graph, RandomStreams, lower};
-use crate::model::load::StoredGenerator;
-use crate::model::{GeneratorNodes, PIXELS};
+use crate::io::atomic::resolve_output;
+use crate::io::checkpoint::load_checkpoint;
+use crate::io::images::{
+    DIGIT_COLUMNS, DIGIT_SCALE, DigitFile, MAX_PNG_SIDE, grid_capacity, to_u8_pixels,
+    write_grid_png,
+};
+use crate::limits::{bytes_for, check_memory, graph_bytes};
+use crate::model::load::{StoredGenerator, generator_from_checkpoint};
+use crate::model::{GeneratorNodes, IMAGE_SIDE, PIXELS};
 
 /// Digits in a training sample grid (8x8).
 pub const SAMPLE_GRID: usize = 64;
@@ -89,11 +100,57 @@ impl Sampler {
     }
 }
 
-/// Images per forward pass when sampling from a checkpoint.
+/// Images per forward pass when sampling from a checkpoint, and so the chunk that
+/// streamed sampling holds in memory.
 const STORED_BATCH: usize = 1000;
 
+/// The class label of generated image `i`, for class-conditional generators.
+pub type LabelOf<'a> = &'a dyn Fn(u64) -> u32;
+
+/// A [`LabelOf`] that owns what it needs.
+pub type Labeler = Box<dyn Fn(u64) -> u32>;
+
+/// Draws `count` digits from a checkpoint's generator on `runtime`, noise stream 0 of
+/// `seed`, and hands them to `each` in order, `STORED_BATCH` at a time: memory holds
+/// one chunk whatever `count` is. Chunk by chunk or all at once, image `i` gets the same
+/// noise ([`normal_noise_at`]), so the digits are the same either way.
+pub fn sample_chunks(
+    runtime: &Runtime,
+    stored: &StoredGenerator,
+    count: u64,
+    seed: u64,
+    labels: Option<LabelOf>,
+    each: &mut dyn FnMut(&[f32]) -> Result<()>,
+) -> Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let batch = count.min(STORED_BATCH as u64);
+    let (graph, nodes) = stored.graph(batch as usize)?;
+    // The CPU executor keeps four buffers per node (values, gradients, Adam moments).
+    check_memory(
+        || format!("the generator of noise dimension {}", stored.noise_dim),
+        &format!("sampling {batch} digits at a time"),
+        graph_bytes(&graph, 4),
+    )?;
+    let mut exec = runtime.executor(&graph, vec![], RandomStreams { seed: 0 }, None)?;
+    stored.write_into(exec.as_mut())?;
+    let sampler = Sampler::compile(exec.as_mut(), &graph, &nodes)?;
+    let dim = stored.noise_dim as u64;
+    let mut start = 0;
+    while start < count {
+        let n = batch.min(count - start);
+        let noise = normal_noise_at(seed, 0, start * dim, (n * dim) as usize);
+        let chunk_labels: Option<Vec<u32>> = labels.map(|f| (start..start + n).map(f).collect());
+        each(&sampler.generate(exec.as_mut(), &noise, chunk_labels.as_deref())?)?;
+        start += n;
+    }
+    Ok(())
+}
+
 /// `count` digits from a checkpoint's generator on `runtime`, with noise stream 0 of
-/// `seed` (and, for a class-conditional generator, `labels`).
+/// `seed` (and, for a class-conditional generator, `labels`), in memory: refused, naming
+/// `--count`, when they would not fit.
 pub fn sample_stored(
     runtime: &Runtime,
     stored: &StoredGenerator,
@@ -101,8 +158,33 @@ pub fn sample_stored(
     seed: u64,
     labels: Option<&[u32]>,
 ) -> Result<Vec<f32>> {
-    let noise = crate::cpu::normal_noise(seed, 0, count * stored.noise_dim);
-    generate_stored(runtime, stored, &noise, labels)
+    check_memory(
+        || format!("--count {count}"),
+        &format!("holding {count} generated digits"),
+        bytes_for(count as u64, (PIXELS * size_of::<f32>()) as u64),
+    )?;
+    if let Some(labels) = labels
+        && labels.len() != count
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{} labels for {count} digits",
+            labels.len()
+        )));
+    }
+    let label_of = labels.map(|l| move |i: u64| l[i as usize]);
+    let mut images = Vec::with_capacity(count * PIXELS);
+    sample_chunks(
+        runtime,
+        stored,
+        count as u64,
+        seed,
+        label_of.as_ref().map(|f| f as LabelOf),
+        &mut |chunk| {
+            images.extend_from_slice(chunk);
+            Ok(())
+        },
+    )?;
+    Ok(images)
 }
 
 /// Digits from a checkpoint's generator on `runtime` for the given `noise` [count,
@@ -122,6 +204,61 @@ pub fn generate_stored(
     stored.write_into(exec.as_mut())?;
     let sampler = Sampler::compile(exec.as_mut(), &graph, &nodes)?;
     sampler.generate(exec.as_mut(), noise, labels)
+}
+
+/// `gan-gpu sample`: `count` digits from a checkpoint's generator written to `out`, as
+/// MNIST's IDX format (streamed: any count up to the format's 2^32 - 1 in the memory of
+/// one chunk) or as a PNG grid (at most [`grid_capacity`] digits). Sizes and the output
+/// path are checked before anything is drawn.
+pub fn write_samples(
+    runtime: &Runtime,
+    stored: &StoredGenerator,
+    count: u64,
+    seed: u64,
+    labels: Option<LabelOf>,
+    columns: usize,
+    out: &Path,
+) -> Result<()> {
+    let too_large = |problem: String| Error::TooLarge {
+        what: format!("--count {count}"),
+        problem,
+    };
+    if count == 0 {
+        return Err(Error::InvalidArgument(
+            "--count 0: nothing to sample; give at least 1".into(),
+        ));
+    }
+    match DigitFile::of(out) {
+        DigitFile::Idx => {
+            if count > u64::from(u32::MAX) {
+                return Err(too_large(format!(
+                    "an IDX file holds at most {} images (its header stores the count as u32)",
+                    u32::MAX
+                )));
+            }
+            let mut writer = IdxImageWriter::create(out, count as usize, IMAGE_SIDE, IMAGE_SIDE)?;
+            sample_chunks(runtime, stored, count, seed, labels, &mut |images| {
+                writer.write(&to_u8_pixels(images))
+            })?;
+            writer.finish()
+        }
+        DigitFile::Png => {
+            let capacity = grid_capacity(IMAGE_SIDE, DIGIT_COLUMNS, DIGIT_SCALE);
+            if count > capacity as u64 {
+                return Err(too_large(format!(
+                    "a PNG grid holds at most {capacity} digits ({DIGIT_COLUMNS} per row, \
+                     {MAX_PNG_SIDE} pixels per side); write them to an IDX file \
+                     (--out FILE.idx3-ubyte), which streams any count"
+                )));
+            }
+            let count = count as usize;
+            resolve_output(out)?;
+            let labels: Option<Vec<u32>> = labels.map(|f| (0..count as u64).map(f).collect());
+            let images = sample_stored(runtime, stored, count, seed, labels.as_deref())?;
+            let columns = columns.clamp(1, DIGIT_COLUMNS);
+            write_grid_png(out, &images, count, IMAGE_SIDE, columns, DIGIT_SCALE)
+        }
+    }
 }
 
 /// The classes a class-conditional generator is asked to draw.
@@ -144,22 +281,70 @@ impl Digits {
         })
     }
 
-    /// The labels of `count` images, and the images per row of their grid, for a generator
-    /// conditioned on `classes` classes.
-    pub fn labels(self, count: usize, classes: usize) -> Result<(Vec<u32>, usize)> {
+    /// The label of image `i` of `count` for a generator conditioned on `classes` classes,
+    /// and the images per row of their grid.
+    pub fn label_of(self, count: u64, classes: usize) -> Result<(Labeler, usize)> {
         match self {
             Digits::One(d) if d as usize >= classes => Err(Error::InvalidArgument(format!(
                 "--digit {d}: this generator draws the digits 0-{}",
-                classes - 1
+                classes.saturating_sub(1)
             ))),
-            Digits::One(d) => Ok((vec![d; count], count.clamp(1, 16))),
+            Digits::One(d) => Ok((Box::new(move |_| d), count.clamp(1, 16) as usize)),
             Digits::All => {
-                let columns = count.div_ceil(classes.max(1)).max(1);
-                let labels = (0..count)
-                    .map(|i| (i / columns).min(classes - 1) as u32)
-                    .collect();
-                Ok((labels, columns))
+                let columns = count.div_ceil(classes.max(1) as u64).max(1);
+                let last = classes.saturating_sub(1) as u64;
+                let columns_usize = usize::try_from(columns).unwrap_or(usize::MAX);
+                Ok((
+                    Box::new(move |i| (i / columns).min(last) as u32),
+                    columns_usize,
+                ))
             }
         }
     }
+
+    /// The labels of `count` images (see [`Digits::label_of`]) and the grid's row length.
+    pub fn labels(self, count: usize, classes: usize) -> Result<(Vec<u32>, usize)> {
+        let (label, columns) = self.label_of(count as u64, classes)?;
+        Ok(((0..count as u64).map(label).collect(), columns))
+    }
+}
+
+/// `--digit` given for a generator that takes no class.
+pub fn not_conditional(path: &Path, model: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "--digit: {} is a checkpoint of the {model} model, which is not class-conditional \
+         (train one with --model cgan)",
+        path.display()
+    ))
+}
+
+/// `gan-gpu sample`: `count` digits of the checkpoint at `path` to `out` (see
+/// [`write_samples`]); a class-conditional generator draws `digits` (default: all, a row
+/// each), an unconditional one refuses them.
+pub fn sample_command(
+    runtime: &Runtime,
+    path: &Path,
+    count: u64,
+    seed: u64,
+    digits: Option<Digits>,
+    out: &Path,
+) -> Result<()> {
+    let stored = generator_from_checkpoint(path, &load_checkpoint(path)?)?;
+    let (labels, columns) = match (stored.kind.classes, digits) {
+        (Some(classes), digits) => {
+            let (label, columns) = digits.unwrap_or(Digits::All).label_of(count, classes)?;
+            (Some(label), columns)
+        }
+        (None, None) => (None, count.clamp(1, DIGIT_COLUMNS as u64) as usize),
+        (None, Some(_)) => return Err(not_conditional(path, stored.kind.name)),
+    };
+    write_samples(
+        runtime,
+        &stored,
+        count,
+        seed,
+        labels.as_deref(),
+        columns,
+        out,
+    )
 }

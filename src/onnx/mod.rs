@@ -1,9 +1,9 @@
 //! `gan-gpu export-onnx`: a checkpoint's generator as an ONNX model, for onnxruntime
 //! (Python, C++, the browser), PyTorch's ONNX tooling and inference servers.
 //!
-//! The model is translated from the generator's `Op` graph ([`translate`]), so every model
+//! The model is translated from the generator's `Op` graph ([`translate()`]), so every model
 //! in [`crate::model::MODELS`] exports the same way. Inputs `z` [batch, noise_dim] f32 (and
-//! `label` [batch] int64 for a class-conditional model); output `image` [batch, 28, 28, 1]
+//! `label [batch]` int64 for a class-conditional model); output `image [batch, 28, 28, 1]`
 //! f32 in [-1, 1], NHWC like every tensor of gan-gpu (with one channel, the same values in
 //! the same order as NCHW [batch, 1, 28, 28]). The encoding is prost over the subset of
 //! onnx.proto in [`proto`].

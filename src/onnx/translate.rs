@@ -67,8 +67,8 @@ fn op_name(op: &Op) -> String {
 /// ONNX ConvTranspose's explicit padding for a Keras geometry, per axis (height, width).
 ///
 /// ONNX computes the un-cropped result F of length full = (n-1)·s + k, then
-/// y[p] = F[p + pads_begin] over out = full + output_padding - pads_begin - pads_end
-/// positions, those past F being zero (plus the bias). Keras's y[p] = F[p + crop_before]
+/// `y[p] = F[p + pads_begin]` over out = full + output_padding - pads_begin - pads_end
+/// positions, those past F being zero (plus the bias). Keras's `y[p] = F[p + crop_before]`
 /// over `out` positions is that with pads_begin = crop_before and the rest of the excess
 /// cropped at the end, or, when Keras's output reaches past F ('valid' with k < s), with
 /// no end crop and the missing rows added as output_padding. So 'same' k5 s2 on 7 is

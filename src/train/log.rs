@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::graph::Snapshot;
+use crate::io::files::read_bounded;
 use crate::model::Model;
 
 /// The columns `--eval-every` adds: the raw generator's figures.
@@ -133,13 +134,32 @@ impl LossRow {
     }
 }
 
+/// The largest loss.csv read: a row a step for ten million steps is about 800 MB.
+pub const MAX_LOSS_CSV_BYTES: u64 = 1 << 30;
+
+/// The text of the loss.csv at `path` (a regular file of at most [`MAX_LOSS_CSV_BYTES`]).
+pub fn read_loss_csv(path: &Path) -> Result<String> {
+    let bytes = read_bounded(path, "loss.csv", MAX_LOSS_CSV_BYTES)?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "{} is not text (invalid UTF-8 at byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
 /// A loss.csv-shaped file's columns by name, one `Vec` per column (empty fields are NaN).
 pub fn read_columns(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_columns(path, &read_loss_csv(path)?)
+}
+
+/// [`read_columns`] on a file's text; `origin` names it in errors.
+pub fn parse_columns(origin: &Path, text: &str) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
     let mut lines = text.lines();
     let header: Vec<String> = lines
         .next()
-        .ok_or_else(|| Error::InvalidArgument(format!("{} is empty", path.display())))?
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is empty", origin.display())))?
         .split(',')
         .map(str::to_string)
         .collect();
@@ -149,7 +169,7 @@ pub fn read_columns(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
         if fields.len() != header.len() {
             return Err(Error::InvalidArgument(format!(
                 "{} line {}: {} fields, the header has {}",
-                path.display(),
+                origin.display(),
                 n + 2,
                 fields.len(),
                 header.len()
@@ -160,6 +180,41 @@ pub fn read_columns(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
         }
     }
     Ok((header, columns))
+}
+
+/// How many bytes of loss.csv's `text` to keep when resuming from a checkpoint written
+/// after iteration `through`: the header and the rows up to it. Rows after it were logged
+/// after that checkpoint and will be logged again; a last line without its newline was
+/// cut short by a crash. `origin` names the file in errors.
+pub fn rows_through(origin: &Path, text: &str, through: u64) -> Result<usize> {
+    let mut lines = text.split_inclusive('\n');
+    let mut keep = match lines.next() {
+        Some(header) if header.ends_with('\n') => header.len(),
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "{} has no complete header line",
+                origin.display()
+            )));
+        }
+    };
+    for (n, line) in lines.enumerate() {
+        if !line.ends_with('\n') {
+            break;
+        }
+        let field = line.split(',').next().unwrap_or_default().trim_end();
+        let iteration: u64 = field.parse().map_err(|_| {
+            Error::InvalidArgument(format!(
+                "{} line {}: iteration {field:?} is not a whole number",
+                origin.display(),
+                n + 2
+            ))
+        })?;
+        if iteration > through {
+            break;
+        }
+        keep += line.len();
+    }
+    Ok(keep)
 }
 
 /// A progress bar on a terminal, plain lines otherwise.

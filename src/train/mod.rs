@@ -1,10 +1,12 @@
 //! The training loop: a model's step on the runtime's executor, with the run folder,
-//! loss.csv, sample grids, in-training evaluation, checkpoints, resume and Ctrl-C.
+//! loss.csv, sample grids, in-training evaluation, checkpoints, resume and stop signals.
 
 pub mod config;
 pub mod log;
+pub mod open;
 pub mod plot;
 pub mod run_dir;
+pub mod signals;
 pub mod state;
 
 use std::fs::OpenOptions;
@@ -24,22 +26,45 @@ use crate::eval::quality::quality;
 use crate::graph::runtime::Runtime;
 use crate::graph::{Buf, Dataset, RandomStreams};
 use crate::io::atomic::write_atomically;
-use crate::io::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::io::checkpoint::save_checkpoint;
+use crate::limits::{bytes_for, check_memory};
+use crate::model::classifier::{CLASSES, FEATURES};
 use crate::model::sample::{Digits, SAMPLE_GRID, Sampler};
 use crate::model::{IMAGE_SIDE, Model, PIXELS};
 
-pub use config::TrainConfig;
+pub use config::{ConfigFlags, TrainConfig};
 pub use log::{LossRow, LossSchema};
+pub use open::OpenRun;
 pub use run_dir::RunDir;
+
+/// How a run begins.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A new run with `config`. A folder that already holds a run is refused, or with
+    /// `replace` (`--force`) its run's files are moved aside into a `replaced-*` folder.
+    New { config: TrainConfig, replace: bool },
+    /// Continue the folder's run from its checkpoint, with the flags given
+    /// (see [`ConfigFlags::resumed`]).
+    Resume(ConfigFlags),
+}
+
+impl Start {
+    /// A new run in a folder that holds none.
+    pub fn new(config: TrainConfig) -> Self {
+        Start::New {
+            config,
+            replace: false,
+        }
+    }
+}
 
 /// What a caller needs to drive training.
 pub struct TrainOptions {
-    pub config: TrainConfig,
+    pub start: Start,
     pub data_dir: PathBuf,
     pub out: PathBuf,
-    /// Continue the run in `out` from its checkpoint.
-    pub resume: bool,
-    /// Set (e.g. by Ctrl-C) to stop after the current step with a checkpoint.
+    /// Set (e.g. by [`signals::StopSignals`]) to stop after the current step with a
+    /// checkpoint.
     pub stop: Arc<AtomicBool>,
     /// Show a progress bar (on a terminal) or print plain log lines.
     pub quiet: bool,
@@ -67,6 +92,13 @@ impl InTrainingEval {
         (every, count): (u64, usize),
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(Self, Option<f64>)> {
+        // Each evaluation holds its images, their features and class probabilities.
+        let per_image = (PIXELS + FEATURES + CLASSES) * size_of::<f32>();
+        check_memory(
+            || format!("--eval-count {count}"),
+            &format!("evaluating {count} generated digits"),
+            bytes_for(count as u64, per_image as u64),
+        )?;
         let (weights, trained) = crate::eval::classifier::ensure_classifier(
             runtime, classifier, data_dir, config, progress,
         )?;
@@ -120,29 +152,35 @@ pub fn cycling_labels(model: &Model, count: usize) -> Option<Vec<u32>> {
     Some((0..count).map(|i| (i % classes) as u32).collect())
 }
 
-/// Trains `opts.config`'s model on `runtime`'s executor and returns the logged rows.
+/// Trains the model of `opts` on `runtime`'s executor and returns the logged rows:
+/// [`OpenRun::open`], then [`OpenRun::train`].
 pub fn train(
+    runtime: &Runtime,
+    opts: &TrainOptions,
+    eval: Option<&mut InTrainingEval>,
+) -> Result<TrainReport> {
+    OpenRun::open(opts)?.train(runtime, opts, eval)
+}
+
+impl OpenRun {
+    /// Trains the opened run (see [`train`]); the folder stays locked until it returns.
+    pub fn train(
+        self,
+        runtime: &Runtime,
+        opts: &TrainOptions,
+        eval: Option<&mut InTrainingEval>,
+    ) -> Result<TrainReport> {
+        run_loop(&self, runtime, opts, eval)
+    }
+}
+
+fn run_loop(
+    open: &OpenRun,
     runtime: &Runtime,
     opts: &TrainOptions,
     mut eval: Option<&mut InTrainingEval>,
 ) -> Result<TrainReport> {
-    let run = RunDir {
-        root: opts.out.clone(),
-    };
-    let mut cfg = opts.config.clone();
-    let resumed = if opts.resume {
-        let ckpt = load_checkpoint(&run.checkpoint())?;
-        let saved = state::saved_config(&run.checkpoint(), &ckpt)?;
-        // A resumed run keeps every setting but may be given a new length.
-        cfg = TrainConfig {
-            iterations: cfg.iterations,
-            ..saved
-        };
-        Some(ckpt)
-    } else {
-        None
-    };
-    cfg.validate()?;
+    let (run, cfg) = (&open.run, &open.config);
     std::fs::create_dir_all(run.samples()).map_err(io_err(&run.root))?;
 
     let kind = cfg.model_kind()?;
@@ -154,7 +192,7 @@ pub fn train(
         labels: kind.classes.map(|_| mnist.labels),
     });
     let model = kind.build(&cfg.model_config())?;
-    if let Some(ckpt) = &resumed {
+    if let Some((ckpt, _)) = &open.resumed {
         state::check_resumable(&model, &run.checkpoint(), ckpt)?;
     }
     let mut exec = runtime.executor(
@@ -175,8 +213,9 @@ pub fn train(
     };
 
     let schema = LossSchema::of(&model, eval.is_some());
-    let start = match &resumed {
-        Some(ckpt) => {
+    let config_json = serde_json::to_string_pretty(cfg).unwrap_or_default();
+    let start = match &open.resumed {
+        Some((ckpt, _)) => {
             let restored = state::restore(exec.as_mut(), &model, &run.checkpoint(), ckpt)?;
             if restored.ema_started && !opts.quiet {
                 eprintln!(
@@ -193,23 +232,16 @@ pub fn train(
             for (id, values) in model.graph.init_params(&mut rng) {
                 exec.write(Buf::Value(id), &values)?;
             }
-            let config_json = serde_json::to_string_pretty(&cfg).unwrap_or_default();
-            write_atomically(&run.config(), &[config_json.as_bytes()])?;
-            let header = format!("{}\n", schema.header());
-            std::fs::write(run.losses(), header).map_err(io_err(&run.losses()))?;
+            write_atomically(&run.losses(), &[schema.header().as_bytes(), b"\n"])?;
             0
         }
     };
     // The columns were fixed when the run started; a resumed run keeps them.
-    let header = std::fs::read_to_string(run.losses())
-        .map_err(io_err(&run.losses()))?
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let text = log::read_loss_csv(&run.losses())?;
+    let header = text.lines().next().unwrap_or_default();
     // A run from before the moving average resumes without its columns (and does not
     // evaluate it).
-    let schema = match LossSchema::from_header(&model, &header) {
+    let schema = match LossSchema::from_header(&model, header) {
         Some(found) if found.eval == schema.eval && (found.ema == schema.ema || !found.ema) => {
             found
         }
@@ -226,17 +258,24 @@ pub fn train(
             )));
         }
     };
+    // Rows logged after the checkpoint will be logged again.
+    let keep = log::rows_through(&run.losses(), &text, start)?;
     let mut csv = OpenOptions::new()
         .append(true)
         .open(run.losses())
         .map_err(io_err(&run.losses()))?;
+    if keep < text.len() {
+        csv.set_len(keep as u64).map_err(io_err(&run.losses()))?;
+    }
+    // A resumed run may have a new length or new intervals.
+    write_atomically(&run.config(), &[config_json.as_bytes()])?;
     let logged: Vec<Buf> = model
         .logged_nodes()
         .into_iter()
         .map(|n| Buf::Value(model.graph.storage(n)))
         .collect();
     let (grid_count, grid_columns, grid_labels) = sample_grid(&model)?;
-    let grid_noise = sample_noise(&cfg, grid_count);
+    let grid_noise = sample_noise(cfg, grid_count);
 
     let progress = log::Progress::new(&model, start, cfg.iterations, opts.quiet);
     let clock = Instant::now();
@@ -249,6 +288,11 @@ pub fn train(
         let done = iteration + 1;
         let last = done == cfg.iterations;
         let stop = opts.stop.load(Ordering::SeqCst);
+        if stop && !opts.quiet {
+            eprintln!(
+                "\nstopping after iteration {done}, with a checkpoint (signal again to abort)"
+            );
+        }
         let checkpoint_due = done % cfg.checkpoint_every == 0 || last || stop;
         let eval_due = eval.as_ref().is_some_and(|e| done % e.every == 0 || last);
         if done % cfg.log_every == 0 || checkpoint_due || eval_due {
@@ -288,7 +332,10 @@ pub fn train(
                 row.quality = row.quality.or(quality);
                 row.ema_quality = row.ema_quality.or(ema_quality);
             }
-            writeln!(csv, "{}", schema.line(&row)).map_err(io_err(&run.losses()))?;
+            // One write per row, so a crash cuts at most the last row short.
+            let line = schema.line(&row) + "\n";
+            csv.write_all(line.as_bytes())
+                .map_err(io_err(&run.losses()))?;
             progress.log(&row);
             rows.push(row);
         }
@@ -313,7 +360,7 @@ pub fn train(
         if checkpoint_due {
             save_checkpoint(
                 &run.checkpoint(),
-                &state::checkpoint_of(exec.as_mut(), &model, &cfg, done)?,
+                &state::checkpoint_of(exec.as_mut(), &model, cfg, done)?,
             )?;
         }
         progress.tick(done);

@@ -178,15 +178,18 @@ pub fn restore(
             exec.write(Buf::Value(id), &source)?;
         }
     }
-    let next_iteration = ckpt
-        .metadata_value(path, "iteration")?
+    Ok(Restored {
+        next_iteration: checkpoint_iteration(path, ckpt)?,
+        ema_started: !started.is_empty(),
+    })
+}
+
+/// The iteration a training checkpoint was written after (the next one to run).
+pub fn checkpoint_iteration(path: &Path, ckpt: &Checkpoint) -> Result<u64> {
+    ckpt.metadata_value(path, "iteration")?
         .parse()
         .map_err(|e| Error::Checkpoint {
             path: path.to_path_buf(),
             problem: format!("iteration metadata is not a number: {e}"),
-        })?;
-    Ok(Restored {
-        next_iteration,
-        ema_started: !started.is_empty(),
-    })
+        })
 }

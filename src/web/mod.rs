@@ -120,6 +120,24 @@ pub struct ExportSummary {
     pub recorded_on: String,
 }
 
+impl ExportSummary {
+    /// What was written to `out`, and how to serve it.
+    pub fn describe(&self, out: &Path) -> String {
+        format!(
+            "wrote {} files to {} ({} dispatches recorded on {}, weights {:.1} MB)\n\
+             serve it on localhost (WebGPU needs a secure origin, and the page fetches its \
+             files), e.g.\n  python3 -m http.server --directory {} 8000\nthen open \
+             http://localhost:8000/",
+            self.files.len(),
+            out.display(),
+            self.dispatches,
+            self.recorded_on,
+            self.weight_bytes as f64 / 1e6,
+            out.display()
+        )
+    }
+}
+
 /// Writes the site for the generator in `checkpoint` into `out` (created if missing;
 /// other files there are left alone). The plan is recorded on `runtime`'s adapter, which
 /// must plan for browsers ([`Runtime::for_browser`]); `grid` x `grid` digits are drawn per

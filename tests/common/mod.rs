@@ -43,3 +43,73 @@ pub fn run_cli(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// Starts the `gan-gpu` binary with `args` in the background, its stdout and stderr going
+/// to `log` (a pipe could fill up and stall a long run).
+pub fn spawn_cli(args: &[&str], log: &std::path::Path) -> std::process::Child {
+    let file = std::fs::File::create(log).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `done` every few milliseconds until it holds; panics naming `what` after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "gave up waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Waits for `child` to exit, killing it (and failing) after `limit`.
+pub fn wait_with_limit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the process did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Sends signal `name` (`TERM`, `INT`, `KILL`) to process `pid`.
+pub fn send_signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -s {name} {pid}");
+}
+
+/// The loss.csv rows of a run folder without the `seconds` column (wall time differs
+/// between runs), header first.
+pub fn loss_rows_without_seconds(run: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("loss.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let seconds = header.iter().position(|&h| h == "seconds").unwrap();
+    std::iter::once(text.lines().next().unwrap())
+        .chain(lines)
+        .map(|line| {
+            line.split(',')
+                .enumerate()
+                .filter(|&(i, _)| i != seconds)
+                .map(|(_, f)| f)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
