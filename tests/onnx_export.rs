@@ -25,7 +25,12 @@ use gan_gpu::graph::runtime::Runtime;
 use gan_gpu::graph::{Buf, Graph, InputSource, Padding, RandomStreams, lower};
 use gan_gpu::io::checkpoint::load_checkpoint;
 use gan_gpu::io::checkpoint::{Checkpoint, FORMAT, FORMAT_KEY, NamedTensor, save_checkpoint};
-use gan_gpu::model::load::{StoredGenerator, generator_from_checkpoint};
+use gan_gpu::model::load::{StoredGenerator, Weights, WeightsUsed, generator_from_checkpoint};
+
+const RAW: WeightsUsed = WeightsUsed {
+    wanted: Weights::Raw,
+    used: Weights::Raw,
+};
 use gan_gpu::model::sample::generate_stored;
 use gan_gpu::model::{GeneratorNodes, Model, ModelConfig, ModelKind};
 use gan_gpu::onnx::proto::ModelProto;
@@ -304,8 +309,16 @@ fn awkward_generator(
     batch: usize,
     noise_dim: usize,
 ) -> gan_gpu::Result<GeneratorNodes> {
-    let z = g.input(&format!("{nodes}.z"), InputSource::External, vec![batch, noise_dim]);
-    let labels = g.input(&format!("{nodes}.labels"), InputSource::External, vec![batch]);
+    let z = g.input(
+        &format!("{nodes}.z"),
+        InputSource::External,
+        vec![batch, noise_dim],
+    );
+    let labels = g.input(
+        &format!("{nodes}.labels"),
+        InputSource::External,
+        vec![batch],
+    );
     let image = g.scoped("generator", nodes, |g| {
         let h = g.dense("dense", z, 5 * 3 * 6)?;
         let class = g.embedding("class_embedding", labels, AWKWARD_CLASSES, 5 * 3 * 6)?;
@@ -423,6 +436,7 @@ fn every_padding_case_matches_the_cpu_executor_in_onnxruntime() {
         kind: &AWKWARD,
         noise_dim,
         tensors: random_weights(&graph, 5),
+        weights: RAW,
         iteration: None,
     };
     let dir = tempfile::tempdir().unwrap();
@@ -636,7 +650,11 @@ fn loss_generator(
     batch: usize,
     noise_dim: usize,
 ) -> gan_gpu::Result<GeneratorNodes> {
-    let z = g.input(&format!("{nodes}.z"), InputSource::External, vec![batch, noise_dim]);
+    let z = g.input(
+        &format!("{nodes}.z"),
+        InputSource::External,
+        vec![batch, noise_dim],
+    );
     let logits = g.scoped("generator", nodes, |g| g.dense("dense", z, 1))?;
     let image = g.bce_with_logits("loss", logits, 1.0)?;
     Ok(GeneratorNodes {
@@ -666,6 +684,7 @@ fn an_op_without_an_onnx_translation_is_an_error_naming_it() {
         kind: &LOSSY,
         noise_dim: 4,
         tensors: random_weights(&graph, 1),
+        weights: RAW,
         iteration: None,
     };
     let err = generator_model(&stored, BatchSize::Dynamic)
