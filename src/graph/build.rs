@@ -404,7 +404,7 @@ impl Graph {
             BatchNormMode::Training { momentum } => (0.0..=1.0).contains(&momentum),
             BatchNormMode::Inference => true,
         };
-        if !(epsilon > 0.0 && epsilon.is_finite()) || !momentum_ok {
+        if !(epsilon > 0.0 && epsilon.is_finite() && momentum_ok) {
             return Err(shape_error(
                 "batch_norm",
                 format!("{layer}: epsilon {epsilon} must be positive, {mode:?} in [0, 1]"),

@@ -201,7 +201,7 @@ pub enum Instr {
         group: usize,
     },
     /// y = BatchNorm of x [rows, channels] (channels fastest) with gamma and beta
-    /// [channels], Keras's y = x·inv + (beta - mean·inv), inv = gamma/sqrt(var + epsilon).
+    /// `[channels]`, Keras's y = x·inv + (beta - mean·inv), inv = gamma/sqrt(var + epsilon).
     /// With `momentum`, mean and var are the batch's (biased) statistics and the running
     /// `mean` and `var` buffers move towards them (running·momentum + batch·(1 - momentum));
     /// without, the running buffers are the statistics.

@@ -206,8 +206,11 @@ pub struct Graph {
     param_scope: String,
     node_scope: String,
     /// Under [`Graph::shadowed`]: (source prefix, shadow prefix, pairs used so far).
-    shadow: Option<(String, String, Vec<(NodeId, NodeId)>)>,
+    shadow: Option<Shadowing>,
 }
+
+/// (source prefix, shadow prefix, the (source, shadow) pairs used so far).
+type Shadowing = (String, String, Vec<(NodeId, NodeId)>);
 
 impl Graph {
     fn push(&mut self, name: impl Into<String>, op: Op, shape: Vec<usize>) -> NodeId {

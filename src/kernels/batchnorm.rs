@@ -210,7 +210,7 @@ impl Launch<'_> {
     }
 }
 
-/// y = BatchNorm(x) [rows, channels] with gamma and beta [channels]. With `momentum`
+/// y = BatchNorm(x) `[rows, channels]` with gamma and beta `[channels]`. With `momentum`
 /// (training), the batch's statistics normalise and `mean`/`var` (the running statistics)
 /// move towards them; without (inference), `mean`/`var` normalise, one dispatch.
 #[allow(clippy::too_many_arguments)]
