@@ -264,7 +264,7 @@ struct TrainArgs {
     seed: Option<u64>,
     /// Decay of the moving average of the generator's weights, updated every step with the
     /// warm-up min(decay, (1+t)/(10+t)); `sample`, `eval` and the exports use it unless given
-    /// --raw. 0: none [default: 0.999] (fixed for a run)
+    /// `--raw`. 0: none [default: 0.999] (fixed for a run)
     #[arg(long)]
     ema_decay: Option<f32>,
     /// Run folder [default: runs/<timestamp>]

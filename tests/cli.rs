@@ -229,19 +229,26 @@ fn a_checkpoint_of_another_architecture_is_refused() {
     // Rename a tensor so the file no longer matches the generator.
     let ckpt = run.join("checkpoint.safetensors");
     let mut loaded = gan_gpu::io::checkpoint::load_checkpoint(&ckpt).unwrap();
+    // Both the raw weight and its moving average.
     loaded
         .tensors
-        .retain(|t| t.name != "generator.deconv2.kernel");
+        .retain(|t| !t.name.ends_with("generator.deconv2.kernel"));
     gan_gpu::io::checkpoint::save_checkpoint(&ckpt, &loaded).unwrap();
     let png = dir.path().join("x.png");
-    let out = run_cli(&[
-        "sample",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--out",
-        png.to_str().unwrap(),
-    ]);
-    assert_clean_error(&out, &["generator.deconv2.kernel"]);
+    for (flag, missing) in [
+        (None, "ema.generator.deconv2.kernel"),
+        (Some("--raw"), "tensor generator.deconv2.kernel"),
+    ] {
+        let mut args = vec![
+            "sample",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ];
+        args.extend(flag);
+        assert_clean_error(&run_cli(&args), &[missing]);
+    }
     let out = run_cli(&[
         "train",
         "--device",
@@ -436,8 +443,17 @@ fn help_states_the_real_defaults_and_limits() {
     let d = gan_gpu::train::TrainConfig::default();
     let help = String::from_utf8(run_cli(&["train", "--help"]).stdout).unwrap();
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let iterations = |model: &str| gan_gpu::model::kind(model).unwrap().default_iterations;
     for (flag, default) in [
-        ("--iterations", d.iterations.to_string()),
+        (
+            "--iterations",
+            format!(
+                "the model's: {} for seed and cgan, {} for dcgan",
+                iterations("seed"),
+                iterations("dcgan")
+            ),
+        ),
+        ("--ema-decay", d.ema_decay.to_string()),
         ("--batch-size", d.batch_size.to_string()),
         ("--noise-dim", d.noise_dim.to_string()),
         ("--lr", d.lr.to_string()),
