@@ -542,7 +542,9 @@ fn the_onnx_file_holds_the_checkpoint_weights_under_their_names() {
     assert!(exported.status.success(), "{exported:?}");
     let stdout = String::from_utf8_lossy(&exported.stdout);
     assert!(
-        stdout.contains("the seed generator, batch dynamic"),
+        stdout.contains(
+            "the seed generator, the raw weights: the checkpoint holds no moving average"
+        ) && stdout.contains("batch dynamic"),
         "{stdout}"
     );
     let model = ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
