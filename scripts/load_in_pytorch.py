@@ -1,7 +1,7 @@
 """Build gan-gpu's generator in PyTorch from a checkpoint.safetensors.
 
 usage:
-  python scripts/load_in_pytorch.py CHECKPOINT [--count N] [--seed S] [--digit D] [--out digits.npy]
+  python scripts/load_in_pytorch.py CHECKPOINT [--count N] [--seed S] [--digit D] [--out digits.npy] [--raw]
   python scripts/load_in_pytorch.py CHECKPOINT --noise Z.f32 [--labels L.i64] --expected IMAGES.f32
 
 The first form draws N digits from N(0, 1) noise (for a class-conditional model, of
@@ -105,14 +105,18 @@ class CganGenerator(SeedGenerator):
 BUILDERS = {"seed": SeedGenerator, "cgan": CganGenerator}
 
 
-def load_generator(path):
-    """The generator of a gan-gpu checkpoint, in eval mode, and its noise dimension."""
+def load_generator(path, raw=False):
+    """The generator of a gan-gpu checkpoint, in eval mode, and its noise dimension: the
+    moving average of its weights (ema.generator.*) when the checkpoint holds one and
+    `raw` is false, as gan-gpu's own tools do, else its raw weights (generator.*)."""
     try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
         tensors = load_file(path)
     except (OSError, SafetensorError) as e:
         sys.exit(f"error: {path}: not a readable safetensors checkpoint: {e}")
+    if not raw and any(k.startswith("ema.generator.") for k in tensors):
+        tensors = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
     model = meta.get("model", "seed")  # files from before models had names are `seed`
     if model not in BUILDERS:
         sys.exit(
@@ -136,9 +140,14 @@ def main():
     p.add_argument("--noise", help="noise rows, little-endian f32")
     p.add_argument("--labels", help="one class per noise row, little-endian int64")
     p.add_argument("--expected", help="images to compare with, f32 NHWC")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="the raw weights (generator.*), not their moving average (ema.generator.*)",
+    )
     args = p.parse_args()
 
-    generator, noise_dim = load_generator(args.checkpoint)
+    generator, noise_dim = load_generator(args.checkpoint, args.raw)
     if args.noise:
         z = torch.from_numpy(np.fromfile(args.noise, dtype="<f4").reshape(-1, noise_dim))
     else:

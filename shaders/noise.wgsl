@@ -9,7 +9,11 @@
 //                  with cpu::noise::uniform_index), in [0, bound)
 //   normal:        out[i] = bitcast<u32> of an f32 N(0, 1) sample by Box-Muller from
 //                  lanes (0, 1) and (2, 3) of the block, as cpu::noise::normal_noise
-// out: [n] u32 (f32 bits for `normal`, so one binding serves all entry points).
+//   dropout:       y[i] = word >= bound ? x[i]·scale : 0 (bound = round(rate·2^32), scale
+//                  = 1/(1 - rate)), the mask bit-exact with cpu::dropout; dropout_grad is
+//                  the same with dy for x and dx for y, added with `accumulate`.
+// out: [n] u32 (f32 bits for `normal`, so one binding serves all entry points); the
+// dropout entry points bind f32 y and x instead.
 // One invocation per block, writing its up to 4 elements below n. The grid may be split
 // over y (linear block id = x + y * num_workgroups.x * WG).
 //
@@ -27,10 +31,11 @@ struct Params {
     stream_lo: u32,
     stream_hi: u32,
     n: u32,
-    // batch_indices: indices are drawn in [0, bound).
+    // batch_indices: indices are drawn in [0, bound); dropout: words below it drop.
     bound: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // dropout: the kept values' factor, and 1 to add into y instead of overwriting it.
+    scale: f32,
+    accumulate: u32,
 }
 
 const PHILOX_M0: u32 = 0xD2511F53u;
@@ -45,6 +50,8 @@ override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
+@group(0) @binding(1) var<storage, read_write> y_drop: array<f32>;
+@group(0) @binding(2) var<storage, read> x_drop: array<f32>;
 
 // (high, low) 32 bits of the 64-bit product a·b.
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {
@@ -159,5 +166,35 @@ fn normal(
         let r = block(b);
         let z = vec4(box_muller(r.x, r.y), box_muller(r.z, r.w));
         store(b, bitcast<vec4<u32>>(z));
+    }
+}
+
+// y (+)= mask·x·scale over the block's elements; dropout and its gradient alike.
+fn masked_scale(b: u32) {
+    let words = block(b);
+    for (var lane = 0u; lane < 4u; lane++) {
+        let i = 4u * b + lane;
+        if (i < params.n) {
+            var v = 0.0;
+            if (words[lane] >= params.bound) {
+                v = x_drop[i] * params.scale;
+            }
+            if (params.accumulate == 1u) {
+                y_drop[i] = y_drop[i] + v;
+            } else {
+                y_drop[i] = v;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn dropout(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let b = linear_id(gid, groups);
+    if (b < block_count()) {
+        masked_scale(b);
     }
 }

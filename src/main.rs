@@ -15,6 +15,7 @@ use gan_gpu::gpu::adapters::{list_adapters, render_table};
 use gan_gpu::gpu::{AdapterRequest, BackendChoice, KernelChoice, PowerPreference};
 use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
 use gan_gpu::io::progress::{step_bar, with_classifier_bar};
+use gan_gpu::model::load::Weights;
 use gan_gpu::model::sample::{Digits, sample_command};
 use gan_gpu::model::{MODELS, kind};
 use gan_gpu::onnx::{BatchSize, export_onnx};
@@ -65,6 +66,10 @@ enum Command {
         /// [default: all]
         #[arg(long, value_name = "DIGIT|all")]
         digit: Option<String>,
+        /// Use the raw generator weights (`generator.*`), not their moving average
+        /// (`ema.generator.*`, the default; a checkpoint without one gives its raw weights)
+        #[arg(long)]
+        raw: bool,
         /// Executor: `auto` uses the wgpu adapter when it is a real GPU, else the CPU executor
         #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
         device: DeviceChoice,
@@ -82,6 +87,10 @@ enum Command {
         /// Digits per side of the page's grid (one forward pass draws grid x grid)
         #[arg(long, default_value_t = 8)]
         grid: usize,
+        /// Use the raw generator weights (`generator.*`), not their moving average
+        /// (`ema.generator.*`, the default; a checkpoint without one gives its raw weights)
+        #[arg(long)]
+        raw: bool,
         /// The adapter the plan is recorded on (it runs in the browser, not here)
         #[command(flatten)]
         adapter: AdapterArgs,
@@ -97,6 +106,10 @@ enum Command {
         /// Images per run: `dynamic` (any) or a fixed number
         #[arg(long, value_name = "N|dynamic", default_value = "dynamic")]
         batch: BatchSize,
+        /// Use the raw generator weights (`generator.*`), not their moving average
+        /// (`ema.generator.*`, the default; a checkpoint without one gives its raw weights)
+        #[arg(long)]
+        raw: bool,
     },
     /// The MNIST classifier that `eval` scores with
     #[command(subcommand)]
@@ -188,6 +201,10 @@ struct EvalArgs {
     /// each) [default: all]
     #[arg(long, value_name = "DIGIT|all")]
     digit: Option<String>,
+    /// Use the raw generator weights (`generator.*`), not their moving average
+    /// (`ema.generator.*`, the default; a checkpoint without one gives its raw weights)
+    #[arg(long)]
+    raw: bool,
     /// Print JSON instead of the table
     #[arg(long)]
     json: bool,
@@ -222,8 +239,9 @@ struct TrainArgs {
     device: DeviceChoice,
     #[command(flatten)]
     adapter: AdapterArgs,
-    /// Training iterations, one discriminator and one generator step each [default: 50000;
-    /// with --resume: the run's own] (may change on --resume)
+    /// Training iterations, one discriminator and one generator step each [default: the
+    /// model's: 50000 for seed and cgan, 10000 for dcgan; with --resume: the run's own]
+    /// (may change on --resume)
     #[arg(long, value_name = "N")]
     iterations: Option<u64>,
     /// [default: 100] (fixed for a run)
@@ -244,6 +262,11 @@ struct TrainArgs {
     /// Seed of the weights, the batches and the noise [default: 0] (fixed for a run)
     #[arg(long)]
     seed: Option<u64>,
+    /// Decay of the moving average of the generator's weights, updated every step with the
+    /// warm-up min(decay, (1+t)/(10+t)); `sample`, `eval` and the exports use it unless given
+    /// `--raw`. 0: none [default: 0.999] (fixed for a run)
+    #[arg(long)]
+    ema_decay: Option<f32>,
     /// Run folder [default: runs/<timestamp>]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -345,31 +368,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             out,
             digit,
+            raw,
             device,
             adapter,
         } => {
             let digits = digit.as_deref().map(Digits::parse).transpose()?;
             let runtime = guarded(Runtime::new(device, adapter.request()));
-            sample_command(&runtime, &checkpoint, count, seed, digits, &out)?;
-            println!("wrote {count} digits to {}", out.display());
+            let weights = Weights::from_raw_flag(raw);
+            let used = sample_command(&runtime, &checkpoint, count, seed, digits, weights, &out)?;
+            println!(
+                "wrote {count} digits to {}, drawn with {used}",
+                out.display()
+            );
         }
         Command::ExportWeb {
             checkpoint,
             out,
             grid,
+            raw,
             adapter,
         } => {
             let runtime = Runtime::for_browser(adapter.request());
+            let weights = Weights::from_raw_flag(raw);
             println!(
                 "{}",
-                export_web(&runtime, &checkpoint, &out, grid)?.describe(&out)
+                export_web(&runtime, &checkpoint, &out, grid, weights)?.describe(&out)
             );
         }
         Command::ExportOnnx {
             checkpoint,
             out,
             batch,
-        } => println!("{}", export_onnx(&checkpoint, &out, batch)?.describe(&out)),
+            raw,
+        } => {
+            let summary = export_onnx(&checkpoint, &out, batch, Weights::from_raw_flag(raw))?;
+            println!("{}", summary.describe(&out))
+        }
         Command::Classifier(ClassifierCommand::Train {
             device,
             adapter,
@@ -442,6 +476,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             count: args.count,
             seed: args.seed,
             digits: args.digit.as_deref().map(Digits::parse).transpose()?,
+            weights: Weights::from_raw_flag(args.raw),
         },
         (None, Some(path)) => EvalSource::Samples(path),
         (None, None) => unreachable!("clap requires --checkpoint or --samples"),
@@ -475,6 +510,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         beta1: args.beta1,
         beta2: args.beta2,
         seed: args.seed,
+        ema_decay: args.ema_decay,
     };
     let (out, start) = match (&args.resume, &args.out) {
         (Some(dir), _) => (dir.clone(), Start::Resume(flags)),

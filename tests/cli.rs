@@ -229,19 +229,26 @@ fn a_checkpoint_of_another_architecture_is_refused() {
     // Rename a tensor so the file no longer matches the generator.
     let ckpt = run.join("checkpoint.safetensors");
     let mut loaded = gan_gpu::io::checkpoint::load_checkpoint(&ckpt).unwrap();
+    // Both the raw weight and its moving average.
     loaded
         .tensors
-        .retain(|t| t.name != "generator.deconv2.kernel");
+        .retain(|t| !t.name.ends_with("generator.deconv2.kernel"));
     gan_gpu::io::checkpoint::save_checkpoint(&ckpt, &loaded).unwrap();
     let png = dir.path().join("x.png");
-    let out = run_cli(&[
-        "sample",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--out",
-        png.to_str().unwrap(),
-    ]);
-    assert_clean_error(&out, &["generator.deconv2.kernel"]);
+    for (flag, missing) in [
+        (None, "ema.generator.deconv2.kernel"),
+        (Some("--raw"), "tensor generator.deconv2.kernel"),
+    ] {
+        let mut args = vec![
+            "sample",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ];
+        args.extend(flag);
+        assert_clean_error(&run_cli(&args), &[missing]);
+    }
     let out = run_cli(&[
         "train",
         "--device",
@@ -436,8 +443,17 @@ fn help_states_the_real_defaults_and_limits() {
     let d = gan_gpu::train::TrainConfig::default();
     let help = String::from_utf8(run_cli(&["train", "--help"]).stdout).unwrap();
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let iterations = |model: &str| gan_gpu::model::kind(model).unwrap().default_iterations;
     for (flag, default) in [
-        ("--iterations", d.iterations.to_string()),
+        (
+            "--iterations",
+            format!(
+                "the model's: {} for seed and cgan, {} for dcgan",
+                iterations("seed"),
+                iterations("dcgan")
+            ),
+        ),
+        ("--ema-decay", d.ema_decay.to_string()),
         ("--batch-size", d.batch_size.to_string()),
         ("--noise-dim", d.noise_dim.to_string()),
         ("--lr", d.lr.to_string()),
@@ -463,4 +479,175 @@ fn help_states_the_real_defaults_and_limits() {
     );
     let help = String::from_utf8(run_cli(&["sample", "--help"]).stdout).unwrap();
     assert!(help.contains(&format!("at most {capacity}")), "{help}");
+}
+
+fn idx_bytes(dir: &Path, name: &str, checkpoint: &Path, extra: &[&str]) -> (Vec<u8>, String) {
+    let idx = dir.join(format!("{name}.idx3-ubyte"));
+    let mut args = vec![
+        "sample",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--count",
+        "6",
+        "--out",
+        idx.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = run_cli(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    (std::fs::read(&idx).unwrap(), said)
+}
+
+/// A checkpoint keeps the raw weights (`generator.*`) and their moving average
+/// (`ema.generator.*`); `sample`, `export-web` and `export-onnx` draw with the average
+/// unless given `--raw`, and say which they used; `eval --raw` reaches the loader too.
+#[test]
+fn checkpoints_keep_raw_and_ema_weights_and_the_tools_use_the_ema_unless_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train_tiny(&run);
+    let ckpt_path = run.join("checkpoint.safetensors");
+    let ckpt = gan_gpu::io::checkpoint::load_checkpoint(&ckpt_path).unwrap();
+    let raw = &ckpt.tensor("generator.dense.kernel").unwrap().data;
+    let ema = &ckpt.tensor("ema.generator.dense.kernel").unwrap().data;
+    assert_ne!(
+        raw, ema,
+        "3 steps of warm-up leave the average off the weights"
+    );
+    let generator_tensors = ckpt
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("generator."))
+        .count();
+    let averages = ckpt
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("ema.generator."))
+        .count();
+    assert_eq!(
+        averages, generator_tensors,
+        "one average per generator tensor"
+    );
+
+    let (by_default, said) = idx_bytes(dir.path(), "default", &ckpt_path, &[]);
+    assert!(said.contains("moving average"), "{said}");
+    let (by_raw, said) = idx_bytes(dir.path(), "raw", &ckpt_path, &["--raw"]);
+    assert!(said.contains("raw weights (--raw)"), "{said}");
+    assert_ne!(by_default, by_raw);
+
+    // The web export's weights file holds the average under the generator's names and
+    // says so: drawing from it gives the default's digits.
+    let site = dir.path().join("site");
+    let out = run_cli(&[
+        "export-web",
+        "--checkpoint",
+        ckpt_path.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("moving average"));
+    let exported = site.join("generator.safetensors");
+    let file = gan_gpu::io::checkpoint::load_checkpoint(&exported).unwrap();
+    assert_eq!(file.metadata["weights"], "ema");
+    assert_eq!(&file.tensor("generator.dense.kernel").unwrap().data, ema);
+    let (from_export, said) = idx_bytes(dir.path(), "export", &exported, &[]);
+    assert!(said.contains("moving average"), "{said}");
+    assert_eq!(from_export, by_default);
+    // Such a file has no raw weights: --raw is refused by name, by sample and eval alike.
+    let classifier = dir.path().join("classifier.safetensors");
+    for args in [
+        vec!["sample", "--out", "x.png"],
+        vec!["eval", "--classifier", classifier.to_str().unwrap()],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--checkpoint", exported.to_str().unwrap(), "--raw"]);
+        assert_clean_error(&run_cli(&args), &["--raw", "only the moving average"]);
+    }
+    assert!(
+        !classifier.exists(),
+        "eval trained a classifier before refusing"
+    );
+
+    let out = run_cli(&[
+        "export-web",
+        "--checkpoint",
+        ckpt_path.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+        "--raw",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = gan_gpu::io::checkpoint::load_checkpoint(&exported).unwrap();
+    assert_eq!(file.metadata["weights"], "raw");
+    assert_eq!(&file.tensor("generator.dense.kernel").unwrap().data, raw);
+
+    let onnx = dir.path().join("g.onnx");
+    for (flag, want) in [(None, "moving average"), (Some("--raw"), "raw weights")] {
+        let mut args = vec![
+            "export-onnx",
+            "--checkpoint",
+            ckpt_path.to_str().unwrap(),
+            "--out",
+            onnx.to_str().unwrap(),
+        ];
+        args.extend(flag);
+        let out = run_cli(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains(want), "{said}");
+    }
+}
+
+/// `--ema-decay 0` keeps no average; such a checkpoint, and one from before the average
+/// existed (the bundled demo generator), draws with its raw weights and says why.
+/// `--ema-decay` outside [0, 1) is refused, and so is changing it on resume.
+#[test]
+fn without_a_moving_average_the_tools_fall_back_to_the_raw_weights_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = run_cli(&[
+        "train",
+        "--device",
+        "cpu",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "4",
+        "--ema-decay",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ckpt_path = run.join("checkpoint.safetensors");
+    let ckpt = gan_gpu::io::checkpoint::load_checkpoint(&ckpt_path).unwrap();
+    assert!(ckpt.tensors.iter().all(|t| !t.name.starts_with("ema.")));
+    let (by_default, said) = idx_bytes(dir.path(), "default", &ckpt_path, &[]);
+    assert!(said.contains("holds no moving average"), "{said}");
+    let (by_raw, _) = idx_bytes(dir.path(), "raw", &ckpt_path, &["--raw"]);
+    assert_eq!(by_default, by_raw);
+
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/demo-generator.safetensors");
+    let (_, said) = idx_bytes(dir.path(), "demo", &demo, &[]);
+    assert!(said.contains("holds no moving average"), "{said}");
+
+    for bad in ["1", "-0.5", "nan"] {
+        let out = run_cli(&[
+            "train",
+            &format!("--ema-decay={bad}"),
+            "--out",
+            dir.path().join("bad").to_str().unwrap(),
+        ]);
+        assert_clean_error(&out, &["--ema-decay"]);
+    }
+    let out = run_cli(&[
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--ema-decay",
+        "0.99",
+    ]);
+    assert_clean_error(&out, &["--ema-decay 0.99", "--ema-decay 0"]);
 }

@@ -224,7 +224,7 @@ fn in_place_convolutions_accumulate_fuse_and_reuse_the_workspace() {
     let want = conv_transpose2d_forward(&gt, &x, &w, &b).unwrap();
     let (mut y, mut relu) = (vec![f32::NAN; want.len()], vec![f32::NAN; want.len()]);
     let fused = Some((Activation::Relu, relu.as_mut_slice()));
-    cpu::conv_transpose2d_forward_into(&gt, &x, &w, &b, &mut y, fused, &mut ws).unwrap();
+    cpu::conv_transpose2d_forward_into(&gt, &x, &w, Some(&b), &mut y, fused, &mut ws).unwrap();
     assert_eq!(y, want);
     assert_eq!(relu, activation_forward(Activation::Relu, &want));
 
@@ -235,7 +235,7 @@ fn in_place_convolutions_accumulate_fuse_and_reuse_the_workspace() {
     );
     let want = conv2d_forward(&gc, &xc, &wc, &bc).unwrap();
     let mut yc = vec![f32::NAN; want.len()];
-    cpu::conv2d_forward_into(&gc, &xc, &wc, &bc, &mut yc, None, &mut ws).unwrap();
+    cpu::conv2d_forward_into(&gc, &xc, &wc, Some(&bc), &mut yc, None, &mut ws).unwrap();
     assert_eq!(yc, want);
 
     // Gradients: accumulate adds the plain result onto what was there (to f32 rounding).

@@ -25,7 +25,12 @@ use gan_gpu::graph::runtime::Runtime;
 use gan_gpu::graph::{Buf, Graph, InputSource, Padding, RandomStreams, lower};
 use gan_gpu::io::checkpoint::load_checkpoint;
 use gan_gpu::io::checkpoint::{Checkpoint, FORMAT, FORMAT_KEY, NamedTensor, save_checkpoint};
-use gan_gpu::model::load::{StoredGenerator, generator_from_checkpoint};
+use gan_gpu::model::load::{StoredGenerator, Weights, WeightsUsed, generator_from_checkpoint};
+
+const RAW: WeightsUsed = WeightsUsed {
+    wanted: Weights::Raw,
+    used: Weights::Raw,
+};
 use gan_gpu::model::sample::generate_stored;
 use gan_gpu::model::{GeneratorNodes, Model, ModelConfig, ModelKind};
 use gan_gpu::onnx::proto::ModelProto;
@@ -163,6 +168,11 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// A checkpoint of `model` after 3 training iterations on the CPU.
 fn train_checkpoint(dir: &Path, model: &str) -> PathBuf {
+    train_checkpoint_for(dir, model, 3, 16)
+}
+
+/// A checkpoint of `model` after `iterations` at `batch` on the CPU.
+fn train_checkpoint_for(dir: &Path, model: &str, iterations: u32, batch: u32) -> PathBuf {
     let run = dir.join(format!("run-{model}"));
     let trained = run_cli(&[
         "train",
@@ -171,9 +181,9 @@ fn train_checkpoint(dir: &Path, model: &str) -> PathBuf {
         "--device",
         "cpu",
         "--iterations",
-        "3",
+        &iterations.to_string(),
         "--batch-size",
-        "16",
+        &batch.to_string(),
         "--out",
         run.to_str().unwrap(),
     ]);
@@ -222,8 +232,17 @@ fn check_report(report: &Value, stored: &StoredGenerator, batch: &str) {
         report["outputs"],
         serde_json::json!({ "image": ["tensor(float)", [batch, "28", "28", "1"]] })
     );
-    let names: Vec<&str> = stored.tensors.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(report["initializers"], serde_json::json!(names));
+    // Every weight and state (BatchNorm's running statistics), in any order.
+    let mut names: Vec<&str> = stored.tensors.iter().map(|t| t.name.as_str()).collect();
+    names.sort_unstable();
+    let mut initializers: Vec<&str> = report["initializers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    initializers.sort_unstable();
+    assert_eq!(initializers, names);
 }
 
 #[test]
@@ -235,14 +254,20 @@ fn exported_generator_matches_the_cpu_executor_in_onnxruntime() {
     let dir = tempfile::tempdir().unwrap();
     let seed = train_checkpoint(dir.path(), "seed");
     let cgan = train_checkpoint(dir.path(), "cgan");
+    // dcgan's output leaves tanh's flat middle only after some steps.
+    let dcgan = train_checkpoint_for(dir.path(), "dcgan", 25, 8);
     // Fresh checkpoints of every model at a dynamic batch (a prime count) and at a fixed
-    // one, and the demo generator, trained for 8,000 iterations, whose weights are far
-    // from their initial values.
+    // one (dcgan's BatchNorm in inference mode: its running statistics, which differ from
+    // any batch's own, so a translation that normalised by the batch would not match),
+    // and the demo generator, trained for 8,000 iterations, whose weights are far from
+    // their initial values.
     let cases = [
         (seed.clone(), "dynamic", 37),
         (seed, "5", 5),
         (cgan.clone(), "dynamic", 23),
         (cgan, "10", 10),
+        (dcgan.clone(), "dynamic", 7),
+        (dcgan, "3", 3),
         (PathBuf::from(DEMO_GENERATOR), "dynamic", 64),
     ];
     for (i, (checkpoint, batch, count)) in cases.into_iter().enumerate() {
@@ -298,11 +323,23 @@ fn exported_generator_matches_the_cpu_executor_in_onnxruntime() {
 /// activation, reshapes, and every conditioning op: an embedding, a row dot product, and
 /// additions in the graph layout, channels-first, and of one of each. Odd sizes
 /// everywhere; not an image generator, an exporter check.
-fn awkward_generator(batch: usize, noise_dim: usize) -> gan_gpu::Result<(Graph, GeneratorNodes)> {
-    let mut g = Graph::default();
-    let z = g.input("awkward.z", InputSource::External, vec![batch, noise_dim]);
-    let labels = g.input("awkward.labels", InputSource::External, vec![batch]);
-    let image = g.scoped("generator", "awkward", |g| {
+fn awkward_generator(
+    g: &mut Graph,
+    nodes: &str,
+    batch: usize,
+    noise_dim: usize,
+) -> gan_gpu::Result<GeneratorNodes> {
+    let z = g.input(
+        &format!("{nodes}.z"),
+        InputSource::External,
+        vec![batch, noise_dim],
+    );
+    let labels = g.input(
+        &format!("{nodes}.labels"),
+        InputSource::External,
+        vec![batch],
+    );
+    let image = g.scoped("generator", nodes, |g| {
         let h = g.dense("dense", z, 5 * 3 * 6)?;
         let class = g.embedding("class_embedding", labels, AWKWARD_CLASSES, 5 * 3 * 6)?;
         let h = g.add("conditioned", h, class)?;
@@ -332,18 +369,15 @@ fn awkward_generator(batch: usize, noise_dim: usize) -> gan_gpu::Result<(Graph, 
         let offset = g.unflatten("offset_image", offset, (14, 10, 1))?;
         g.add("mixed_layouts", h, offset)
     })?;
-    let params = g.params();
-    Ok((
-        g,
-        GeneratorNodes {
-            z,
-            labels: Some(labels),
-            image,
-            params,
-            batch,
-            noise_dim,
-        },
-    ))
+    Ok(GeneratorNodes {
+        z,
+        labels: Some(labels),
+        image,
+        params: g.params(),
+        states: g.states(),
+        batch,
+        noise_dim,
+    })
 }
 
 const AWKWARD_CLASSES: usize = 4;
@@ -358,6 +392,7 @@ static AWKWARD: ModelKind = ModelKind {
     classes: Some(AWKWARD_CLASSES),
     training: not_trainable,
     generator: awkward_generator,
+    default_iterations: 0,
 };
 
 /// Glorot-uniform kernels (the graph's own initialiser), biases uniform in ±0.5 so that a
@@ -416,11 +451,12 @@ fn every_padding_case_matches_the_cpu_executor_in_onnxruntime() {
         return;
     };
     let noise_dim = 11;
-    let (graph, _) = awkward_generator(1, noise_dim).unwrap();
+    let (graph, _) = AWKWARD.generator_graph(1, noise_dim).unwrap();
     let stored = StoredGenerator {
         kind: &AWKWARD,
         noise_dim,
         tensors: random_weights(&graph, 5),
+        weights: RAW,
         iteration: None,
     };
     let dir = tempfile::tempdir().unwrap();
@@ -506,7 +542,9 @@ fn the_onnx_file_holds_the_checkpoint_weights_under_their_names() {
     assert!(exported.status.success(), "{exported:?}");
     let stdout = String::from_utf8_lossy(&exported.stdout);
     assert!(
-        stdout.contains("the seed generator, batch dynamic"),
+        stdout.contains(
+            "the seed generator, the raw weights: the checkpoint holds no moving average"
+        ) && stdout.contains("batch dynamic"),
         "{stdout}"
     );
     let model = ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
@@ -628,23 +666,28 @@ fn bad_input_gets_clear_errors_and_writes_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-fn loss_generator(batch: usize, noise_dim: usize) -> gan_gpu::Result<(Graph, GeneratorNodes)> {
-    let mut g = Graph::default();
-    let z = g.input("z", InputSource::External, vec![batch, noise_dim]);
-    let logits = g.scoped("generator", "lossy", |g| g.dense("dense", z, 1))?;
+fn loss_generator(
+    g: &mut Graph,
+    nodes: &str,
+    batch: usize,
+    noise_dim: usize,
+) -> gan_gpu::Result<GeneratorNodes> {
+    let z = g.input(
+        &format!("{nodes}.z"),
+        InputSource::External,
+        vec![batch, noise_dim],
+    );
+    let logits = g.scoped("generator", nodes, |g| g.dense("dense", z, 1))?;
     let image = g.bce_with_logits("loss", logits, 1.0)?;
-    let params = g.params();
-    Ok((
-        g,
-        GeneratorNodes {
-            z,
-            labels: None,
-            image,
-            params,
-            batch,
-            noise_dim,
-        },
-    ))
+    Ok(GeneratorNodes {
+        z,
+        labels: None,
+        image,
+        params: g.params(),
+        states: g.states(),
+        batch,
+        noise_dim,
+    })
 }
 
 static LOSSY: ModelKind = ModelKind {
@@ -653,15 +696,17 @@ static LOSSY: ModelKind = ModelKind {
     classes: None,
     training: not_trainable,
     generator: loss_generator,
+    default_iterations: 0,
 };
 
 #[test]
 fn an_op_without_an_onnx_translation_is_an_error_naming_it() {
-    let (graph, _) = loss_generator(1, 4).unwrap();
+    let (graph, _) = LOSSY.generator_graph(1, 4).unwrap();
     let stored = StoredGenerator {
         kind: &LOSSY,
         noise_dim: 4,
         tensors: random_weights(&graph, 1),
+        weights: RAW,
         iteration: None,
     };
     let err = generator_model(&stored, BatchSize::Dynamic)

@@ -12,8 +12,9 @@ use gan_gpu::graph::cpu_exec::CpuExecutor;
 use gan_gpu::graph::gpu_exec::GpuExecutor;
 use gan_gpu::graph::{Buf, Dataset, Executor, RandomStreams};
 use gan_gpu::model::cgan::CGAN;
+use gan_gpu::model::dcgan::DCGAN;
 use gan_gpu::model::seed::SEED;
-use gan_gpu::model::{MODELS, Model, ModelConfig, PIXELS};
+use gan_gpu::model::{EMA_PREFIX, MODELS, Model, ModelConfig, PIXELS};
 use rand::{SeedableRng, rngs::StdRng};
 
 /// Small enough for a quick trajectory on lavapipe.
@@ -83,6 +84,13 @@ fn one_cgan_iteration_matches_the_cpu_executor() {
     one_iteration_matches(CGAN.build(&ModelConfig::new(BATCH, 100)).unwrap());
 }
 
+/// dcgan's BatchNorm (batch statistics, running statistics), dropout and bias-free
+/// layers in a whole step, at a small batch to keep CI short.
+#[test]
+fn one_dcgan_iteration_matches_the_cpu_executor() {
+    one_iteration_matches(DCGAN.build(&ModelConfig::new(4, 100)).unwrap());
+}
+
 fn one_iteration_matches(gan: Model) {
     let Some((mut gpu, mut cpu, plan)) = pair(&gan) else {
         return;
@@ -135,6 +143,22 @@ fn one_iteration_matches(gan: Model) {
             ));
         }
     }
+    // BatchNorm's running statistics (the moving averages of the weights follow the
+    // updates, as sensitive as they are).
+    for id in gan.graph.states() {
+        let name = &gan.graph.nodes[id].name;
+        if name.starts_with(EMA_PREFIX) {
+            continue;
+        }
+        let (a, b) = (
+            gpu.read(Buf::Value(id)).unwrap(),
+            cpu.read(Buf::Value(id)).unwrap(),
+        );
+        let err = relative_l2(&a, &b);
+        if err.is_nan() || err > 1e-4 {
+            failures.push(format!("state {name}: relative L2 error {err:.2e}"));
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -173,13 +197,21 @@ fn trajectory(gan: Model) {
 
 #[test]
 fn the_same_seed_gives_identical_gpu_losses() {
-    let gan = seed_model(BATCH);
+    for gan in [
+        seed_model(BATCH),
+        DCGAN.build(&ModelConfig::new(4, 100)).unwrap(),
+    ] {
+        same_seed_same_gpu_losses(&gan);
+    }
+}
+
+fn same_seed_same_gpu_losses(gan: &Model) {
     let run = || -> Option<Vec<f32>> {
-        let (mut gpu, _, plan) = pair(&gan)?;
+        let (mut gpu, _, plan) = pair(gan)?;
         let mut out = Vec::new();
         for iteration in 0..3 {
             gpu.run(plan, iteration).unwrap();
-            for loss in losses(&gan) {
+            for loss in losses(gan) {
                 out.extend(gpu.read(Buf::Value(loss)).unwrap());
             }
         }

@@ -124,6 +124,8 @@ fn a_resumed_run_continues_exactly() {
     assert_eq!(stitched, losses(&whole.rows));
     let a = load_checkpoint(&dir.path().join("whole/checkpoint.safetensors")).unwrap();
     let b = load_checkpoint(&split.join("checkpoint.safetensors")).unwrap();
+    // The generator's moving average is part of what resumes exactly.
+    assert!(a.tensor("ema.generator.dense.kernel").is_some());
     for t in &a.tensors {
         assert_eq!(
             Some(&t.data),

@@ -431,3 +431,60 @@ fn a_cgan_page_draws_the_chosen_digit() {
     page_vs_cpu("cgan, digit 7", seven, &stored);
     assert_png(&out.join("page-digit.png"));
 }
+
+/// dcgan's page: the plan binds BatchNorm's running statistics as tensors of the weights
+/// file (the page uploads them; inference mode, no batch statistics), and the page's
+/// digits equal the CPU executor's for the same noise.
+#[test]
+fn a_dcgan_page_uses_the_running_statistics_and_matches_the_cpu_executor() {
+    if test_context("a_dcgan_page_uses_the_running_statistics").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let trained = run_cli(&[
+        "train",
+        "--model",
+        "dcgan",
+        "--device",
+        "cpu",
+        // Enough steps for its output to leave tanh's flat middle (a useful comparison).
+        "--iterations",
+        "25",
+        "--batch-size",
+        "8",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(trained.status.success(), "{trained:?}");
+    let checkpoint = run.join("checkpoint.safetensors");
+    let site = dir.path().join("site");
+    export(&checkpoint, &site, 3);
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(site.join("plan.json")).unwrap()).unwrap();
+    let plan_text = plan.to_string();
+    let weights = load_checkpoint(&site.join("generator.safetensors")).unwrap();
+    let statistics: Vec<&str> = weights
+        .tensors
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| n.contains(".moving_"))
+        .collect();
+    assert_eq!(
+        statistics.len(),
+        6,
+        "three BatchNorm layers, mean and variance"
+    );
+    for name in statistics {
+        assert!(
+            plan_text.contains(&format!("\"{name}\"")),
+            "the plan does not bind {name}"
+        );
+    }
+    let Some((result, stored, _, _)) = drive(&checkpoint, 3, "web-export-dcgan") else {
+        return;
+    };
+    let fixed = &result["states"]["fixed"];
+    let worst = page_vs_cpu("dcgan, fixed noise", fixed, &stored);
+    eprintln!("dcgan page: max |page - cpu| {worst:e}");
+}

@@ -1,5 +1,6 @@
-//! `gan-gpu bench`: every distinct instruction of a model's training step (and of the
-//! classifier's), timed on the executors that run it, plus square GEMMs for scale and one
+//! `gan-gpu bench`: every distinct instruction of a model's training step and of its
+//! sampling (BatchNorm in inference mode), and of the classifier's step, timed on the
+//! executors that run it, plus square GEMMs for scale and one
 //! whole training iteration per executor. The cases come from the plan itself, so the
 //! bench times exactly what training runs, at the model's real shapes; see [`cases`] for
 //! how work is counted. GPU times are medians of timestamp-query samples (or the wall
@@ -187,7 +188,10 @@ fn bench_target(
         batch: BATCH,
         noise_dim: NOISE_DIM,
         adam: AdamConfig::default(),
-        sample_batch: 1,
+        // Sampling at the training batch, so its own instructions (BatchNorm in
+        // inference mode) are timed at the step's shapes.
+        sample_batch: BATCH,
+        ema_decay: crate::model::DEFAULT_EMA_DECAY,
     })?;
     let step = model.train_step()?;
     let mut exec = on.runtime.executor(
@@ -213,6 +217,10 @@ fn bench_target(
         &mut rows,
     )?;
 
+    let sampling = lower::forward(&model.graph, &[model.sampler.image], &Default::default());
+    let extra = untimed(plan_cases(&model.graph, &sampling), &rows);
+    time_cases(exec.as_mut(), extra, on, samples, progress, &mut rows)?;
+
     let classifier = Classifier::new(CLASSIFIER_BATCH, true)?;
     let classifier_step = lower::training_step(&classifier.graph, &classifier.phases()?)?;
     let mut cexec = on.runtime.executor(
@@ -226,20 +234,25 @@ fn bench_target(
     }
     let cplan = cexec.compile(&classifier_step)?;
     cexec.run(cplan, 0)?;
-    // Only what the GAN's plan did not already time.
-    let extra: Vec<Case> = plan_cases(&classifier.graph, &classifier_step)
+    // Only what the GAN's plans did not already time.
+    let extra = untimed(plan_cases(&classifier.graph, &classifier_step), &rows);
+    time_cases(cexec.as_mut(), extra, on, samples, progress, &mut rows)?;
+
+    progress(&step_row);
+    rows.push(step_row);
+    Ok(rows)
+}
+
+/// The cases no row in `rows` has timed (same kernel and shape).
+fn untimed(cases: Vec<Case>, rows: &[BenchRow]) -> Vec<Case> {
+    cases
         .into_iter()
         .filter(|c| {
             !rows
                 .iter()
                 .any(|r| r.kernel == c.kernel && r.shape == c.shape)
         })
-        .collect();
-    time_cases(cexec.as_mut(), extra, on, samples, progress, &mut rows)?;
-
-    progress(&step_row);
-    rows.push(step_row);
-    Ok(rows)
+        .collect()
 }
 
 /// Runs the bench on the GPU runtime `gpu` (when given and asked for) and on the CPU

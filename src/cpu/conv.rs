@@ -183,7 +183,7 @@ fn patches(g: &Conv2dGeometry) -> Patches {
 pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Result<Vec<f32>> {
     g.validate()?;
     let mut y = vec![0.0; g.output_len()];
-    conv2d_forward_into(g, x, w, b, &mut y, None, &mut Workspace::default())?;
+    conv2d_forward_into(g, x, w, Some(b), &mut y, None, &mut Workspace::default())?;
     Ok(y)
 }
 
@@ -192,7 +192,7 @@ pub fn conv2d_forward_into(
     g: &Conv2dGeometry,
     x: &[f32],
     w: &[f32],
-    b: &[f32],
+    b: Option<&[f32]>,
     y: &mut [f32],
     fused: FusedActivation<'_>,
     ws: &mut Workspace,
@@ -201,7 +201,9 @@ pub fn conv2d_forward_into(
     g.validate()?;
     check_len(OP, "x", x.len(), g.input_len())?;
     check_len(OP, "w", w.len(), g.weight_len())?;
-    check_len(OP, "b", b.len(), g.out_c)?;
+    if let Some(b) = b {
+        check_len(OP, "b", b.len(), g.out_c)?;
+    }
     check_len(OP, "y", y.len(), g.output_len())?;
     check_fused(OP, &fused, y.len())?;
     let p = patches(g);
@@ -213,9 +215,12 @@ pub fn conv2d_forward_into(
             p.im2col(&x[first * p.image_len()..][..r.len() * p.image_len()], cols);
             let out = r.start * out_per_image..r.end * out_per_image;
             let y = &mut s.out[out.clone()];
-            fill_rows(y, b, false)?;
+            if let Some(b) = b {
+                fill_rows(y, b, false)?;
+            }
             let rows = r.len() * p.rows_per_image();
-            gemm_serial(rows, g.out_c, p.row_len(), cols, false, w, false, y, true)?;
+            let add = b.is_some();
+            gemm_serial(rows, g.out_c, p.row_len(), cols, false, w, false, y, add)?;
             s.finish(out)?;
         }
         Ok(())

@@ -44,7 +44,7 @@ pub fn conv_transpose2d_forward(
 ) -> Result<Vec<f32>> {
     g.validate()?;
     let mut y = vec![0.0; g.output_len()];
-    conv_transpose2d_forward_into(g, x, w, b, &mut y, None, &mut Workspace::default())?;
+    conv_transpose2d_forward_into(g, x, w, Some(b), &mut y, None, &mut Workspace::default())?;
     Ok(y)
 }
 
@@ -53,7 +53,7 @@ pub fn conv_transpose2d_forward_into(
     g: &ConvTranspose2dGeometry,
     x: &[f32],
     w: &[f32],
-    b: &[f32],
+    b: Option<&[f32]>,
     y: &mut [f32],
     fused: FusedActivation<'_>,
     ws: &mut Workspace,
@@ -62,7 +62,9 @@ pub fn conv_transpose2d_forward_into(
     g.validate()?;
     check_len(OP, "x", x.len(), g.input_len())?;
     check_len(OP, "w", w.len(), g.weight_len())?;
-    check_len(OP, "b", b.len(), g.out_c)?;
+    if let Some(b) = b {
+        check_len(OP, "b", b.len(), g.out_c)?;
+    }
     check_len(OP, "y", y.len(), g.output_len())?;
     check_fused(OP, &fused, y.len())?;
     let p = patches(g);
@@ -76,7 +78,10 @@ pub fn conv_transpose2d_forward_into(
             gemm_serial(rows, p.row_len(), g.in_c, x, false, w, true, cols, false)?;
             let out = r.start * p.image_len()..r.end * p.image_len();
             let y = &mut s.out[out.clone()];
-            fill_rows(y, b, false)?;
+            match b {
+                Some(b) => fill_rows(y, b, false)?,
+                None => y.fill(0.0),
+            }
             p.col2im_add(cols, y);
             s.finish(out)?;
         }

@@ -20,10 +20,13 @@
 
 pub mod activation;
 pub mod adam;
+pub mod batchnorm;
 pub mod bce;
 pub mod combine;
 pub mod conv;
 pub mod conv_transpose;
+pub mod dropout;
+pub mod ema;
 pub mod embedding;
 pub mod gather;
 pub mod gemm;
@@ -38,6 +41,7 @@ pub use activation::{
     activation_forward_into,
 };
 pub use adam::{AdamConfig, adam_step};
+pub use batchnorm::{batch_moments, batch_norm_backward_into, batch_norm_forward_into};
 pub use bce::{BceOutput, bce_constant_label, bce_elementwise, bce_with_logits};
 pub use combine::{
     accumulate_into, add, add_into, row_dot, row_dot_backward, row_dot_backward_into, row_dot_into,
@@ -51,6 +55,8 @@ pub use conv_transpose::{
     conv_transpose2d_backward_weight, conv_transpose2d_backward_weight_into,
     conv_transpose2d_forward, conv_transpose2d_forward_into,
 };
+pub use dropout::{DropoutMask, dropout_backward_into, dropout_into};
+pub use ema::{ema_step, ema_weights};
 pub use embedding::{
     embedding_backward, embedding_backward_into, embedding_forward, embedding_forward_into,
 };

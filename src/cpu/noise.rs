@@ -45,7 +45,7 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 
 /// Block `block` of (seed, stream): counter (block lo, block hi, stream lo, stream hi),
 /// key (seed lo, seed hi).
-fn block(seed: u64, stream: u64, block: u64) -> [u32; 4] {
+pub(crate) fn block(seed: u64, stream: u64, block: u64) -> [u32; 4] {
     philox4x32_10(
         [
             block as u32,

@@ -15,7 +15,7 @@ use crate::graph::runtime::Runtime;
 use crate::io::checkpoint::load_checkpoint;
 use crate::model::IMAGE_SIDE;
 use crate::model::classifier::{CLASSES, FEATURES};
-use crate::model::load::generator_from_checkpoint;
+use crate::model::load::{Weights, load_generator};
 use crate::model::sample::{Digits, not_conditional, sample_stored};
 
 /// A sample counts as confidently classified above this probability.
@@ -138,6 +138,7 @@ pub enum EvalSource<'a> {
         count: usize,
         seed: u64,
         digits: Option<Digits>,
+        weights: Weights,
     },
     /// Images from an IDX file of 28x28 images.
     Samples(&'a Path),
@@ -159,8 +160,9 @@ pub fn evaluate(
             count,
             seed,
             digits,
+            weights,
         } => {
-            let stored = generator_from_checkpoint(path, &load_checkpoint(path)?)?;
+            let stored = load_generator(path, &load_checkpoint(path)?, weights)?;
             let labels = match (stored.kind.classes, digits) {
                 (Some(classes), digits) => {
                     Some(digits.unwrap_or(Digits::All).labels(count, classes)?.0)
@@ -169,7 +171,16 @@ pub fn evaluate(
                 (None, Some(_)) => return Err(not_conditional(path, stored.kind.name)),
             };
             let images = sample_stored(runtime, &stored, count, seed, labels.as_deref())?;
-            (format!("generator ({count} samples)"), images, labels)
+            let which = match (stored.weights.wanted, stored.weights.used) {
+                (_, Weights::Ema) => "EMA weights",
+                (Weights::Raw, Weights::Raw) => "raw weights",
+                (Weights::Ema, Weights::Raw) => "raw weights, the checkpoint has no EMA",
+            };
+            (
+                format!("generator, {which} ({count} samples)"),
+                images,
+                labels,
+            )
         }
         EvalSource::Samples(path) => {
             let (pixels, count, rows, cols) = read_idx_images(path)?;

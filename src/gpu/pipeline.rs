@@ -25,6 +25,8 @@ pub enum Shader {
     SoftmaxCe,
     Embedding,
     Combine,
+    BatchNorm,
+    Ema,
 }
 
 impl Shader {
@@ -39,6 +41,8 @@ impl Shader {
         Shader::SoftmaxCe,
         Shader::Embedding,
         Shader::Combine,
+        Shader::BatchNorm,
+        Shader::Ema,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -53,6 +57,8 @@ impl Shader {
             Shader::SoftmaxCe => "softmax_ce.wgsl",
             Shader::Embedding => "embedding.wgsl",
             Shader::Combine => "combine.wgsl",
+            Shader::BatchNorm => "batchnorm.wgsl",
+            Shader::Ema => "ema.wgsl",
         }
     }
 
@@ -68,6 +74,8 @@ impl Shader {
             Shader::SoftmaxCe => include_str!("../../shaders/softmax_ce.wgsl"),
             Shader::Embedding => include_str!("../../shaders/embedding.wgsl"),
             Shader::Combine => include_str!("../../shaders/combine.wgsl"),
+            Shader::BatchNorm => include_str!("../../shaders/batchnorm.wgsl"),
+            Shader::Ema => include_str!("../../shaders/ema.wgsl"),
         }
     }
 }

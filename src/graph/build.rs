@@ -11,7 +11,11 @@
 use crate::cpu::Activation;
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
-use crate::graph::{Graph, Init, NodeId, Op};
+use crate::graph::{BatchNormMode, Graph, Init, NodeId, Op};
+
+/// Keras BatchNormalization's defaults.
+pub const BATCH_NORM_MOMENTUM: f32 = 0.99;
+pub const BATCH_NORM_EPSILON: f32 = 1e-3;
 
 /// Keras's `padding` argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,33 +70,111 @@ impl Graph {
         join(&self.node_scope, layer)
     }
 
+    /// Runs `build` with every parameter and state under `source.` replaced by a state
+    /// node under `shadow.` (the same name after the prefix), initialised as a copy of the
+    /// source, which must exist. This is how a moving average of a network's weights is
+    /// built: the network's own builder, run again under the shadow names. Returns `build`'s
+    /// result and the (source, shadow) pairs it used, in first-use order.
+    pub fn shadowed<T>(
+        &mut self,
+        source: &str,
+        shadow: &str,
+        build: impl FnOnce(&mut Graph) -> Result<T>,
+    ) -> Result<(T, Vec<(NodeId, NodeId)>)> {
+        let saved = self
+            .shadow
+            .replace((format!("{source}."), format!("{shadow}."), Vec::new()));
+        let out = build(self);
+        let (_, _, pairs) = std::mem::replace(&mut self.shadow, saved).unwrap_or_default();
+        Ok((out?, pairs))
+    }
+
+    /// The node `full` (a parameter or state, as `is_state` says): created with `init` on
+    /// first use, reused (with its kind and shape checked) when it exists; under
+    /// [`Graph::shadowed`], its shadow instead.
+    fn weight_named(
+        &mut self,
+        full: String,
+        init: Init,
+        shape: Vec<usize>,
+        is_state: bool,
+    ) -> Result<NodeId> {
+        let check = |g: &Graph, id: NodeId, state: bool| {
+            let kind_ok = match g.nodes[id].op {
+                Op::Param(_) => !state,
+                Op::State(_) => state,
+                _ => false,
+            };
+            if !kind_ok || g.nodes[id].shape != shape {
+                return Err(shape_error(
+                    "param",
+                    format!(
+                        "{full} exists as {:?} with shape {:?}, this layer needs {} of \
+                         shape {shape:?}",
+                        g.nodes[id].op,
+                        g.nodes[id].shape,
+                        if state { "a state" } else { "a parameter" }
+                    ),
+                ));
+            }
+            Ok(id)
+        };
+        let shadow_name = self.shadow.as_ref().and_then(|(source, shadow, _)| {
+            full.strip_prefix(source.as_str())
+                .map(|rest| format!("{shadow}{rest}"))
+        });
+        if let Some(name) = shadow_name {
+            let Some(of) = self.find(&full) else {
+                return Err(shape_error(
+                    "param",
+                    format!("{name} shadows {full}, which does not exist"),
+                ));
+            };
+            check(self, of, is_state)?;
+            let id = match self.find(&name) {
+                Some(id) => check(self, id, true)?,
+                None => self.push(name, Op::State(Init::CopyOf { of }), shape.clone()),
+            };
+            if let Some((_, _, pairs)) = self.shadow.as_mut()
+                && !pairs.contains(&(of, id))
+            {
+                pairs.push((of, id));
+            }
+            return Ok(id);
+        }
+        if let Some(id) = self.find(&full) {
+            return check(self, id, is_state);
+        }
+        let op = if is_state {
+            Op::State(init)
+        } else {
+            Op::Param(init)
+        };
+        Ok(self.push(full, op, shape))
+    }
+
     /// The parameter `<param scope>.<name>`: created with `init` on first use, reused (with
     /// its shape checked) when it exists.
     pub fn param_named(&mut self, name: &str, init: Init, shape: Vec<usize>) -> Result<NodeId> {
         let full = join(&self.param_scope, name);
-        if let Some(id) = self.find(&full) {
-            if !matches!(self.nodes[id].op, Op::Param(_)) || self.nodes[id].shape != shape {
-                return Err(shape_error(
-                    "param",
-                    format!(
-                        "{full} exists with shape {:?}, this layer needs {shape:?}",
-                        self.nodes[id].shape
-                    ),
-                ));
-            }
-            return Ok(id);
-        }
-        Ok(self.param(&full, init, shape))
+        self.weight_named(full, init, shape, false)
+    }
+
+    /// The state `<param scope>.<name>` (see [`Op::State`]), as [`Graph::param_named`].
+    pub fn state_named(&mut self, name: &str, init: Init, shape: Vec<usize>) -> Result<NodeId> {
+        let full = join(&self.param_scope, name);
+        self.weight_named(full, init, shape, true)
     }
 
     /// A kernel with Keras's Glorot-uniform fans (receptive field times the last two axes)
-    /// and a zero bias of `units`.
+    /// and, with `bias`, a zero bias of `units`.
     fn kernel_and_bias(
         &mut self,
         layer: &str,
         shape: Vec<usize>,
         units: usize,
-    ) -> Result<(NodeId, NodeId)> {
+        bias: bool,
+    ) -> Result<(NodeId, Option<NodeId>)> {
         let (receptive, axes) = shape.split_at(shape.len() - 2);
         let receptive: usize = receptive.iter().product();
         let init = Init::GlorotUniform {
@@ -100,12 +182,25 @@ impl Graph {
             fan_out: receptive * axes[1],
         };
         let w = self.param_named(&format!("{layer}.kernel"), init, shape)?;
-        let b = self.param_named(&format!("{layer}.bias"), Init::Zeros, vec![units])?;
+        let b = if bias {
+            Some(self.param_named(&format!("{layer}.bias"), Init::Zeros, vec![units])?)
+        } else {
+            None
+        };
         Ok((w, b))
     }
 
     /// Keras Dense(units): `x [batch, in] · kernel [in, units] + bias [units]`.
     pub fn dense(&mut self, layer: &str, x: NodeId, units: usize) -> Result<NodeId> {
+        self.dense_layer(layer, x, units, true)
+    }
+
+    /// Keras Dense(units, use_bias=False): x [batch, in] · kernel [in, units].
+    pub fn dense_no_bias(&mut self, layer: &str, x: NodeId, units: usize) -> Result<NodeId> {
+        self.dense_layer(layer, x, units, false)
+    }
+
+    fn dense_layer(&mut self, layer: &str, x: NodeId, units: usize, bias: bool) -> Result<NodeId> {
         let &[batch, in_f] = self.shape(x) else {
             return Err(shape_error(
                 "dense",
@@ -115,7 +210,7 @@ impl Graph {
                 ),
             ));
         };
-        let (w, b) = self.kernel_and_bias(layer, vec![in_f, units], units)?;
+        let (w, b) = self.kernel_and_bias(layer, vec![in_f, units], units, bias)?;
         let name = self.node_name(layer);
         Ok(self.push(name, Op::Dense { x, w, b }, vec![batch, units]))
     }
@@ -144,6 +239,26 @@ impl Graph {
     /// A conv2d of any geometry (explicit, unequal paddings): the geometry's input must
     /// be x's shape.
     pub fn conv2d_with(&mut self, layer: &str, x: NodeId, geom: Conv2dGeometry) -> Result<NodeId> {
+        self.conv2d_layer(layer, x, geom, true)
+    }
+
+    /// [`Graph::conv2d_with`] without a bias (Keras's `use_bias=False`).
+    pub fn conv2d_no_bias(
+        &mut self,
+        layer: &str,
+        x: NodeId,
+        geom: Conv2dGeometry,
+    ) -> Result<NodeId> {
+        self.conv2d_layer(layer, x, geom, false)
+    }
+
+    fn conv2d_layer(
+        &mut self,
+        layer: &str,
+        x: NodeId,
+        geom: Conv2dGeometry,
+        bias: bool,
+    ) -> Result<NodeId> {
         geom.validate()?;
         let expected = [geom.batch, geom.in_h, geom.in_w, geom.in_c];
         if self.shape(x) != expected {
@@ -156,7 +271,7 @@ impl Graph {
             ));
         }
         let (k_h, k_w, c, filters) = (geom.k_h, geom.k_w, geom.in_c, geom.out_c);
-        let (w, b) = self.kernel_and_bias(layer, vec![k_h, k_w, c, filters], filters)?;
+        let (w, b) = self.kernel_and_bias(layer, vec![k_h, k_w, c, filters], filters, bias)?;
         let shape = vec![geom.batch, geom.out_h(), geom.out_w(), filters];
         let name = self.node_name(layer);
         Ok(self.push(name, Op::Conv2d { x, w, b, geom }, shape))
@@ -172,15 +287,41 @@ impl Graph {
         stride: (usize, usize),
         padding: Padding,
     ) -> Result<NodeId> {
+        let geom = self.keras_conv_transpose(layer, x, filters, kernel, stride, padding)?;
+        self.conv_transpose2d_layer(layer, x, geom, true)
+    }
+
+    /// Keras Conv2DTranspose(..., use_bias=False).
+    pub fn conv_transpose2d_no_bias(
+        &mut self,
+        layer: &str,
+        x: NodeId,
+        filters: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
+    ) -> Result<NodeId> {
+        let geom = self.keras_conv_transpose(layer, x, filters, kernel, stride, padding)?;
+        self.conv_transpose2d_layer(layer, x, geom, false)
+    }
+
+    fn keras_conv_transpose(
+        &self,
+        layer: &str,
+        x: NodeId,
+        filters: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
+    ) -> Result<ConvTranspose2dGeometry> {
         let [batch, h, w_, c] = nhwc(self, "conv_transpose2d", layer, x)?;
         let make = match padding {
             Padding::Valid => ConvTranspose2dGeometry::keras_valid,
             Padding::Same => ConvTranspose2dGeometry::keras_same,
         };
-        let geom = make(
+        Ok(make(
             batch, h, w_, c, filters, kernel.0, kernel.1, stride.0, stride.1, None,
-        );
-        self.conv_transpose2d_with(layer, x, geom)
+        ))
     }
 
     /// A transposed conv of any geometry (output padding, any crop): the geometry's input
@@ -190,6 +331,16 @@ impl Graph {
         layer: &str,
         x: NodeId,
         geom: ConvTranspose2dGeometry,
+    ) -> Result<NodeId> {
+        self.conv_transpose2d_layer(layer, x, geom, true)
+    }
+
+    fn conv_transpose2d_layer(
+        &mut self,
+        layer: &str,
+        x: NodeId,
+        geom: ConvTranspose2dGeometry,
+        bias: bool,
     ) -> Result<NodeId> {
         geom.validate()?;
         let expected = [geom.batch, geom.in_h, geom.in_w, geom.in_c];
@@ -203,7 +354,7 @@ impl Graph {
             ));
         }
         let (k_h, k_w, c, filters) = (geom.k_h, geom.k_w, geom.in_c, geom.out_c);
-        let (w, b) = self.kernel_and_bias(layer, vec![k_h, k_w, filters, c], filters)?;
+        let (w, b) = self.kernel_and_bias(layer, vec![k_h, k_w, filters, c], filters, bias)?;
         let shape = vec![geom.batch, geom.out_h, geom.out_w, filters];
         let name = self.node_name(layer);
         Ok(self.push(name, Op::ConvTranspose2d { x, w, b, geom }, shape))
@@ -213,6 +364,90 @@ impl Graph {
         let shape = self.shape(x).to_vec();
         let name = self.node_name(layer);
         self.push(name, Op::Activation { x, act }, shape)
+    }
+
+    /// Keras BatchNormalization() over x's last axis, with Keras's momentum (0.99) and
+    /// epsilon (1e-3): `<layer>.gamma` (ones) and `<layer>.beta` (zeros) are trained, the
+    /// running `<layer>.moving_mean` (zeros) and `<layer>.moving_variance` (ones) are
+    /// states. `training` normalises with the batch's statistics and moves the running
+    /// ones; otherwise the running ones are used.
+    pub fn batch_norm(&mut self, layer: &str, x: NodeId, training: bool) -> Result<NodeId> {
+        let mode = if training {
+            BatchNormMode::Training {
+                momentum: BATCH_NORM_MOMENTUM,
+            }
+        } else {
+            BatchNormMode::Inference
+        };
+        self.batch_norm_with(layer, x, BATCH_NORM_EPSILON, mode)
+    }
+
+    /// [`Graph::batch_norm`] with any epsilon and momentum.
+    pub fn batch_norm_with(
+        &mut self,
+        layer: &str,
+        x: NodeId,
+        epsilon: f32,
+        mode: BatchNormMode,
+    ) -> Result<NodeId> {
+        let shape = self.shape(x).to_vec();
+        let channels = match shape.last() {
+            Some(&c) if shape.len() >= 2 && c > 0 => c,
+            _ => {
+                return Err(shape_error(
+                    "batch_norm",
+                    format!("{layer}: input must be [batch, ..., channels], got {shape:?}"),
+                ));
+            }
+        };
+        let momentum_ok = match mode {
+            BatchNormMode::Training { momentum } => (0.0..=1.0).contains(&momentum),
+            BatchNormMode::Inference => true,
+        };
+        if !(epsilon > 0.0 && epsilon.is_finite() && momentum_ok) {
+            return Err(shape_error(
+                "batch_norm",
+                format!("{layer}: epsilon {epsilon} must be positive, {mode:?} in [0, 1]"),
+            ));
+        }
+        let c = vec![channels];
+        let gamma = self.param_named(&format!("{layer}.gamma"), Init::Ones, c.clone())?;
+        let beta = self.param_named(&format!("{layer}.beta"), Init::Zeros, c.clone())?;
+        let mean = self.state_named(&format!("{layer}.moving_mean"), Init::Zeros, c.clone())?;
+        let var = self.state_named(&format!("{layer}.moving_variance"), Init::Ones, c)?;
+        let name = self.node_name(layer);
+        let op = Op::BatchNorm {
+            x,
+            gamma,
+            beta,
+            mean,
+            var,
+            epsilon,
+            mode,
+        };
+        Ok(self.push(name, op, shape))
+    }
+
+    /// Keras Dropout(rate) in training, its mask drawn on noise stream `slot`.
+    pub fn dropout(&mut self, layer: &str, x: NodeId, rate: f32, slot: u32) -> Result<NodeId> {
+        if !(0.0..1.0).contains(&rate) {
+            return Err(shape_error(
+                "dropout",
+                format!("{layer}: rate {rate} must lie in [0, 1)"),
+            ));
+        }
+        if slot >= crate::graph::RandomStreams::MAX_NOISE_SLOTS {
+            return Err(shape_error(
+                "dropout",
+                format!(
+                    "{layer}: noise slot {slot}, there are {}",
+                    crate::graph::RandomStreams::MAX_NOISE_SLOTS
+                ),
+            ));
+        }
+        let shape = self.shape(x).to_vec();
+        let name = self.node_name(layer);
+        Ok(self.push(name, Op::Dropout { x, rate, slot }, shape))
     }
 
     /// Same data, new shape; the element counts must agree.

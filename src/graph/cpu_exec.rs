@@ -7,6 +7,7 @@
 //! GEMM followed by an activation of its output runs as one fused instruction: the activation
 //! is applied to each finished chunk of the output while it is still in cache.
 
+use std::mem::take;
 use std::sync::Arc;
 
 use crate::cpu::{self, AdamConfig, Workspace};
@@ -271,7 +272,7 @@ impl CpuExecutor {
             })?,
             Instr::Conv2d { geom, x, w, b, y } => {
                 self.write_into(y, act_out, |s, y, act_y, ws| {
-                    let (x, w, b) = (s.get(x), s.get(w), s.get(b));
+                    let (x, w, b) = (s.get(x), s.get(w), b.map(|b| s.get(b)));
                     cpu::conv2d_forward_into(&geom, x, w, b, y, act.zip(act_y), ws)
                 })?
             }
@@ -295,7 +296,7 @@ impl CpuExecutor {
             })?,
             Instr::ConvTranspose2d { geom, x, w, b, y } => {
                 self.write_into(y, act_out, |s, y, act_y, ws| {
-                    let (x, w, b) = (s.get(x), s.get(w), s.get(b));
+                    let (x, w, b) = (s.get(x), s.get(w), b.map(|b| s.get(b)));
                     cpu::conv_transpose2d_forward_into(&geom, x, w, b, y, act.zip(act_y), ws)
                 })?
             }
@@ -357,6 +358,91 @@ impl CpuExecutor {
                 let logits = s.get(logits);
                 cpu::check_len("BceGrad", "logits", logits.len(), len)?;
                 cpu::bce_constant_label(logits, label, Some((d, accumulate))).map(drop)
+            })?,
+            Instr::BatchNorm {
+                x,
+                gamma,
+                beta,
+                mean,
+                var,
+                y,
+                epsilon,
+                momentum,
+                ..
+            } => {
+                // The running statistics are written too: lent out beside y.
+                let mut running = (take(self.slot(mean)), take(self.slot(var)));
+                let result = self.write_into(y, None, |s, y, _, _| {
+                    let (x, gamma, beta) = (s.get(x), s.get(gamma), s.get(beta));
+                    let (m, v) = (&mut running.0, &mut running.1);
+                    cpu::batch_norm_forward_into(x, gamma, beta, m, v, epsilon, momentum, y)
+                });
+                *self.slot(mean) = running.0;
+                *self.slot(var) = running.1;
+                result?
+            }
+            Instr::BatchNormGrad {
+                x,
+                gamma,
+                dy,
+                dx,
+                dgamma,
+                dbeta,
+                epsilon,
+                ..
+            } => {
+                // Each requested gradient is lent out of the executor while x, gamma, dy are read.
+                let mut lent = [dx, dgamma, dbeta].map(|o| o.map(|(b, acc)| (b, Vec::new(), acc)));
+                for (buf, data, _) in lent.iter_mut().flatten() {
+                    *data = take(self.slot(*buf));
+                }
+                let [odx, odg, odb] = lent
+                    .each_mut()
+                    .map(|o| o.as_mut().map(|(_, d, acc)| (d.as_mut_slice(), *acc)));
+                let result = cpu::batch_norm_backward_into(
+                    self.get(x),
+                    self.get(gamma),
+                    self.get(dy),
+                    epsilon,
+                    odx,
+                    odg,
+                    odb,
+                );
+                for (buf, data, _) in lent.into_iter().flatten() {
+                    *self.slot(buf) = data;
+                }
+                result?
+            }
+            Instr::Dropout {
+                x, y, rate, slot, ..
+            } => {
+                let stream = RandomStreams::noise_stream(iteration, slot);
+                let seed = self.streams.seed;
+                self.write_into(y, None, |s, y, _, _| {
+                    cpu::dropout_into(seed, stream, rate, s.get(x), y)
+                })?
+            }
+            Instr::DropoutGrad {
+                dy,
+                dx,
+                rate,
+                slot,
+                accumulate,
+                ..
+            } => {
+                let stream = RandomStreams::noise_stream(iteration, slot);
+                let seed = self.streams.seed;
+                self.write_into(dx, None, |s, dx, _, _| {
+                    cpu::dropout_backward_into(seed, stream, rate, s.get(dy), dx, accumulate)
+                })?
+            }
+            Instr::Ema {
+                source,
+                average,
+                decay,
+                ..
+            } => self.write_into(Buf::Value(average), None, |s, avg, _, _| {
+                cpu::ema_step(decay, iteration, s.get(Buf::Value(source)), avg)
             })?,
             Instr::Adam { param, group, .. } => {
                 let cfg = self.optimizers[group];

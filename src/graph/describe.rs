@@ -167,6 +167,51 @@ pub fn describe(graph: &Graph, instr: &Instr) -> (String, String) {
             accumulate,
             ..
         } => (acc("row dot grad", accumulate), format!("{rows}x{cols}")),
+        Instr::BatchNorm {
+            rows,
+            channels,
+            momentum,
+            ..
+        } => (
+            match momentum {
+                Some(_) => "batch norm (training)",
+                None => "batch norm (inference)",
+            }
+            .into(),
+            format!("{rows}x{channels}"),
+        ),
+        Instr::BatchNormGrad {
+            rows,
+            channels,
+            dx,
+            dgamma,
+            dbeta,
+            ..
+        } => {
+            let mut parts: Vec<String> = Vec::new();
+            for (name, out) in [("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)] {
+                match out {
+                    Some((_, true)) => parts.push(format!("{name}+")),
+                    Some((_, false)) => parts.push(name.into()),
+                    None => {}
+                }
+            }
+            (
+                format!("batch norm grad ({})", parts.join(" ")),
+                format!("{rows}x{channels}"),
+            )
+        }
+        Instr::Dropout { len, rate, .. } => ("dropout".into(), format!("{len}, rate {rate}")),
+        Instr::DropoutGrad {
+            len,
+            rate,
+            accumulate,
+            ..
+        } => (
+            acc("dropout grad", accumulate),
+            format!("{len}, rate {rate}"),
+        ),
+        Instr::Ema { len, .. } => ("ema".into(), format!("{len}")),
     }
 }
 
@@ -195,6 +240,16 @@ pub fn output(instr: &Instr) -> Buf {
         Instr::EmbeddingGrad { dtable, .. } => dtable,
         Instr::Accumulate { dst, .. } => dst,
         Instr::Adam { param, .. } => Buf::Value(param),
+        Instr::BatchNorm { y, .. } | Instr::Dropout { y, .. } => y,
+        Instr::DropoutGrad { dx, .. } => dx,
+        Instr::BatchNormGrad {
+            dx, dgamma, dbeta, ..
+        } => dx
+            .or(dgamma)
+            .or(dbeta)
+            .map(|(b, _)| b)
+            .unwrap_or(Buf::Value(0)),
+        Instr::Ema { average, .. } => Buf::Value(average),
     }
 }
 
@@ -228,6 +283,21 @@ pub fn bytes(graph: &Graph, instr: &Instr) -> f64 {
         } => 4 * (batch * dim + classes * dim + batch),
         Instr::Add { len, .. } => 12 * len,
         Instr::Accumulate { len, .. } => 8 * len,
+        // Training reads x twice (statistics, then the normalisation); the statistics
+        // vectors are negligible.
+        Instr::BatchNorm {
+            rows,
+            channels,
+            momentum,
+            ..
+        } => 4 * rows * channels * (2 + usize::from(momentum.is_some())),
+        // x read twice and dy twice (statistics and sums, then dx), dx written.
+        Instr::BatchNormGrad {
+            rows, channels, dx, ..
+        } => 4 * rows * channels * (if dx.is_some() { 5 } else { 3 }),
+        Instr::Dropout { len, .. } | Instr::DropoutGrad { len, .. } => 8 * len,
+        // The average read and written, the source read.
+        Instr::Ema { len, .. } => 12 * len,
         _ => 0,
     };
     n as f64

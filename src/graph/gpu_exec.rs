@@ -8,15 +8,17 @@
 
 use std::sync::Arc;
 
-use crate::cpu::AdamConfig;
+use crate::cpu::{AdamConfig, DropoutMask};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::graph::cpu_exec::adam_step_number;
 use crate::graph::{Buf, Dataset, Executor, Graph, Instr, NodeId, RandomStreams, Snapshot};
 use crate::kernels::adam::{AdamStep, adam_update};
+use crate::kernels::batchnorm::{self, BatchNormShape};
 use crate::kernels::bce::{BceOptions, Labels, bce_with_logits};
+use crate::kernels::ema::{EmaStep, ema_update};
 use crate::kernels::gemm::{GemmShape, GemmVariant};
-use crate::kernels::noise::{NoiseKind, NoiseStream, noise};
+use crate::kernels::noise::{NoiseKind, NoiseStream, dropout, noise};
 use crate::kernels::softmax_ce::{self, SoftmaxCeOptions};
 use crate::kernels::{combine, conv, elementwise, embedding, gather, gemm};
 
@@ -30,6 +32,8 @@ struct Plan {
     dispatches: Vec<Dispatch>,
     streams: Vec<(NoiseStream, StreamUse)>,
     optimizers: Vec<usize>,
+    /// The moving averages (indices into the executor's) the plan steps.
+    emas: Vec<usize>,
     /// This step's dataset row numbers, drawn once and read by both `DataBatch` and
     /// `DataLabels` (so images and labels are the same rows).
     batch_indices: Option<(usize, wgpu::Buffer)>,
@@ -58,6 +62,8 @@ pub struct GpuExecutor {
     adam_m: Vec<Option<wgpu::Buffer>>,
     adam_v: Vec<Option<wgpu::Buffer>>,
     optimizers: Vec<AdamStep>,
+    /// One step uniform per moving-average decay.
+    emas: Vec<EmaStep>,
     dataset: Option<GpuDataset>,
     streams: RandomStreams,
     plans: Vec<Plan>,
@@ -99,6 +105,7 @@ impl GpuExecutor {
             adam_m: vec![None; n],
             adam_v: vec![None; n],
             optimizers,
+            emas: Vec::new(),
             dataset,
             streams,
             plans: Vec::new(),
@@ -120,7 +127,7 @@ impl GpuExecutor {
             .plans
             .get(plan)
             .ok_or_else(|| Error::InvalidArgument(format!("no compiled plan {plan}")))?;
-        if !plan.streams.is_empty() || !plan.optimizers.is_empty() {
+        if !plan.streams.is_empty() || !plan.optimizers.is_empty() || !plan.emas.is_empty() {
             return Err(Error::InvalidArgument(
                 "a plan with per-step random streams or Adam steps cannot be replayed verbatim"
                     .into(),
@@ -187,6 +194,34 @@ impl GpuExecutor {
         plan.streams.push((s, StreamUse::Batch));
         plan.batch_indices = Some((batch, indices.clone()));
         Ok(indices)
+    }
+
+    /// A dropout (or its gradient: x = dy, y = dx) on noise stream `slot` of each step.
+    fn compile_dropout(
+        &mut self,
+        plan: &mut Plan,
+        (x, y): (Buf, Buf),
+        len: usize,
+        rate: f32,
+        slot: u32,
+        accumulate: bool,
+    ) -> Result<()> {
+        let (x, y) = (self.buffer(x), self.buffer(y));
+        let stream = RandomStreams::noise_stream(0, slot);
+        let mask = DropoutMask::new(rate)?;
+        let (d, s) = dropout(
+            &self.ctx,
+            mask,
+            self.streams.seed,
+            stream,
+            &x,
+            &y,
+            len,
+            accumulate,
+        )?;
+        plan.dispatches.push(d);
+        plan.streams.push((s, StreamUse::Noise { slot }));
+        Ok(())
     }
 
     fn compile_instr(&mut self, instr: &Instr, plan: &mut Plan) -> Result<()> {
@@ -405,18 +440,14 @@ impl GpuExecutor {
                     .push(gemm::bias_grad(ctx, &dy, rows, cols, &db, accumulate)?);
             }
             Instr::Conv2d { geom, x, w, b, y } => {
-                let (x, w, b, y) = (
-                    self.buffer(x),
-                    self.buffer(w),
-                    self.buffer(b),
-                    self.buffer(y),
-                );
+                let (x, w, y) = (self.buffer(x), self.buffer(w), self.buffer(y));
+                let b = b.map(|b| self.buffer(b));
                 plan.dispatches.extend(conv::conv2d_forward(
                     ctx,
                     &geom,
                     &x,
                     &w,
-                    Some(&b),
+                    b.as_ref(),
                     &y,
                     false,
                 )?);
@@ -446,18 +477,14 @@ impl GpuExecutor {
                 )?);
             }
             Instr::ConvTranspose2d { geom, x, w, b, y } => {
-                let (x, w, b, y) = (
-                    self.buffer(x),
-                    self.buffer(w),
-                    self.buffer(b),
-                    self.buffer(y),
-                );
+                let (x, w, y) = (self.buffer(x), self.buffer(w), self.buffer(y));
+                let b = b.map(|b| self.buffer(b));
                 plan.dispatches.extend(conv::conv_transpose2d_forward(
                     ctx,
                     &geom,
                     &x,
                     &w,
-                    Some(&b),
+                    b.as_ref(),
                     &y,
                     false,
                 )?);
@@ -554,6 +581,98 @@ impl GpuExecutor {
                     options,
                 )?);
             }
+            Instr::BatchNorm {
+                x,
+                gamma,
+                beta,
+                mean,
+                var,
+                y,
+                rows,
+                channels,
+                epsilon,
+                momentum,
+            } => {
+                let [x, gamma, beta, mean, var, y] =
+                    [x, gamma, beta, mean, var, y].map(|b| self.buffer(b));
+                let shape = BatchNormShape {
+                    rows,
+                    channels,
+                    epsilon,
+                };
+                plan.dispatches.extend(batchnorm::batch_norm_forward(
+                    ctx, shape, &x, &gamma, &beta, &mean, &var, &y, momentum,
+                )?);
+            }
+            Instr::BatchNormGrad {
+                x,
+                gamma,
+                dy,
+                dx,
+                dgamma,
+                dbeta,
+                rows,
+                channels,
+                epsilon,
+            } => {
+                let [x, gamma, dy] = [x, gamma, dy].map(|b| self.buffer(b));
+                let [dx, dgamma, dbeta] =
+                    [dx, dgamma, dbeta].map(|t| t.map(|(b, acc)| (self.buffer(b), acc)));
+                fn target(t: &Option<(wgpu::Buffer, bool)>) -> Option<(&wgpu::Buffer, bool)> {
+                    t.as_ref().map(|(b, a)| (b, *a))
+                }
+                let shape = BatchNormShape {
+                    rows,
+                    channels,
+                    epsilon,
+                };
+                plan.dispatches.extend(batchnorm::batch_norm_backward(
+                    ctx,
+                    shape,
+                    &x,
+                    &gamma,
+                    &dy,
+                    target(&dx),
+                    target(&dgamma),
+                    target(&dbeta),
+                )?);
+            }
+            Instr::Dropout {
+                x,
+                y,
+                len,
+                rate,
+                slot,
+            } => self.compile_dropout(plan, (x, y), len, rate, slot, false)?,
+            Instr::DropoutGrad {
+                dy,
+                dx,
+                len,
+                rate,
+                slot,
+                accumulate,
+            } => self.compile_dropout(plan, (dy, dx), len, rate, slot, accumulate)?,
+            Instr::Ema {
+                source,
+                average,
+                len,
+                decay,
+            } => {
+                let source = self.buffer(Buf::Value(source));
+                let average = self.buffer(Buf::Value(average));
+                let at = match self.emas.iter().position(|e| e.decay == decay) {
+                    Some(at) => at,
+                    None => {
+                        self.emas.push(EmaStep::new(ctx, decay));
+                        self.emas.len() - 1
+                    }
+                };
+                plan.dispatches
+                    .push(ema_update(ctx, &self.emas[at], &source, &average, len)?);
+                if !plan.emas.contains(&at) {
+                    plan.emas.push(at);
+                }
+            }
             Instr::Adam { param, len, group } => {
                 let p = self.buffer(Buf::Value(param));
                 let g = self.buffer(Buf::Grad(param));
@@ -579,6 +698,7 @@ impl Executor for GpuExecutor {
             dispatches: Vec::new(),
             streams: Vec::new(),
             optimizers: Vec::new(),
+            emas: Vec::new(),
             batch_indices: None,
         };
         for instr in instrs {
@@ -602,6 +722,9 @@ impl Executor for GpuExecutor {
         let t = adam_step_number(iteration)?;
         for &group in &plan.optimizers {
             self.optimizers[group].set_step(ctx, t)?;
+        }
+        for &at in &plan.emas {
+            self.emas[at].set_step(ctx, iteration);
         }
         let refs: Vec<&Dispatch> = plan.dispatches.iter().collect();
         ctx.run(&refs, "a training step")

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use crate::cpu::Activation;
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
-use crate::graph::{Graph, InputSource, NodeId, Op};
+use crate::graph::{BatchNormMode, Graph, InputSource, NodeId, Op};
 
 /// A buffer an instruction touches. Node ids are storage roots (reshapes resolved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,7 +55,7 @@ pub enum Instr {
         geom: Conv2dGeometry,
         x: Buf,
         w: Buf,
-        b: Buf,
+        b: Option<Buf>,
         y: Buf,
     },
     Conv2dInputGrad {
@@ -76,7 +76,7 @@ pub enum Instr {
         geom: ConvTranspose2dGeometry,
         x: Buf,
         w: Buf,
-        b: Buf,
+        b: Option<Buf>,
         y: Buf,
     },
     ConvTranspose2dInputGrad {
@@ -200,6 +200,64 @@ pub enum Instr {
         len: usize,
         group: usize,
     },
+    /// y = BatchNorm of x [rows, channels] (channels fastest) with gamma and beta
+    /// `[channels]`, Keras's y = x·inv + (beta - mean·inv), inv = gamma/sqrt(var + epsilon).
+    /// With `momentum`, mean and var are the batch's (biased) statistics and the running
+    /// `mean` and `var` buffers move towards them (running·momentum + batch·(1 - momentum));
+    /// without, the running buffers are the statistics.
+    BatchNorm {
+        x: Buf,
+        gamma: Buf,
+        beta: Buf,
+        mean: Buf,
+        var: Buf,
+        y: Buf,
+        rows: usize,
+        channels: usize,
+        epsilon: f32,
+        momentum: Option<f32>,
+    },
+    /// The gradients of a training-mode BatchNorm, its batch statistics recomputed from x:
+    /// dbeta = Σ dy, dgamma = Σ dy·x̂, dx = gamma/sqrt(var + eps)·(dy - dbeta/rows -
+    /// x̂·dgamma/rows), each written only when asked for (and added with its flag).
+    BatchNormGrad {
+        x: Buf,
+        gamma: Buf,
+        dy: Buf,
+        dx: Option<(Buf, bool)>,
+        dgamma: Option<(Buf, bool)>,
+        dbeta: Option<(Buf, bool)>,
+        rows: usize,
+        channels: usize,
+        epsilon: f32,
+    },
+    /// y = x·mask/(1 - rate), the mask keeping element i when word i of this step's noise
+    /// stream `slot` is at least rate·2^32.
+    Dropout {
+        x: Buf,
+        y: Buf,
+        len: usize,
+        rate: f32,
+        slot: u32,
+    },
+    /// dx (+)= dy·mask/(1 - rate), the same mask drawn again.
+    DropoutGrad {
+        dy: Buf,
+        dx: Buf,
+        len: usize,
+        rate: f32,
+        slot: u32,
+        accumulate: bool,
+    },
+    /// One step of an exponential moving average: average = d·average + (1 - d)·source,
+    /// d = min(decay, (1 + t)/(10 + t)) at 0-based iteration t (the warm-up lets early
+    /// averages follow the weights instead of staying near their initial values).
+    Ema {
+        source: NodeId,
+        average: NodeId,
+        len: usize,
+        decay: f32,
+    },
 }
 
 impl Instr {
@@ -254,7 +312,41 @@ pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec
                     slot,
                 })
             }
-            Op::Input(InputSource::External) | Op::Param(_) | Op::Reshape { .. } => {}
+            Op::Input(InputSource::External) | Op::Param(_) | Op::State(_) | Op::Reshape { .. } => {
+            }
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                mean,
+                var,
+                epsilon,
+                mode,
+            } => {
+                let channels = *node.shape.last().unwrap_or(&1);
+                out.push(Instr::BatchNorm {
+                    x: v(x),
+                    gamma: v(gamma),
+                    beta: v(beta),
+                    mean: v(mean),
+                    var: v(var),
+                    y: v(id),
+                    rows: node.len() / channels.max(1),
+                    channels,
+                    epsilon,
+                    momentum: match mode {
+                        BatchNormMode::Training { momentum } => Some(momentum),
+                        BatchNormMode::Inference => None,
+                    },
+                })
+            }
+            Op::Dropout { x, rate, slot } => out.push(Instr::Dropout {
+                x: v(x),
+                y: v(id),
+                len: node.len(),
+                rate,
+                slot,
+            }),
             Op::Embedding { table, labels } => out.push(Instr::Embedding {
                 table: v(table),
                 labels: v(labels),
@@ -280,7 +372,7 @@ pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec
                 a: v(x),
                 b: v(w),
                 c: v(id),
-                bias: Some(v(b)),
+                bias: b.map(v),
                 m: node.shape[0],
                 n: node.shape[1],
                 k: graph.shape(x)[1],
@@ -292,14 +384,14 @@ pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec
                 geom,
                 x: v(x),
                 w: v(w),
-                b: v(b),
+                b: b.map(v),
                 y: v(id),
             }),
             Op::ConvTranspose2d { x, w, b, geom } => out.push(Instr::ConvTranspose2d {
                 geom,
                 x: v(x),
                 w: v(w),
-                b: v(b),
+                b: b.map(v),
                 y: v(id),
             }),
             Op::Activation { x, act } => out.push(Instr::Activation {
@@ -372,7 +464,50 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
         }
         let node = &graph.nodes[id];
         match node.op {
-            Op::Input(_) | Op::Param(_) => {}
+            Op::Input(_) | Op::Param(_) | Op::State(_) => {}
+            Op::Dropout { x, rate, slot } => {
+                if needs[x] {
+                    let (dx, accumulate) = target(x);
+                    out.push(Instr::DropoutGrad {
+                        dy: g(id),
+                        dx,
+                        len: node.len(),
+                        rate,
+                        slot,
+                        accumulate,
+                    });
+                }
+            }
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                epsilon,
+                mode,
+                ..
+            } => {
+                if mode == BatchNormMode::Inference {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: no gradient through an inference-mode BatchNorm (build it with \
+                         training = true to train through it)",
+                        node.name
+                    )));
+                }
+                let channels = *node.shape.last().unwrap_or(&1);
+                let mut want = |n: NodeId| needs[n].then(|| target(n));
+                let (dx, dgamma, dbeta) = (want(x), want(gamma), want(beta));
+                out.push(Instr::BatchNormGrad {
+                    x: v(x),
+                    gamma: v(gamma),
+                    dy: g(id),
+                    dx,
+                    dgamma,
+                    dbeta,
+                    rows: node.len() / channels.max(1),
+                    channels,
+                    epsilon,
+                });
+            }
             // Shares storage with its input, so the gradient is already in place.
             Op::Reshape { .. } => {}
             Op::BceWithLogits { logits, label } => {
@@ -489,7 +624,7 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         accumulate,
                     });
                 }
-                if needs[b] {
+                if let Some(b) = b.filter(|&b| needs[b]) {
                     let (db, accumulate) = target(b);
                     out.push(Instr::BiasGrad {
                         dy: g(id),
@@ -521,7 +656,7 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         accumulate,
                     });
                 }
-                if needs[b] {
+                if let Some(b) = b.filter(|&b| needs[b]) {
                     let (db, accumulate) = target(b);
                     out.push(Instr::BiasGrad {
                         dy: g(id),
@@ -553,7 +688,7 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         accumulate,
                     });
                 }
-                if needs[b] {
+                if let Some(b) = b.filter(|&b| needs[b]) {
                     let (db, accumulate) = target(b);
                     out.push(Instr::BiasGrad {
                         dy: g(id),
@@ -577,6 +712,19 @@ pub fn adam(graph: &Graph, params: &[NodeId], group: usize) -> Vec<Instr> {
             param,
             len: graph.nodes[param].len(),
             group,
+        })
+        .collect()
+}
+
+/// A moving-average step for each (source, average) pair, once per training iteration.
+pub fn ema(graph: &Graph, pairs: &[(NodeId, NodeId)], decay: f32) -> Vec<Instr> {
+    pairs
+        .iter()
+        .map(|&(source, average)| Instr::Ema {
+            source,
+            average,
+            len: graph.nodes[average].len(),
+            decay,
         })
         .collect()
 }

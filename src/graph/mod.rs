@@ -17,7 +17,7 @@ use crate::cpu::Activation;
 use crate::error::Result;
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 
-pub use build::Padding;
+pub use build::{BATCH_NORM_EPSILON, BATCH_NORM_MOMENTUM, Padding};
 pub use lower::{Buf, Instr, Phase};
 
 pub type NodeId = usize;
@@ -49,35 +49,76 @@ pub enum Init {
         fan_out: usize,
     },
     Zeros,
+    Ones,
     /// Uniform in ±limit (Keras's `Embedding` default is 0.05).
     Uniform {
         limit: f32,
     },
+    /// The initial value of node `of` (a moving average starts where its source starts).
+    CopyOf {
+        of: NodeId,
+    },
+}
+
+/// What a BatchNorm normalises with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BatchNormMode {
+    /// The batch's own mean and (biased) variance; the running statistics move towards them:
+    /// running = running·momentum + batch·(1 - momentum) (Keras's `training=True`).
+    Training { momentum: f32 },
+    /// The running statistics, unchanged (Keras's `training=False`, for sampling).
+    Inference,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Input(InputSource),
+    /// A trained weight: in checkpoints, stepped by an optimizer.
     Param(Init),
-    /// x [batch, in] · w [in, out] + b \[out\]
+    /// Values kept across steps that no optimizer trains: BatchNorm's running statistics
+    /// (updated by the BatchNorm that owns them) and moving averages of weights (updated by
+    /// `Instr::Ema`). In checkpoints, like parameters.
+    State(Init),
+    /// x [batch, in] · w [in, out] (+ b \[out\])
     Dense {
         x: NodeId,
         w: NodeId,
-        b: NodeId,
+        b: Option<NodeId>,
     },
     /// x NHWC, w HWIO, b \[cout\]
     Conv2d {
         x: NodeId,
         w: NodeId,
-        b: NodeId,
+        b: Option<NodeId>,
         geom: Conv2dGeometry,
     },
     /// x NHWC, w HWOI, b \[cout\], Keras semantics
     ConvTranspose2d {
         x: NodeId,
         w: NodeId,
-        b: NodeId,
+        b: Option<NodeId>,
         geom: ConvTranspose2dGeometry,
+    },
+    /// Keras BatchNormalization over the last axis of x (features, or NHWC channels):
+    /// y = (x - mean)/sqrt(var + epsilon)·gamma + beta, with the batch's statistics or the
+    /// running ones (`mean`, `var`: State nodes) as `mode` says.
+    BatchNorm {
+        x: NodeId,
+        gamma: NodeId,
+        beta: NodeId,
+        mean: NodeId,
+        var: NodeId,
+        epsilon: f32,
+        mode: BatchNormMode,
+    },
+    /// Keras Dropout in training: each element kept with probability 1 - rate and scaled by
+    /// 1/(1 - rate), else 0. The mask is a counter-based draw on noise stream `slot` of the
+    /// step, so every executor drops the same elements, and a recomputation in a later
+    /// phase of the step reuses the mask.
+    Dropout {
+        x: NodeId,
+        rate: f32,
+        slot: u32,
     },
     Activation {
         x: NodeId,
@@ -120,11 +161,19 @@ impl Op {
     /// The nodes this op reads.
     pub fn inputs(&self) -> Vec<NodeId> {
         match *self {
-            Op::Input(_) | Op::Param(_) => vec![],
+            Op::Input(_) | Op::Param(_) | Op::State(_) => vec![],
             Op::Dense { x, w, b }
             | Op::Conv2d { x, w, b, .. }
-            | Op::ConvTranspose2d { x, w, b, .. } => vec![x, w, b],
-            Op::Activation { x, .. } | Op::Reshape { x } => vec![x],
+            | Op::ConvTranspose2d { x, w, b, .. } => [x, w].into_iter().chain(b).collect(),
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                mean,
+                var,
+                ..
+            } => vec![x, gamma, beta, mean, var],
+            Op::Activation { x, .. } | Op::Reshape { x } | Op::Dropout { x, .. } => vec![x],
             Op::BceWithLogits { logits, .. } => vec![logits],
             Op::SoftmaxCrossEntropy { logits, labels } => vec![logits, labels],
             Op::Embedding { table, labels } => vec![table, labels],
@@ -156,7 +205,12 @@ pub struct Graph {
     /// Name prefixes of the builders in [`build`]: parameters, and op nodes.
     param_scope: String,
     node_scope: String,
+    /// Under [`Graph::shadowed`]: (source prefix, shadow prefix, pairs used so far).
+    shadow: Option<Shadowing>,
 }
+
+/// (source prefix, shadow prefix, the (source, shadow) pairs used so far).
+type Shadowing = (String, String, Vec<(NodeId, NodeId)>);
 
 impl Graph {
     fn push(&mut self, name: impl Into<String>, op: Op, shape: Vec<usize>) -> NodeId {
@@ -191,6 +245,13 @@ impl Graph {
             .collect()
     }
 
+    /// Every state node (see [`Op::State`]), in creation order.
+    pub fn states(&self) -> Vec<NodeId> {
+        (0..self.nodes.len())
+            .filter(|&i| matches!(self.nodes[i].op, Op::State(_)))
+            .collect()
+    }
+
     /// The node whose buffer holds `id`'s data: reshapes share their input's storage.
     pub fn storage(&self, mut id: NodeId) -> NodeId {
         while let Op::Reshape { x } = self.nodes[id].op {
@@ -199,25 +260,37 @@ impl Graph {
         id
     }
 
-    /// Initial values for every parameter, drawn in creation order from `rng`.
+    /// Initial values for every parameter and state node. Parameters draw from `rng` in
+    /// creation order; states draw nothing (so adding them changes no parameter's value).
     pub fn init_params(&self, rng: &mut impl Rng) -> Vec<(NodeId, Vec<f32>)> {
-        self.params()
-            .into_iter()
-            .map(|id| {
-                let n = self.nodes[id].len();
-                let values = match self.nodes[id].op {
-                    Op::Param(Init::GlorotUniform { fan_in, fan_out }) => {
-                        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-                        (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
-                    }
-                    Op::Param(Init::Uniform { limit }) => {
-                        (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
-                    }
-                    _ => vec![0.0; n],
-                };
-                (id, values)
-            })
-            .collect()
+        let mut values: Vec<(NodeId, Vec<f32>)> = Vec::new();
+        for id in 0..self.nodes.len() {
+            let n = self.nodes[id].len();
+            let v = match self.nodes[id].op {
+                Op::Param(Init::GlorotUniform { fan_in, fan_out }) => {
+                    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+                    (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
+                }
+                Op::Param(Init::Uniform { limit }) => {
+                    (0..n).map(|_| rng.random_range(-limit..=limit)).collect()
+                }
+                Op::Param(Init::Ones) | Op::State(Init::Ones) => vec![1.0; n],
+                Op::Param(_) | Op::State(_) => vec![0.0; n],
+                _ => continue,
+            };
+            values.push((id, v));
+        }
+        // Copies last: their sources are drawn above, whatever the creation order.
+        for i in 0..values.len() {
+            let id = values[i].0;
+            if let Op::Param(Init::CopyOf { of }) | Op::State(Init::CopyOf { of }) =
+                self.nodes[id].op
+                && let Some((_, source)) = values.iter().find(|(s, _)| *s == of)
+            {
+                values[i].1 = source.clone();
+            }
+        }
+        values
     }
 }
 

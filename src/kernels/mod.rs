@@ -2,10 +2,12 @@
 //! kernel's typed `Params` uniform and returns a [`crate::gpu::Dispatch`].
 
 pub mod adam;
+pub mod batchnorm;
 pub mod bce;
 pub mod combine;
 pub mod conv;
 pub mod elementwise;
+pub mod ema;
 pub mod embedding;
 pub mod gather;
 pub mod gemm;
@@ -30,6 +32,8 @@ pub fn params_twins() -> Vec<ParamsTwin> {
         softmax_ce::PARAMS_TWINS,
         embedding::PARAMS_TWINS,
         combine::PARAMS_TWINS,
+        batchnorm::PARAMS_TWINS,
+        ema::PARAMS_TWINS,
     ]
     .concat()
 }

@@ -7,6 +7,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::cpu::DropoutMask;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
 use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
@@ -21,7 +22,10 @@ pub struct NoiseParams {
     pub stream_hi: u32,
     pub n: u32,
     pub bound: u32,
-    pub _pad: [u32; 2],
+    /// Dropout's factor for kept values.
+    pub scale: f32,
+    /// Dropout: 1 adds into y.
+    pub accumulate: u32,
 }
 
 pub const PARAMS_TWINS: &[super::ParamsTwin] =
@@ -52,7 +56,8 @@ impl NoiseParams {
             stream_hi: (stream >> 32) as u32,
             n,
             bound,
-            _pad: [0; 2],
+            scale: 1.0,
+            accumulate: 0,
         }
     }
 
@@ -131,6 +136,64 @@ pub fn noise(
             kernel,
             bind_group,
             groups: [x, y, 1],
+        },
+        NoiseStream { params, uniform },
+    ))
+}
+
+/// Dropout of n elements with the mask of (seed, stream): y = mask·x·scale, or y += that
+/// with `accumulate` (the gradient: x = dy, y = dx). Bit-exact with `cpu::dropout`, whose
+/// [`DropoutMask`] gives the threshold and scale. x and y must be distinct buffers.
+#[allow(clippy::too_many_arguments)]
+pub fn dropout(
+    ctx: &GpuContext,
+    mask: DropoutMask,
+    seed: u64,
+    stream: u64,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    n: usize,
+    accumulate: bool,
+) -> Result<(Dispatch, NoiseStream)> {
+    let shape_error = |message: String| Error::Shape {
+        op: "dropout",
+        message,
+    };
+    let n32 =
+        u32::try_from(n).map_err(|_| shape_error(format!("{n} elements do not fit a u32")))?;
+    for (name, buffer) in [("x", x), ("y", y)] {
+        if buffer.size() < n as u64 * 4 {
+            return Err(shape_error(format!(
+                "{name} holds {} bytes, {n} elements need {}",
+                buffer.size(),
+                n * 4
+            )));
+        }
+    }
+    if x == y {
+        return Err(shape_error(
+            "x and y are the same buffer; they must differ".into(),
+        ));
+    }
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Noise,
+        entry: "dropout",
+        bindings: &[Binding::Uniform, Binding::ReadWrite, Binding::Read],
+        constants: &[("WG", WORKGROUP as f64)],
+    })?;
+    let params = NoiseParams {
+        scale: mask.scale,
+        accumulate: u32::from(accumulate),
+        ..NoiseParams::new(seed, stream, n32, mask.threshold)
+    };
+    let uniform = ctx.uniform("dropout params", &params);
+    let bind_group = ctx.bind(&kernel, &[&uniform, y, x]);
+    let (gx, gy) = grid_1d(ctx, n32.div_ceil(4).div_ceil(WORKGROUP));
+    Ok((
+        Dispatch {
+            kernel,
+            bind_group,
+            groups: [gx, gy, 1],
         },
         NoiseStream { params, uniform },
     ))

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::graph::{Graph, InputSource, NodeId};
 use crate::model::seed::{
     SEED_UNITS, discriminator_features, gan_groups, gan_step, generator_head, params_under,
+    states_under,
 };
 use crate::model::{GeneratorNodes, IMAGE_SIDE, Model, ModelConfig, ModelKind};
 
@@ -17,7 +18,8 @@ pub static CGAN: ModelKind = ModelKind {
     about: "a class-conditional GAN: class embedding in G, projection discriminator",
     classes: Some(CLASSES),
     training,
-    generator: generator_graph,
+    generator: external_generator,
+    default_iterations: 50_000,
 };
 
 pub const CLASSES: usize = 10;
@@ -63,15 +65,10 @@ fn external_generator(
         labels: Some(labels),
         image,
         params: params_under(g, "generator"),
+        states: states_under(g, "generator"),
         batch,
         noise_dim,
     })
-}
-
-fn generator_graph(batch: usize, noise_dim: usize) -> Result<(Graph, GeneratorNodes)> {
-    let mut g = Graph::default();
-    let nodes = external_generator(&mut g, "generator", batch, noise_dim)?;
-    Ok((g, nodes))
 }
 
 /// G(z, y) on random labels, D(real, its labels), D(G(z, y), y), the seed's three losses.
@@ -110,5 +107,6 @@ fn training(kind: &'static ModelKind, config: &ModelConfig) -> Result<Model> {
         phases,
         logged,
         sampler,
+        ema: None,
     })
 }

@@ -4,6 +4,7 @@
 
 pub mod cgan;
 pub mod classifier;
+pub mod dcgan;
 pub mod load;
 pub mod sample;
 pub mod seed;
@@ -16,6 +17,9 @@ use crate::graph::{Graph, Instr, NodeId, Phase, lower};
 pub const IMAGE_SIDE: usize = 28;
 pub const PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
 
+/// `--ema-decay`'s default: an average over the last ~1,000 steps.
+pub const DEFAULT_EMA_DECAY: f32 = 0.999;
+
 /// The numbers `train`'s flags set for any GAN model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelConfig {
@@ -25,6 +29,8 @@ pub struct ModelConfig {
     pub adam: AdamConfig,
     /// Images per forward pass of the in-graph sampler (sample grids, evaluation).
     pub sample_batch: usize,
+    /// Decay of the moving average of the generator's weights (0: none).
+    pub ema_decay: f32,
 }
 
 impl ModelConfig {
@@ -36,6 +42,7 @@ impl ModelConfig {
             noise_dim,
             adam: AdamConfig::default(),
             sample_batch: sample::SAMPLE_GRID,
+            ema_decay: DEFAULT_EMA_DECAY,
         }
     }
 }
@@ -59,17 +66,41 @@ pub struct Logged {
 }
 
 /// A generator inside a graph: inputs the caller writes, the image output [batch, 28, 28,
-/// 1] in [-1, 1], and the parameters (shared by name with the training generator).
+/// 1] in [-1, 1], and the weights (shared by name with the training generator).
 #[derive(Debug, Clone)]
 pub struct GeneratorNodes {
     pub z: NodeId,
     /// Class labels (u32 bit patterns), for class-conditional models.
     pub labels: Option<NodeId>,
     pub image: NodeId,
+    /// Its trained weights.
     pub params: Vec<NodeId>,
+    /// Its untrained state: BatchNorm's running statistics.
+    pub states: Vec<NodeId>,
     pub batch: usize,
     pub noise_dim: usize,
 }
+
+impl GeneratorNodes {
+    /// Every tensor a checkpoint of this generator holds: weights, then states.
+    pub fn tensors(&self) -> Vec<NodeId> {
+        self.params.iter().chain(&self.states).copied().collect()
+    }
+}
+
+/// The moving average of a generator's weights: the average of each of its weights and
+/// states under the `ema.` prefix, and a sampler that draws with them.
+#[derive(Debug, Clone)]
+pub struct Ema {
+    pub decay: f32,
+    /// (weight or state, its average), every one of the generator's.
+    pub pairs: Vec<(NodeId, NodeId)>,
+    pub sampler: GeneratorNodes,
+}
+
+/// The prefix of the moving averages' names: `ema.generator.dense.kernel` averages
+/// `generator.dense.kernel`.
+pub const EMA_PREFIX: &str = "ema.";
 
 /// A model's training graph and everything the runtime's consumers need about it.
 pub struct Model {
@@ -84,12 +115,47 @@ pub struct Model {
     /// The generator applied to caller-written inputs, sharing the trained weights, so
     /// sample grids and evaluation run on the training executor.
     pub sampler: GeneratorNodes,
+    /// The moving average of the generator's weights, with `--ema-decay` above 0.
+    pub ema: Option<Ema>,
 }
 
 impl Model {
-    /// One training iteration as an instruction list.
+    /// One training iteration as an instruction list: the phases, then the moving
+    /// average's step (so it averages the weights after this iteration's update).
     pub fn train_step(&self) -> Result<Vec<Instr>> {
-        lower::training_step(&self.graph, &self.phases)
+        let mut step = lower::training_step(&self.graph, &self.phases)?;
+        if let Some(ema) = &self.ema {
+            step.extend(lower::ema(&self.graph, &ema.pairs, ema.decay));
+        }
+        Ok(step)
+    }
+
+    /// Adds the moving average of the generator's weights: the model's own generator
+    /// builder run again with every `generator.*` weight and state shadowed by an
+    /// `ema.generator.*` state that starts as its copy.
+    fn add_ema(&mut self, decay: f32) -> Result<()> {
+        let (batch, noise_dim) = (self.sampler.batch, self.sampler.noise_dim);
+        let build = self.kind.generator;
+        let (mut sampler, pairs) =
+            self.graph
+                .shadowed("generator", &format!("{EMA_PREFIX}generator"), |g| {
+                    build(g, "ema_sample", batch, noise_dim)
+                })?;
+        let shadows_of = |sources: &[NodeId]| -> Vec<NodeId> {
+            pairs
+                .iter()
+                .filter(|(source, _)| sources.contains(source))
+                .map(|&(_, shadow)| shadow)
+                .collect()
+        };
+        sampler.params = shadows_of(&sampler.params);
+        sampler.states = shadows_of(&sampler.states);
+        self.ema = Some(Ema {
+            decay,
+            pairs,
+            sampler,
+        });
+        Ok(())
     }
 
     /// Each optimizer group's Adam settings, indexed by group.
@@ -121,23 +187,41 @@ pub struct ModelKind {
     pub about: &'static str,
     /// Classes the generator is conditioned on (`None`: unconditional).
     pub classes: Option<usize>,
-    /// The training graph.
+    /// The training graph (without the moving average, which [`ModelKind::build`] adds).
     pub training: fn(&'static ModelKind, &ModelConfig) -> Result<Model>,
-    /// The generator alone, fed by the caller, for sampling and the exports.
-    pub generator: fn(batch: usize, noise_dim: usize) -> Result<(Graph, GeneratorNodes)>,
+    /// The generator in inference mode in `graph`, its inputs (written by the caller)
+    /// named under node scope `nodes`, its weights `generator.*`: the in-graph samplers,
+    /// and alone in a graph for sampling from checkpoints and the exports.
+    pub generator: fn(
+        graph: &mut Graph,
+        nodes: &str,
+        batch: usize,
+        noise_dim: usize,
+    ) -> Result<GeneratorNodes>,
+    /// Iterations of `train`'s default run.
+    pub default_iterations: u64,
 }
 
 impl ModelKind {
+    /// The training graph, with the generator's moving average when `config.ema_decay` is
+    /// above 0.
     pub fn build(&'static self, config: &ModelConfig) -> Result<Model> {
-        (self.training)(self, config)
+        let mut model = (self.training)(self, config)?;
+        if config.ema_decay > 0.0 {
+            model.add_ema(config.ema_decay)?;
+        }
+        Ok(model)
     }
 
+    /// The generator alone in a graph, its nodes under `generator`.
     pub fn generator_graph(
         &self,
         batch: usize,
         noise_dim: usize,
     ) -> Result<(Graph, GeneratorNodes)> {
-        (self.generator)(batch, noise_dim)
+        let mut graph = Graph::default();
+        let nodes = (self.generator)(&mut graph, "generator", batch, noise_dim)?;
+        Ok((graph, nodes))
     }
 }
 
@@ -148,7 +232,7 @@ impl std::fmt::Debug for ModelKind {
 }
 
 /// Every model, the default first.
-pub const MODELS: &[&ModelKind] = &[&seed::SEED, &cgan::CGAN];
+pub const MODELS: &[&ModelKind] = &[&seed::SEED, &dcgan::DCGAN, &cgan::CGAN];
 
 /// The model called `name`, or an error listing the ones there are.
 pub fn kind(name: &str) -> Result<&'static ModelKind> {

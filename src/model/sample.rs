@@ -18,7 +18,7 @@ use crate::io::images::{
     write_grid_png,
 };
 use crate::limits::{bytes_for, check_memory, graph_bytes};
-use crate::model::load::{StoredGenerator, generator_from_checkpoint};
+use crate::model::load::{StoredGenerator, Weights, WeightsUsed, load_generator};
 use crate::model::{GeneratorNodes, IMAGE_SIDE, PIXELS};
 
 /// Digits in a training sample grid (8x8).
@@ -320,16 +320,18 @@ pub fn not_conditional(path: &Path, model: &str) -> Error {
 
 /// `gan-gpu sample`: `count` digits of the checkpoint at `path` to `out` (see
 /// [`write_samples`]); a class-conditional generator draws `digits` (default: all, a row
-/// each), an unconditional one refuses them.
+/// each), an unconditional one refuses them. Draws with `weights` (see
+/// [`load_generator`]) and says which it used.
 pub fn sample_command(
     runtime: &Runtime,
     path: &Path,
     count: u64,
     seed: u64,
     digits: Option<Digits>,
+    weights: Weights,
     out: &Path,
-) -> Result<()> {
-    let stored = generator_from_checkpoint(path, &load_checkpoint(path)?)?;
+) -> Result<WeightsUsed> {
+    let stored = load_generator(path, &load_checkpoint(path)?, weights)?;
     let (labels, columns) = match (stored.kind.classes, digits) {
         (Some(classes), digits) => {
             let (label, columns) = digits.unwrap_or(Digits::All).label_of(count, classes)?;
@@ -346,5 +348,6 @@ pub fn sample_command(
         labels.as_deref(),
         columns,
         out,
-    )
+    )?;
+    Ok(stored.weights)
 }

@@ -11,7 +11,8 @@ pub static SEED: ModelKind = ModelKind {
     about: "the classic Keras MNIST GAN, corrected",
     classes: None,
     training,
-    generator: generator_graph,
+    generator: external_generator,
+    default_iterations: 50_000,
 };
 
 /// Channels of the generator's first feature map, which is a quarter of the image's side
@@ -64,6 +65,15 @@ pub fn params_under(g: &Graph, prefix: &str) -> Vec<NodeId> {
         .collect()
 }
 
+/// The state nodes whose names start with `prefix.`, in creation order.
+pub fn states_under(g: &Graph, prefix: &str) -> Vec<NodeId> {
+    let prefix = format!("{prefix}.");
+    g.states()
+        .into_iter()
+        .filter(|&id| g.nodes[id].name.starts_with(&prefix))
+        .collect()
+}
+
 /// The generator fed by caller-written noise `[batch, noise_dim]`, under node scope
 /// `nodes` (its parameters are always `generator.*`).
 pub fn external_generator(
@@ -83,15 +93,10 @@ pub fn external_generator(
         labels: None,
         image,
         params: params_under(g, "generator"),
+        states: states_under(g, "generator"),
         batch,
         noise_dim,
     })
-}
-
-fn generator_graph(batch: usize, noise_dim: usize) -> Result<(Graph, GeneratorNodes)> {
-    let mut g = Graph::default();
-    let nodes = external_generator(&mut g, "generator", batch, noise_dim)?;
-    Ok((g, nodes))
 }
 
 /// Optimizer groups, in the order of `Instr::Adam`'s `group`.
@@ -182,5 +187,6 @@ fn training(kind: &'static ModelKind, config: &ModelConfig) -> Result<Model> {
         phases,
         logged,
         sampler,
+        ema: None,
     })
 }

@@ -20,7 +20,7 @@ use prost::Message;
 use crate::error::Result;
 use crate::io::atomic::write_atomically;
 use crate::io::checkpoint::load_checkpoint;
-use crate::model::load::{StoredGenerator, generator_from_checkpoint};
+use crate::model::load::{StoredGenerator, Weights, WeightsUsed, load_generator};
 use proto::{Dim, GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use proto::{FLOAT, INT64, ValueInfoProto};
 use translate::{IMAGE_OUTPUT, LABEL_INPUT, NOISE_INPUT, export_error, translate};
@@ -77,6 +77,7 @@ pub struct ExportSummary {
     pub bytes: usize,
     pub nodes: usize,
     pub initializers: usize,
+    pub weights: WeightsUsed,
 }
 
 impl ExportSummary {
@@ -86,10 +87,11 @@ impl ExportSummary {
             .iteration
             .map_or(String::new(), |i| format!(" after {i} iterations"));
         format!(
-            "wrote {}: the {} generator{trained}, batch {}, {} nodes, {} weight tensors, \
-             {:.1} MB (ONNX opset {OPSET}, IR version {IR_VERSION})",
+            "wrote {}: the {} generator{trained}, {}, batch {}, {} nodes, {} weight \
+             tensors, {:.1} MB (ONNX opset {OPSET}, IR version {IR_VERSION})",
             out.display(),
             self.model,
+            self.weights,
             self.batch,
             self.nodes,
             self.initializers,
@@ -212,8 +214,14 @@ pub fn save_model(path: &Path, model: &ModelProto) -> Result<usize> {
     Ok(bytes.len())
 }
 
-/// `gan-gpu export-onnx`: the generator of `checkpoint` as an ONNX file at `out`.
-pub fn export_onnx(checkpoint: &Path, out: &Path, batch: BatchSize) -> Result<ExportSummary> {
+/// `gan-gpu export-onnx`: the generator of `checkpoint`, with `weights` (see
+/// [`load_generator`]), as an ONNX file at `out`.
+pub fn export_onnx(
+    checkpoint: &Path,
+    out: &Path,
+    batch: BatchSize,
+    weights: Weights,
+) -> Result<ExportSummary> {
     if out.is_dir() {
         return Err(export_error(format!(
             "--out {} is a folder; name the file to write, such as {}",
@@ -221,7 +229,7 @@ pub fn export_onnx(checkpoint: &Path, out: &Path, batch: BatchSize) -> Result<Ex
             out.join("generator.onnx").display()
         )));
     }
-    let stored = generator_from_checkpoint(checkpoint, &load_checkpoint(checkpoint)?)?;
+    let stored = load_generator(checkpoint, &load_checkpoint(checkpoint)?, weights)?;
     let model = generator_model(&stored, batch)?;
     let bytes = save_model(out, &model)?;
     let graph = model.graph.unwrap_or_default();
@@ -232,5 +240,6 @@ pub fn export_onnx(checkpoint: &Path, out: &Path, batch: BatchSize) -> Result<Ex
         bytes,
         nodes: graph.node.len(),
         initializers: graph.initializer.len(),
+        weights: stored.weights,
     })
 }

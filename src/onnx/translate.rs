@@ -22,7 +22,7 @@ use super::proto::{AttributeProto, NodeProto, TensorProto};
 use crate::cpu::Activation;
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
-use crate::graph::{Graph, InputSource, NodeId, Op, lower};
+use crate::graph::{BatchNormMode, Graph, InputSource, NodeId, Op, lower};
 use crate::io::checkpoint::NamedTensor;
 use crate::model::GeneratorNodes;
 
@@ -276,11 +276,11 @@ impl Translator<'_> {
                      an exported generator takes all its inputs from the caller"
                 )));
             }
-            Op::Param(_) => {
+            Op::Param(_) | Op::State(_) => {
                 let weight = self
                     .weights
                     .get(name.as_str())
-                    .ok_or_else(|| export_error(format!("no weights for parameter {name}")))?;
+                    .ok_or_else(|| export_error(format!("no weights for {name}")))?;
                 if weight.shape != node.shape {
                     return Err(export_error(format!(
                         "weights {name} have shape {:?}, the graph needs {:?}",
@@ -292,33 +292,30 @@ impl Translator<'_> {
                 self.values.insert((id, Layout::Graph), name);
             }
             Op::Dense { x, w, b } => {
-                let inputs = vec![
-                    self.value(x, Layout::Graph)?,
-                    self.value(w, Layout::Graph)?,
-                    self.value(b, Layout::Graph)?,
-                ];
+                let mut inputs = vec![self.value(x, Layout::Graph)?, self.value(w, Layout::Graph)?];
+                if let Some(b) = b {
+                    inputs.push(self.value(b, Layout::Graph)?);
+                }
                 let out = self.output_name(id, Layout::Graph);
-                let doc = "Keras Dense: y = x·kernel + bias";
+                let doc = "Keras Dense: y = x·kernel (+ bias)";
                 self.push("Gemm", &name, inputs, &out, vec![], doc);
                 self.values.insert((id, Layout::Graph), out);
             }
             Op::Conv2d { x, w, b, geom } => {
-                let inputs = vec![
-                    self.value(x, Layout::ChannelsFirst)?,
-                    self.onnx_kernel(w)?,
-                    self.value(b, Layout::Graph)?,
-                ];
+                let mut inputs = vec![self.value(x, Layout::ChannelsFirst)?, self.onnx_kernel(w)?];
+                if let Some(b) = b {
+                    inputs.push(self.value(b, Layout::Graph)?);
+                }
                 let out = self.output_name(id, Layout::ChannelsFirst);
                 let (attrs, doc) = conv_attributes(&geom);
                 self.push("Conv", &name, inputs, &out, attrs, &doc);
                 self.values.insert((id, Layout::ChannelsFirst), out);
             }
             Op::ConvTranspose2d { x, w, b, geom } => {
-                let inputs = vec![
-                    self.value(x, Layout::ChannelsFirst)?,
-                    self.onnx_kernel(w)?,
-                    self.value(b, Layout::Graph)?,
-                ];
+                let mut inputs = vec![self.value(x, Layout::ChannelsFirst)?, self.onnx_kernel(w)?];
+                if let Some(b) = b {
+                    inputs.push(self.value(b, Layout::Graph)?);
+                }
                 let out = self.output_name(id, Layout::ChannelsFirst);
                 let (attrs, doc) = conv_transpose_attributes(&geom);
                 self.push("ConvTranspose", &name, inputs, &out, attrs, &doc);
@@ -391,6 +388,41 @@ impl Translator<'_> {
                 let keep = vec![AttributeProto::int("keepdims", 1)];
                 self.push("ReduceSum", &name, vec![product, axes], &out, keep, "");
                 self.values.insert((id, Layout::Graph), out);
+            }
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                mean,
+                var,
+                epsilon,
+                mode: BatchNormMode::Inference,
+            } => {
+                // ONNX normalises axis 1: the channels of NCHW, the features of [N, C].
+                let layout = if graph.shape(x).len() == 4 {
+                    Layout::ChannelsFirst
+                } else {
+                    Layout::Graph
+                };
+                let inputs = vec![
+                    self.value(x, layout)?,
+                    self.value(gamma, Layout::Graph)?,
+                    self.value(beta, Layout::Graph)?,
+                    self.value(mean, Layout::Graph)?,
+                    self.value(var, Layout::Graph)?,
+                ];
+                let out = self.output_name(id, layout);
+                let attrs = vec![AttributeProto::float("epsilon", epsilon)];
+                let doc = "Keras BatchNormalization, inference: the running statistics";
+                self.push("BatchNormalization", &name, inputs, &out, attrs, doc);
+                self.values.insert((id, layout), out);
+            }
+            Op::BatchNorm { .. } | Op::Dropout { .. } => {
+                return Err(export_error(format!(
+                    "op {} (node {name}) is in training mode: an exported generator runs \
+                     inference, with BatchNorm's running statistics and no dropout",
+                    op_name(&node.op)
+                )));
             }
             Op::BceWithLogits { .. } | Op::SoftmaxCrossEntropy { .. } => {
                 return Err(export_error(format!(

@@ -29,6 +29,15 @@ impl Tolerance {
         Tolerance { atol, rtol }
     }
 
+    /// This tolerance with atol grown like sqrt(terms): for an element-wise result that
+    /// goes through a statistic summed over `terms` values (BatchNorm's mean and variance).
+    pub fn widened(self, terms: usize) -> Tolerance {
+        Tolerance {
+            atol: self.atol * (terms.max(1) as f64).sqrt(),
+            ..self
+        }
+    }
+
     pub fn describe(&self) -> String {
         let (a, r) = (self.atol, self.rtol);
         if a == 0.0 && r == 0.0 {

@@ -27,6 +27,8 @@ enum Fill {
     Uniform(f32),
     /// Uniform in [0, 1] (Adam's second moment).
     NonNegative,
+    /// Uniform in [offset - 1, offset + 1].
+    Offset(f32),
     /// Class labels below `classes`, as u32 bits in the f32 buffer.
     Labels(usize),
 }
@@ -37,6 +39,9 @@ struct Operands {
     outputs: Vec<Buf>,
     /// Outputs start with values the kernel must add to.
     accumulate: bool,
+    /// Outputs that start with such values although `accumulate` is false (an
+    /// instruction whose outputs each have their own flag).
+    added_to: Vec<Buf>,
     /// An Adam step also reads and writes the parameter's moments.
     adam: Option<NodeId>,
     tolerance: Tolerance,
@@ -48,6 +53,7 @@ fn operands(instr: &Instr) -> Operands {
         inputs,
         outputs,
         accumulate,
+        added_to: Vec::new(),
         adam: None,
         tolerance,
     };
@@ -83,7 +89,10 @@ fn operands(instr: &Instr) -> Operands {
             Tolerance::reduction(rows),
         ),
         Instr::Conv2d { geom, x, w, b, y } => op(
-            vec![(x, u), (w, u), (b, u)],
+            [(x, u), (w, u)]
+                .into_iter()
+                .chain(b.map(|b| (b, u)))
+                .collect(),
             vec![y],
             false,
             Tolerance::reduction(geom.k_h * geom.k_w * geom.in_c),
@@ -113,7 +122,10 @@ fn operands(instr: &Instr) -> Operands {
             Tolerance::reduction(geom.batch * geom.out_h() * geom.out_w()),
         ),
         Instr::ConvTranspose2d { geom, x, w, b, y } => op(
-            vec![(x, u), (w, u), (b, u)],
+            [(x, u), (w, u)]
+                .into_iter()
+                .chain(b.map(|b| (b, u)))
+                .collect(),
             vec![y],
             false,
             Tolerance::reduction(geom.k_h * geom.k_w * geom.in_c),
@@ -211,9 +223,73 @@ fn operands(instr: &Instr) -> Operands {
             inputs: vec![(Buf::Value(param), u), (Buf::Grad(param), u)],
             outputs: vec![Buf::Value(param)],
             accumulate: false,
+            added_to: Vec::new(),
             adam: Some(param),
             tolerance: Tolerance::new(1e-7, 1e-5),
         },
+        // Off-centre inputs, so a variance formula that cancels would show; the GPU sums
+        // rows in f32 (Chan's pairwise merge), the CPU in f64.
+        Instr::BatchNorm {
+            x,
+            gamma,
+            beta,
+            mean,
+            var,
+            y,
+            rows,
+            momentum,
+            ..
+        } => {
+            let mut outputs = vec![y];
+            if momentum.is_some() {
+                outputs.extend([mean, var]);
+            }
+            op(
+                vec![
+                    (x, Fill::Offset(3.0)),
+                    (gamma, u),
+                    (beta, u),
+                    (mean, u),
+                    (var, Fill::NonNegative),
+                ],
+                outputs,
+                false,
+                Tolerance::new(2e-6, 1e-4).widened(rows),
+            )
+        }
+        Instr::BatchNormGrad {
+            x,
+            gamma,
+            dy,
+            dx,
+            dgamma,
+            dbeta,
+            rows,
+            ..
+        } => {
+            let wanted = [dx, dgamma, dbeta].into_iter().flatten();
+            Operands {
+                inputs: vec![(x, Fill::Offset(3.0)), (gamma, u), (dy, u)],
+                outputs: wanted.clone().map(|(b, _)| b).collect(),
+                accumulate: false,
+                added_to: wanted.filter(|&(_, acc)| acc).map(|(b, _)| b).collect(),
+                adam: None,
+                tolerance: Tolerance::reduction(rows),
+            }
+        }
+        // The masks are integer draws, bit-exact; kept values are one f32 product.
+        Instr::Dropout { x, y, .. } => op(vec![(x, u)], vec![y], false, Tolerance::EXACT),
+        Instr::DropoutGrad {
+            dy, dx, accumulate, ..
+        } => op(vec![(dy, u)], vec![dx], accumulate, Tolerance::EXACT),
+        Instr::Ema {
+            source, average, ..
+        } => op(
+            vec![(Buf::Value(source), u), (Buf::Value(average), u)],
+            vec![Buf::Value(average)],
+            false,
+            Tolerance::new(1e-7, 1e-6),
+        ),
         Instr::RandomLabels { out, .. } => op(vec![], vec![out], false, Tolerance::EXACT),
         Instr::Embedding {
             table,
@@ -280,6 +356,7 @@ fn fill(rng: &mut StdRng, len: usize, how: Fill) -> Vec<f32> {
         .map(|_| match how {
             Fill::Uniform(scale) => rng.random_range(-scale..=scale),
             Fill::NonNegative => rng.random_range(0.0..=1.0),
+            Fill::Offset(offset) => offset + rng.random_range(-1.0..=1.0),
             Fill::Labels(classes) => f32::from_bits(rng.random_range(0..classes.max(1) as u32)),
         })
         .collect()
@@ -357,7 +434,7 @@ fn run_both(
     }
     for &buf in &ops.outputs {
         if !ops.inputs.iter().any(|&(b, _)| b == buf) {
-            let values = if ops.accumulate {
+            let values = if ops.accumulate || ops.added_to.contains(&buf) {
                 fill(&mut rng, len(buf), Fill::Uniform(1.0))
             } else {
                 vec![f32::NAN; len(buf)]

@@ -28,6 +28,14 @@ pub struct TrainConfig {
     /// The model (`--model`); runs from before models had names are the default one.
     #[serde(default = "default_model")]
     pub model: String,
+    /// Decay of the moving average of the generator's weights (`--ema-decay`, 0: none);
+    /// runs from before it existed get the default, which changes nothing they trained.
+    #[serde(default = "default_ema_decay")]
+    pub ema_decay: f32,
+}
+
+fn default_ema_decay() -> f32 {
+    crate::model::DEFAULT_EMA_DECAY
 }
 
 impl Default for TrainConfig {
@@ -45,6 +53,7 @@ impl Default for TrainConfig {
             sample_every: 500,
             checkpoint_every: 5_000,
             model: default_model(),
+            ema_decay: default_ema_decay(),
         }
     }
 }
@@ -70,6 +79,7 @@ impl TrainConfig {
             noise_dim: self.noise_dim,
             adam: self.adam(),
             sample_batch: SAMPLE_GRID,
+            ema_decay: self.ema_decay,
         }
     }
 
@@ -92,6 +102,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return bad("--beta1 and --beta2 must lie in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad("--ema-decay must lie in [0, 1) (0 turns the moving average off)");
         }
         Ok(())
     }
@@ -174,14 +187,18 @@ pub struct ConfigFlags {
     pub beta1: Option<f32>,
     pub beta2: Option<f32>,
     pub seed: Option<u64>,
+    pub ema_decay: Option<f32>,
 }
 
 impl ConfigFlags {
-    /// A new run's config: the flags given, the defaults for the rest.
+    /// A new run's config: the flags given, the defaults for the rest (the length is the
+    /// model's own default; an unknown model is refused later, by [`TrainConfig::validate`]).
     pub fn new_run(&self) -> TrainConfig {
         let d = TrainConfig::default();
+        let model = self.model.clone().unwrap_or(d.model.clone());
+        let default_iterations = kind(&model).map_or(d.iterations, |k| k.default_iterations);
         TrainConfig {
-            iterations: self.iterations.unwrap_or(d.iterations),
+            iterations: self.iterations.unwrap_or(default_iterations),
             batch_size: self.batch_size.unwrap_or(d.batch_size),
             noise_dim: self.noise_dim.unwrap_or(d.noise_dim),
             lr: self.lr.unwrap_or(d.lr),
@@ -191,7 +208,8 @@ impl ConfigFlags {
             log_every: self.log_every.unwrap_or(d.log_every),
             sample_every: self.sample_every.unwrap_or(d.sample_every),
             checkpoint_every: self.checkpoint_every.unwrap_or(d.checkpoint_every),
-            model: self.model.clone().unwrap_or(d.model),
+            ema_decay: self.ema_decay.unwrap_or(d.ema_decay),
+            model,
             ..d
         }
     }
@@ -223,6 +241,11 @@ impl ConfigFlags {
         check("--beta1", self.beta1.map(|v| text(&v)), text(&saved.beta1));
         check("--beta2", self.beta2.map(|v| text(&v)), text(&saved.beta2));
         check("--seed", self.seed.map(|v| text(&v)), text(&saved.seed));
+        check(
+            "--ema-decay",
+            self.ema_decay.map(|v| text(&v)),
+            text(&saved.ema_decay),
+        );
         if !clashes.is_empty() {
             let (given, runs): (Vec<String>, Vec<String>) = clashes.into_iter().unzip();
             return Err(Error::InvalidArgument(format!(

@@ -9,15 +9,22 @@ use crate::graph::Snapshot;
 use crate::io::files::read_bounded;
 use crate::model::Model;
 
-/// The columns `--eval-every` adds.
+/// The columns `--eval-every` adds: the raw generator's figures.
 pub const EVAL_COLUMNS: [&str; 3] = ["fid", "class_entropy", "confident_fraction"];
+/// And, for a model with a moving average, the same figures of the averaged generator.
+pub const EMA_EVAL_COLUMNS: [&str; 3] = ["ema_fid", "ema_class_entropy", "ema_confident_fraction"];
+
+/// FID, class entropy and confident fraction of one evaluation.
+pub type Figures = (f64, f64, f64);
 
 /// The columns of a run's loss.csv: `iteration`, the model's logged values, `seconds`,
-/// and with in-training evaluation the [`EVAL_COLUMNS`].
+/// and with in-training evaluation the [`EVAL_COLUMNS`] (then, with a moving average,
+/// the [`EMA_EVAL_COLUMNS`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LossSchema {
     pub logged: Vec<&'static str>,
     pub eval: bool,
+    pub ema: bool,
 }
 
 impl LossSchema {
@@ -25,6 +32,7 @@ impl LossSchema {
         LossSchema {
             logged: model.logged.iter().map(|l| l.column).collect(),
             eval,
+            ema: eval && model.ema.is_some(),
         }
     }
 
@@ -35,14 +43,22 @@ impl LossSchema {
         if self.eval {
             columns.extend(EVAL_COLUMNS);
         }
+        if self.ema {
+            columns.extend(EMA_EVAL_COLUMNS);
+        }
         columns.join(",")
     }
 
     /// Which of the schemas of `model` a header line is, if any.
     pub fn from_header(model: &Model, header: &str) -> Option<Self> {
-        [false, true]
+        let logged: Vec<&'static str> = model.logged.iter().map(|l| l.column).collect();
+        [(false, false), (true, false), (true, true)]
             .into_iter()
-            .map(|eval| Self::of(model, eval))
+            .map(|(eval, ema)| LossSchema {
+                logged: logged.clone(),
+                eval,
+                ema,
+            })
             .find(|s| s.header() == header.trim_end())
     }
 
@@ -52,13 +68,15 @@ impl LossSchema {
             line += &format!(",{v}");
         }
         line += &format!(",{:.3}", row.seconds);
+        let figures = |q: Option<Figures>| match q {
+            Some((fid, entropy, confident)) => format!(",{fid:.4},{entropy:.4},{confident:.4}"),
+            None => ",,,".to_string(),
+        };
         if self.eval {
-            line += &match row.quality {
-                Some((fid, entropy, confident)) => {
-                    format!(",{fid:.4},{entropy:.4},{confident:.4}")
-                }
-                None => ",,,".to_string(),
-            };
+            line += &figures(row.quality);
+        }
+        if self.ema {
+            line += &figures(row.ema_quality);
         }
         line
     }
@@ -72,7 +90,9 @@ pub struct LossRow {
     pub values: Vec<f32>,
     pub seconds: f64,
     /// FID, class entropy and confident fraction, at `--eval-every` points.
-    pub quality: Option<(f64, f64, f64)>,
+    pub quality: Option<Figures>,
+    /// The same of the moving average's generator.
+    pub ema_quality: Option<Figures>,
 }
 
 impl LossRow {
@@ -103,6 +123,7 @@ impl LossRow {
             values,
             seconds,
             quality: None,
+            ema_quality: None,
         })
     }
 
@@ -238,6 +259,9 @@ impl Progress {
         let mut line = parts.join("  ");
         if let Some((fid, entropy, _)) = r.quality {
             line += &format!("  FID {fid:.2}  class entropy {entropy:.2}");
+        }
+        if let Some((fid, entropy, _)) = r.ema_quality {
+            line += &format!("  EMA FID {fid:.2}  class entropy {entropy:.2}");
         }
         if let Some(bar) = &self.bar {
             bar.set_message(line);

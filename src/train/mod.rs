@@ -207,11 +207,26 @@ fn run_loop(
     }
     let plan = exec.compile(&model.train_step()?)?;
     let sampler = Sampler::compile(exec.as_mut(), &model.graph, &model.sampler)?;
+    let ema_sampler = match &model.ema {
+        Some(ema) => Some(Sampler::compile(exec.as_mut(), &model.graph, &ema.sampler)?),
+        None => None,
+    };
 
     let schema = LossSchema::of(&model, eval.is_some());
     let config_json = serde_json::to_string_pretty(cfg).unwrap_or_default();
     let start = match &open.resumed {
-        Some((ckpt, _)) => state::restore(exec.as_mut(), &model, &run.checkpoint(), ckpt)?,
+        Some((ckpt, _)) => {
+            let restored = state::restore(exec.as_mut(), &model, &run.checkpoint(), ckpt)?;
+            if restored.ema_started && !opts.quiet {
+                eprintln!(
+                    "{} holds no moving average of the generator; it starts from the weights \
+                     of iteration {}",
+                    run.checkpoint().display(),
+                    restored.next_iteration
+                );
+            }
+            restored.next_iteration
+        }
         None => {
             let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
             for (id, values) in model.graph.init_params(&mut rng) {
@@ -224,18 +239,25 @@ fn run_loop(
     // The columns were fixed when the run started; a resumed run keeps them.
     let text = log::read_loss_csv(&run.losses())?;
     let header = text.lines().next().unwrap_or_default();
-    if LossSchema::from_header(&model, header) != Some(schema.clone()) {
-        return Err(Error::InvalidArgument(format!(
-            "{} has the columns {header:?}, this run writes {:?}{}",
-            run.losses().display(),
-            schema.header(),
-            if eval.is_some() {
-                " (was it started without --eval-every? then resume it without that flag)"
-            } else {
-                ""
-            }
-        )));
-    }
+    // A run from before the moving average resumes without its columns (and does not
+    // evaluate it).
+    let schema = match LossSchema::from_header(&model, header) {
+        Some(found) if found.eval == schema.eval && (found.ema == schema.ema || !found.ema) => {
+            found
+        }
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "{} has the columns {header:?}, this run writes {:?}{}",
+                run.losses().display(),
+                schema.header(),
+                if eval.is_some() {
+                    " (was it started without --eval-every? then resume it without that flag)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    };
     // Rows logged after the checkpoint will be logged again.
     let keep = log::rows_through(&run.losses(), &text, start)?;
     let mut csv = OpenOptions::new()
@@ -278,22 +300,29 @@ fn run_loop(
             exec.snapshot(iteration, &logged)?;
             requested_at.push_back(clock.elapsed().as_secs_f64());
         }
-        let quality = match eval.as_deref_mut() {
+        let mut figures = |ev: &mut InTrainingEval, sampler: &Sampler| -> Result<_> {
+            let noise = crate::cpu::normal_noise(cfg.seed, u64::MAX - 1, ev.count * cfg.noise_dim);
+            let labels = cycling_labels(&model, ev.count);
+            let images = sampler.generate(exec.as_mut(), &noise, labels.as_deref())?;
+            let q = quality(
+                "generator",
+                &mut ev.classifier,
+                &images,
+                labels.as_deref(),
+                &ev.reference,
+            )?;
+            Ok((q.fid, q.classes.entropy, q.classes.confident_fraction))
+        };
+        let (quality, ema_quality) = match eval.as_deref_mut() {
             Some(ev) if eval_due => {
-                let noise =
-                    crate::cpu::normal_noise(cfg.seed, u64::MAX - 1, ev.count * cfg.noise_dim);
-                let labels = cycling_labels(&model, ev.count);
-                let images = sampler.generate(exec.as_mut(), &noise, labels.as_deref())?;
-                let q = quality(
-                    "generator",
-                    &mut ev.classifier,
-                    &images,
-                    labels.as_deref(),
-                    &ev.reference,
-                )?;
-                Some((q.fid, q.classes.entropy, q.classes.confident_fraction))
+                let raw = figures(ev, &sampler)?;
+                let averaged = match (&ema_sampler, schema.ema) {
+                    (Some(s), true) => Some(figures(ev, s)?),
+                    _ => None,
+                };
+                (Some(raw), averaged)
             }
-            _ => None,
+            _ => (None, None),
         };
         // Before a checkpoint, every logged loss must have been checked.
         for snap in exec.take_snapshots(checkpoint_due || eval_due)? {
@@ -301,6 +330,7 @@ fn run_loop(
             let mut row = LossRow::from_snapshot(&model, &snap, seconds)?;
             if snap.tag == iteration {
                 row.quality = row.quality.or(quality);
+                row.ema_quality = row.ema_quality.or(ema_quality);
             }
             // One write per row, so a crash cuts at most the last row short.
             let line = schema.line(&row) + "\n";
@@ -310,15 +340,22 @@ fn run_loop(
             rows.push(row);
         }
         if done % cfg.sample_every == 0 || last {
-            let images = sampler.generate(exec.as_mut(), &grid_noise, grid_labels.as_deref())?;
-            crate::io::images::write_grid_png(
-                &run.sample(done),
-                &images,
-                grid_count,
-                IMAGE_SIDE,
-                grid_columns,
-                2,
-            )?;
+            let grids = [(Some(&sampler), run.sample(done))]
+                .into_iter()
+                .chain([(ema_sampler.as_ref(), run.ema_sample(done))]);
+            for (sampler, path) in grids {
+                let Some(sampler) = sampler else { continue };
+                let images =
+                    sampler.generate(exec.as_mut(), &grid_noise, grid_labels.as_deref())?;
+                crate::io::images::write_grid_png(
+                    &path,
+                    &images,
+                    grid_count,
+                    IMAGE_SIDE,
+                    grid_columns,
+                    2,
+                )?;
+            }
         }
         if checkpoint_due {
             save_checkpoint(

@@ -40,6 +40,10 @@ impl RunDir {
     pub fn sample(&self, iteration: u64) -> PathBuf {
         self.samples().join(format!("iter_{iteration:06}.png"))
     }
+    /// The same grid drawn by the moving average of the generator.
+    pub fn ema_sample(&self, iteration: u64) -> PathBuf {
+        self.samples().join(format!("iter_{iteration:06}_ema.png"))
+    }
 
     fn error(&self, problem: String) -> Error {
         Error::RunFolder {

@@ -23,7 +23,9 @@ use crate::graph::{Dataset, Executor, Graph, NodeId, RandomStreams, lower};
 use crate::io::atomic::write_atomically;
 use crate::io::checkpoint::{Checkpoint, FORMAT, FORMAT_KEY, load_checkpoint, save_checkpoint};
 use crate::model::classifier::Classifier;
-use crate::model::load::{MODEL_KEY, NOISE_DIM_KEY, generator_from_checkpoint};
+use crate::model::load::{
+    MODEL_KEY, NOISE_DIM_KEY, WEIGHTS_KEY, Weights, WeightsUsed, load_generator,
+};
 use crate::model::{GeneratorNodes, IMAGE_SIDE, ModelConfig, ModelKind, PIXELS};
 
 /// Version tag of `plan.json`; `web/gan.js` refuses any other.
@@ -118,13 +120,14 @@ pub struct ExportSummary {
     pub dispatches: usize,
     pub weight_bytes: u64,
     pub recorded_on: String,
+    pub weights: WeightsUsed,
 }
 
 impl ExportSummary {
     /// What was written to `out`, and how to serve it.
     pub fn describe(&self, out: &Path) -> String {
         format!(
-            "wrote {} files to {} ({} dispatches recorded on {}, weights {:.1} MB)\n\
+            "wrote {} files to {} ({} dispatches recorded on {}, weights {:.1} MB: {})\n\
              serve it on localhost (WebGPU needs a secure origin, and the page fetches its \
              files), e.g.\n  python3 -m http.server --directory {} 8000\nthen open \
              http://localhost:8000/",
@@ -133,6 +136,7 @@ impl ExportSummary {
             self.dispatches,
             self.recorded_on,
             self.weight_bytes as f64 / 1e6,
+            self.weights,
             out.display()
         )
     }
@@ -141,12 +145,13 @@ impl ExportSummary {
 /// Writes the site for the generator in `checkpoint` into `out` (created if missing;
 /// other files there are left alone). The plan is recorded on `runtime`'s adapter, which
 /// must plan for browsers ([`Runtime::for_browser`]); `grid` x `grid` digits are drawn per
-/// forward pass.
+/// forward pass, with `weights` (see [`load_generator`]).
 pub fn export_web(
     runtime: &Runtime,
     checkpoint: &Path,
     out: &Path,
     grid: usize,
+    weights: Weights,
 ) -> Result<ExportSummary> {
     if !(1..=32).contains(&grid) {
         return Err(Error::InvalidArgument(format!(
@@ -160,7 +165,7 @@ pub fn export_web(
         )));
     }
     let ckpt = load_checkpoint(checkpoint)?;
-    let stored = generator_from_checkpoint(checkpoint, &ckpt)?;
+    let stored = load_generator(checkpoint, &ckpt, weights)?;
     let (graph, generator) = stored.graph(grid * grid)?;
     let plan = record_plan(runtime, &graph, &generator, stored.kind, grid)?;
 
@@ -191,6 +196,10 @@ pub fn export_web(
             (FORMAT_KEY.to_string(), FORMAT.to_string()),
             (MODEL_KEY.to_string(), stored.kind.name.to_string()),
             (NOISE_DIM_KEY.to_string(), stored.noise_dim.to_string()),
+            (
+                WEIGHTS_KEY.to_string(),
+                stored.weights.used.key().to_string(),
+            ),
             ("source".to_string(), checkpoint.display().to_string()),
         ]),
     };
@@ -205,6 +214,7 @@ pub fn export_web(
         dispatches: plan.dispatches.len(),
         weight_bytes,
         recorded_on: plan.recorded_on,
+        weights: stored.weights,
     })
 }
 
@@ -238,6 +248,7 @@ fn trainer_pipelines(
         noise_dim,
         adam: AdamConfig::default(),
         sample_batch: 1,
+        ema_decay: crate::model::DEFAULT_EMA_DECAY,
     })?;
     let mut exec =
         runtime.gpu_executor(&model.graph, model.optimizers(), streams, dataset.clone())?;
@@ -290,7 +301,7 @@ fn record_plan(
     let mut known: HashMap<wgpu::Buffer, (String, Option<String>)> = HashMap::new();
     for (id, node) in graph.nodes.iter().enumerate() {
         if let Some(buffer) = exec.value_buffer(id) {
-            let tensor = generator.params.contains(&id).then(|| node.name.clone());
+            let tensor = generator.tensors().contains(&id).then(|| node.name.clone());
             known
                 .entry(buffer.clone())
                 .or_insert_with(|| (node.name.clone(), tensor));
