@@ -10,7 +10,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSettings, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSettings, KernelSpec, Shader};
 
 /// Twin of `Params` in `shaders/gemm.wgsl`.
 #[repr(C)]
@@ -183,7 +183,9 @@ pub fn gemm(
         GemmVariant::Register => true,
     };
     let mut operands = (a, b);
-    let (entry, constants, block, loop_iterations) = if register {
+    // (entry, constants, outputs per workgroup, workgroup size, loop iterations for the
+    // loop limit, trips of the k loop)
+    let (entry, constants, block, workgroup_size, loop_iterations, k_trips) = if register {
         // Cᵀ = op(B)ᵀ·op(A)ᵀ: swapping the roles turns a short-and-wide product into a
         // tall-and-thin one, and TT into NN (vec4 loads for both operands).
         if (m < 8 && n > m) || (trans_a && trans_b) {
@@ -217,7 +219,20 @@ pub fn gemm(
             ("REG_WG_Y", REGISTER_WG.1 as f64),
             ("THIN_WG", THIN_WG as f64),
         ];
-        (entry, constants, block, k.div_ceil(4))
+        let workgroup_size = if params.n < 8 {
+            [1, THIN_WG, 1]
+        } else {
+            [REGISTER_WG.0, REGISTER_WG.1, 1]
+        };
+        // The k loop steps 4 at a time and is the only loop that scales with the shape.
+        (
+            entry,
+            constants,
+            block,
+            workgroup_size,
+            k.div_ceil(4),
+            k.div_ceil(4),
+        )
     } else {
         let constants = vec![("TILED_WG", TILED_WG as f64), ("TILED_BK", TILED_BK as f64)];
         // Per K step: the step loop, two tile-load loops of 4 and the TILED_BK loop.
@@ -227,7 +242,9 @@ pub fn gemm(
             "gemm_tiled",
             constants,
             (TILED_SIDE, TILED_SIDE),
+            [TILED_WG, TILED_WG, 1],
             iterations,
+            k.div_ceil(TILED_BK as usize),
         )
     };
     // llvmpipe silently stops an invocation's loops past its limit: refused instead.
@@ -280,10 +297,19 @@ pub fn gemm(
             vec4_view(operands.1),
         ],
     );
+    let c_passes = 1 + accumulate as usize;
+    let bias_len = if bias.is_some() { n } else { 0 };
+    let bytes = 4 * (m * k + k * n + c_passes * m * n + bias_len);
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [groups[0] as u32, groups[1] as u32, 1],
+        footprint: Footprint {
+            workgroup_size,
+            longest_loop: k_trips as u64,
+            flops: gemm_flops(shape),
+            bytes: bytes as f64,
+        },
     })
 }
 
@@ -355,9 +381,10 @@ pub fn bias_grad(
         _ => 64,
     };
     let wg_rows = 256 / wg_cols;
-    // The main loop takes four rows per iteration; then up to 3 single rows and the
+    // The row walk takes four rows per iteration, then up to 3 single rows; then the
     // final sum over row groups.
-    let loop_iterations = rows / (4 * wg_rows as usize) + 3 + wg_rows as usize;
+    let row_trips = rows / (4 * wg_rows as usize) + 3;
+    let loop_iterations = row_trips + wg_rows as usize;
     if let Some(message) = ctx.loop_limit_exceeded(loop_iterations) {
         return Err(shape_error(message));
     }
@@ -384,9 +411,16 @@ pub fn bias_grad(
     };
     let uniform = ctx.uniform("bias_grad params", &params);
     let bind_group = ctx.bind(&kernel, &[&uniform, dy, db]);
+    let c_passes = 1 + accumulate as usize;
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [groups as u32, 1, 1],
+        footprint: Footprint {
+            workgroup_size: [wg_cols, wg_rows, 1],
+            longest_loop: row_trips.max(wg_rows as usize) as u64,
+            flops: (rows * cols) as f64,
+            bytes: (4 * (rows * cols + c_passes * cols)) as f64,
+        },
     })
 }

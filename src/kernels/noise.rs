@@ -9,7 +9,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 
 /// Twin of `Params` in `shaders/noise.wgsl`.
 #[repr(C)]
@@ -131,6 +131,8 @@ pub fn noise(
             kernel,
             bind_group,
             groups: [x, y, 1],
+            // The 10 Philox rounds of one block of 4 values.
+            footprint: Footprint::linear(WORKGROUP, 10, 0.0, 4.0 * n as f64),
         },
         NoiseStream { params, uniform },
     ))
