@@ -49,7 +49,10 @@
 //   bias_grad  a BG_COLS x BG_ROWS workgroup owns BG_COLS columns; invocation (x, y)
 //              sums rows y, y + BG_ROWS, ... of column x (neighbouring invocations read
 //              neighbouring columns), then row group 0 adds the BG_ROWS partial sums
-//              from workgroup memory. Grid: x over column blocks.
+//              from workgroup memory. Grid: x over column blocks, y over chunks of
+//              chunk_rows rows; chunk y writes row y of db (chunks, cols), so a long
+//              reduction runs as partial sums over many workgroups, then this same
+//              kernel over the (chunks, cols) partial sums.
 
 struct Params {
     m: u32,
@@ -74,7 +77,7 @@ struct BiasGradParams {
     rows: u32,
     cols: u32,
     accumulate: u32,
-    _pad: u32,
+    chunk_rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -483,14 +486,17 @@ fn bias_grad(
     // Clamped so that no loop exit diverges; the store is guarded instead.
     let load_col = min(col, cols - 1u);
     let g = BG_ROWS;
+    let start = wg.y * bg_params.chunk_rows;
+    // The launcher's chunks all start inside the rows.
+    let end = start + min(bg_params.chunk_rows, bg_params.rows - start);
     var sum = 0.0;
     // Four rows per iteration: fewer iterations against llvmpipe's loop limit.
-    var r = lid.y;
-    for (; r + 3u * g < bg_params.rows; r += 4u * g) {
+    var r = start + lid.y;
+    for (; r + 3u * g < end; r += 4u * g) {
         let at = r * cols + load_col;
         sum += (dy[at] + dy[at + g * cols]) + (dy[at + 2u * g * cols] + dy[at + 3u * g * cols]);
     }
-    for (; r < bg_params.rows; r += g) {
+    for (; r < end; r += g) {
         sum += dy[r * cols + load_col];
     }
     bg_partial[lid.y * BG_COLS + lid.x] = sum;
@@ -500,9 +506,10 @@ fn bias_grad(
         for (var y = 0u; y < BG_ROWS; y++) {
             total += bg_partial[y * BG_COLS + lid.x];
         }
+        let at = wg.y * cols + col;
         if (bg_params.accumulate != 0u) {
-            total += db[col];
+            total += db[at];
         }
-        db[col] = total;
+        db[at] = total;
     }
 }

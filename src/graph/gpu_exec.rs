@@ -416,7 +416,7 @@ impl GpuExecutor {
             } => {
                 let (dy, db) = (self.buffer(dy), self.buffer(db));
                 plan.dispatches
-                    .push(gemm::bias_grad(ctx, &dy, rows, cols, &db, accumulate)?);
+                    .extend(gemm::bias_grad(ctx, &dy, rows, cols, &db, accumulate)?);
             }
             Instr::Conv2d { geom, x, w, b, y } => {
                 let (x, w, b, y) = (

@@ -39,7 +39,7 @@ pub struct BiasGradParams {
     pub rows: u32,
     pub cols: u32,
     pub accumulate: u32,
-    pub _pad: u32,
+    pub chunk_rows: u32,
 }
 
 pub const PARAMS_TWINS: &[super::ParamsTwin] = &[
@@ -354,9 +354,23 @@ fn check_buffer(
     Ok(())
 }
 
+/// Workgroups a bias gradient should spread over: a real GPU wants many (the plan's
+/// width rule asks for at least 128 wherever a dispatch moves over 1 MB), a software
+/// adapter one per CPU thread or so.
+fn bias_grad_workgroups(ctx: &GpuContext) -> usize {
+    match ctx.kernel_settings() {
+        KernelSettings::Gpu => 256,
+        KernelSettings::Software => 16,
+    }
+}
+
 /// Records `db[j] = Σ_r dy[r, j]` (+ `db[j]` with `accumulate`) for dy (rows, cols)
 /// row-major: the bias gradient of a Dense layer (rows = batch) or of a convolution over
 /// NHWC (rows = batch·H·W, cols = channels).
+///
+/// Where the columns alone give too few workgroups, the rows are cut into chunks summed
+/// by separate workgroups into a (chunks, cols) scratch buffer, which a second dispatch
+/// of the same kernel sums into db: two stages, each short and wide.
 pub fn bias_grad(
     ctx: &GpuContext,
     dy: &wgpu::Buffer,
@@ -364,7 +378,7 @@ pub fn bias_grad(
     cols: usize,
     db: &wgpu::Buffer,
     accumulate: bool,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let shape_error = |message: String| Error::Shape {
         op: "bias_grad",
         message: format!("{rows}x{cols}: {message}"),
@@ -374,48 +388,95 @@ pub fn bias_grad(
     }
     check_buffer(ctx, "dy", dy, rows * cols).map_err(shape_error)?;
     check_buffer(ctx, "db", db, cols).map_err(shape_error)?;
-    // 256 invocations; narrow outputs trade columns for more row groups.
+    let (wg_cols, wg_rows) = bias_grad_workgroup(cols);
+    let col_groups = cols.div_ceil(wg_cols as usize).max(1);
+    // Each chunk keeps at least two trips of four rows per invocation.
+    let per_trip = 4 * wg_rows as usize;
+    let most = rows.div_ceil(2 * per_trip).max(1);
+    let mut chunks = (bias_grad_workgroups(ctx) / col_groups).clamp(1, most);
+    if let Some(limit) = ctx.loop_limit() {
+        // Stay well under llvmpipe's loop limit however long the reduction.
+        let longest_chunk = per_trip * (limit / 2);
+        chunks = chunks.max(rows.div_ceil(longest_chunk));
+    }
+    let chunk_rows = rows.div_ceil(chunks).max(1);
+    let chunks = rows.div_ceil(chunk_rows).max(1);
+    if chunks == 1 {
+        return Ok(vec![bias_grad_pass(
+            ctx, dy, rows, cols, rows, db, accumulate,
+        )?]);
+    }
+    if chunks * cols > u32::MAX as usize {
+        return Err(shape_error("partial sums overflow u32 indexing".into()));
+    }
+    let partials = ctx.storage("bias grad partial sums", (chunks * cols * 4) as u64);
+    Ok(vec![
+        bias_grad_pass(ctx, dy, rows, cols, chunk_rows, &partials, false)?,
+        bias_grad_pass(ctx, &partials, chunks, cols, chunks, db, accumulate)?,
+    ])
+}
+
+/// (columns, row groups) of a 256-invocation bias-gradient workgroup: narrow outputs
+/// trade columns for more row groups.
+fn bias_grad_workgroup(cols: usize) -> (u32, u32) {
     let wg_cols: u32 = match cols {
         0..=8 => 8,
         9..=1023 => 16,
         _ => 64,
     };
-    let wg_rows = 256 / wg_cols;
+    (wg_cols, 256 / wg_cols)
+}
+
+/// One `bias_grad` dispatch: chunk c of `chunk_rows` rows of dy (rows, cols) summed into
+/// row c of out (+ out with `accumulate`).
+fn bias_grad_pass(
+    ctx: &GpuContext,
+    dy: &wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+    chunk_rows: usize,
+    out: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let shape_error = |message: String| Error::Shape {
+        op: "bias_grad",
+        message: format!("{rows}x{cols}: {message}"),
+    };
+    let (wg_cols, wg_rows) = bias_grad_workgroup(cols);
     // The row walk takes four rows per iteration, then up to 3 single rows; then the
     // final sum over row groups.
-    let row_trips = rows / (4 * wg_rows as usize) + 3;
+    let row_trips = chunk_rows / (4 * wg_rows as usize) + 3;
     let loop_iterations = row_trips + wg_rows as usize;
     if let Some(message) = ctx.loop_limit_exceeded(loop_iterations) {
         return Err(shape_error(message));
     }
     let groups = cols.div_ceil(wg_cols as usize);
-    if groups > ctx.limits.max_compute_workgroups_per_dimension as usize {
+    let chunks = rows.div_ceil(chunk_rows.max(1)).max(1);
+    let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    if groups > max || chunks > max {
         return Err(shape_error(format!(
-            "{groups} workgroups exceed the device's per-dimension limit"
+            "{groups}x{chunks} workgroups exceed the device's per-dimension limit"
         )));
     }
     let kernel = ctx.kernel(&KernelSpec {
         shader: Shader::Gemm,
         entry: "bias_grad",
         bindings: &[Binding::Uniform, Binding::Read, Binding::ReadWrite],
-        constants: &[
-            ("BG_COLS", wg_cols as f64),
-            ("BG_ROWS", (256 / wg_cols) as f64),
-        ],
+        constants: &[("BG_COLS", wg_cols as f64), ("BG_ROWS", wg_rows as f64)],
     })?;
     let params = BiasGradParams {
         rows: rows as u32,
         cols: cols as u32,
         accumulate: accumulate as u32,
-        _pad: 0,
+        chunk_rows: chunk_rows as u32,
     };
     let uniform = ctx.uniform("bias_grad params", &params);
-    let bind_group = ctx.bind(&kernel, &[&uniform, dy, db]);
-    let c_passes = 1 + accumulate as usize;
+    let bind_group = ctx.bind(&kernel, &[&uniform, dy, out]);
+    let c_passes = chunks * (1 + accumulate as usize);
     Ok(Dispatch {
         kernel,
         bind_group,
-        groups: [groups as u32, 1, 1],
+        groups: [groups as u32, chunks as u32, 1],
         footprint: Footprint {
             workgroup_size: [wg_cols, wg_rows, 1],
             longest_loop: row_trips.max(wg_rows as usize) as u64,
