@@ -448,6 +448,19 @@ fn weight_grad_split(
     Ok((quad_rows.div_ceil(chunk), chunk))
 }
 
+/// Lanes summing one weight's slices in `conv_reduce_slices`: on a real GPU enough that
+/// each adds at most [`SLICES_PER_LANE`] slices (up to 16, a power of two); one on a
+/// software adapter, where the barriers of the lanes' tree cost more than the loop.
+fn reduce_lanes(ctx: &GpuContext, slices: usize) -> usize {
+    match ctx.kernel_settings() {
+        KernelSettings::Software => 1,
+        KernelSettings::Gpu => slices.div_ceil(SLICES_PER_LANE).next_power_of_two().min(16),
+    }
+}
+
+/// The slices one lane of the reduction should add at most, where 16 lanes allow.
+const SLICES_PER_LANE: usize = 32;
+
 /// dw = sum over pixels of patch(x)^T dy (+ dw).
 fn weight_grad(
     ctx: &GpuContext,
@@ -496,9 +509,17 @@ fn weight_grad(
     }
     let parts = ctx.storage("conv weight grad partial sums", (slices * len * 4) as u64);
     let bind_group = ctx.bind(&kernel, &[&uniform, x, dy, &parts]);
-    let reduce = self::kernel(ctx, "conv_reduce_slices", REDUCE_BINDINGS)?;
+    let lanes = reduce_lanes(ctx, slices);
+    let reduce = ctx.kernel(&KernelSpec {
+        shader: Shader::Conv,
+        entry: "conv_reduce_slices",
+        bindings: REDUCE_BINDINGS,
+        constants: &[("WG", workgroup(ctx) as f64), ("RL", lanes as f64)],
+    })?;
     let reduce_group = ctx.bind(&reduce, &[&uniform, &parts, dw]);
-    let (rx, ry) = grid_1d(ctx, len.div_ceil(workgroup(ctx)) as u32);
+    let weights_per_group = workgroup(ctx) / lanes;
+    let reduce_groups = u32::try_from(len.div_ceil(weights_per_group)).map_err(|_| overflow(s))?;
+    let (rx, ry) = grid_1d(ctx, reduce_groups);
     Ok(vec![
         Dispatch {
             kernel,
@@ -511,14 +532,14 @@ fn weight_grad(
                 ConvShape::bytes(inputs, 0, slices * len, 0, false),
             ),
         },
-        // One invocation per weight, adding its slices.
+        // `lanes` invocations per weight, each adding every lanes-th slice.
         Dispatch {
             kernel: reduce,
             bind_group: reduce_group,
             groups: [rx, ry, 1],
             footprint: Footprint::linear(
                 wg,
-                slices,
+                slices.div_ceil(lanes).max(lanes.ilog2() as usize),
                 (slices * len) as f64,
                 ConvShape::bytes(slices * len, 0, len, 0, accumulate),
             ),
