@@ -37,6 +37,10 @@
 //                       n == 1 or b_stride_n a multiple of 4); `_vec4_rows` reads opA as
 //                       vec4 over the 4 rows (needs a_stride_m == 1, a_stride_k a
 //                       multiple of 4).
+//   gemm_dot            for GPUs, thin products with a long k (a Dense(1) layer): one
+//                       DOT_WG workgroup per output element; invocation l adds the
+//                       products p = l, l + DOT_WG, ... and the workgroup's sums meet in
+//                       a tree in workgroup memory. Grid: the m*n outputs over x and y.
 //   Register tiles are consts (function-scope arrays need constant sizes) and written
 //   out by hand rather than as loops: llvmpipe does not unroll the longer loops, and it
 //   ends a shader invocation's loops after 65535 iterations in total (all loops
@@ -467,6 +471,43 @@ fn gemm_register_thin_vec4_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(loca
 @compute @workgroup_size(1, THIN_WG)
 fn gemm_register_thin_vec4_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     thin_tile(wg, lid, THIN_A_ALONG_ROWS, false);
+}
+
+// ---- gemm_dot ------------------------------------------------------------------------
+
+override DOT_WG: u32 = 64u;
+
+var<workgroup> dot_sums: array<f32, DOT_WG>;
+
+@compute @workgroup_size(DOT_WG)
+fn gemm_dot(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    // Uniform over the workgroup, so the early exit keeps the barriers uniform.
+    let o = wid.x + wid.y * groups.x;
+    if (o >= params.m * params.n) {
+        return;
+    }
+    let i = o / params.n;
+    let j = o % params.n;
+    var sum = 0.0;
+    for (var p = lid; p < params.k; p += DOT_WG) {
+        sum += a[i * params.a_stride_m + p * params.a_stride_k]
+            * b[p * params.b_stride_k + j * params.b_stride_n];
+    }
+    dot_sums[lid] = sum;
+    workgroupBarrier();
+    for (var stride = DOT_WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            dot_sums[lid] += dot_sums[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        store_c(i, j, dot_sums[0]);
+    }
 }
 
 // ---- bias_grad ----------------------------------------------------------------------

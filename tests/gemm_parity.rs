@@ -196,6 +196,55 @@ fn gemm_with_k_zero_gives_bias_or_keeps_c() {
     }
 }
 
+/// `gemm_dot` (one workgroup per output, k split over its invocations) on thin shapes:
+/// empty, single, prime and not-a-multiple-of-64 sizes, every layout, with and without
+/// bias and accumulation. It is what the real-GPU settings run for a thin product with a
+/// long k, and any adapter can run it.
+#[test]
+fn gemm_dot_is_exact_on_thin_shapes() {
+    let Some(ctx) = test_context("gemm_dot thin shapes") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(12);
+    let shapes = [
+        (0, 1, 300),
+        (1, 0, 300),
+        (1, 1, 0),
+        (1, 1, 1),
+        (2, 3, 64),
+        (13, 2, 65),
+        (3, 5, 257),
+        (5, 7, 1031),
+        (7, 1, 2304),
+        (100, 1, 2304),
+        (1, 100, 2304),
+    ];
+    let mut case_number = 0usize;
+    for (m, n, k) in shapes {
+        for layout in LAYOUTS {
+            let bias = case_number % 2 == 1;
+            let accumulate = (case_number / 2) % 2 == 1;
+            case_number += 1;
+            let case = Case::new(shape(m, n, k, layout, accumulate), bias, &mut rng, integers);
+            case.check_exact(&ctx, GemmVariant::Dot);
+        }
+    }
+    // The real-GPU settings choose it for the discriminator's Dense(1) forward only.
+    if ctx.kernel_settings() == KernelSettings::Gpu {
+        let buf = ctx.storage("thin", 2304 * 100 * 4);
+        let entry = |m, n, k| {
+            let s = shape(m, n, k, (false, false), false);
+            gemm(&ctx, &s, &buf, &buf, None, &buf, GemmVariant::Auto)
+                .unwrap()
+                .kernel
+                .entry
+        };
+        assert_eq!(entry(100, 1, 2304), "gemm_dot");
+        assert_eq!(entry(100, 2304, 1), "gemm_tiled");
+        assert_eq!(entry(2304, 1, 100), "gemm_tiled");
+    }
+}
+
 #[test]
 fn gemm_is_exact_on_dense_layer_shapes_at_batch_100() {
     let Some(ctx) = test_context("gemm dense shapes") else {

@@ -74,6 +74,8 @@ pub enum GemmVariant {
     Tiled,
     /// A large register tile per invocation, no workgroup memory.
     Register,
+    /// One workgroup per output, its invocations splitting k (thin products, long k).
+    Dot,
 }
 
 /// FLOPs of one product, counting a multiply-add as two: `2·m·n·k`.
@@ -109,6 +111,16 @@ const REGISTER_BLOCK: (usize, usize) = (8 * 16, 8 * 8);
 /// the 100 rows of a batch still spread over several workgroups (CPU threads).
 const THIN_WG: u32 = 16;
 const THIN_BLOCK: (usize, usize) = (THIN_WG as usize * 4, 1);
+
+/// `gemm_dot`'s workgroup: a power of two (its tree halves it).
+const DOT_WG: u32 = 64;
+
+/// Whether the GPU settings run `shape` as `gemm_dot`: the 64x64 tiles of `gemm_tiled`
+/// would leave a thin output (a side under 8) on a few workgroups each walking all of
+/// a long k, where one workgroup per output splits k 64 ways.
+fn dot_fits(shape: &GemmShape) -> bool {
+    shape.m.min(shape.n) < 8 && shape.k >= 256 && shape.m * shape.n <= 1 << 16
+}
 
 /// Records `C = op(A)·op(B) (+ bias[n] on every row) (+ C)` for `shape`; `bias`, when
 /// given, holds n values. Buffers hold f32, row-major, at least as long as the shape needs.
@@ -177,11 +189,17 @@ pub fn gemm(
         _pad: [0; 3],
     };
 
-    let register = match variant {
-        GemmVariant::Auto => ctx.kernel_settings() == KernelSettings::Software,
-        GemmVariant::Tiled => false,
-        GemmVariant::Register => true,
+    let settings = ctx.kernel_settings();
+    let variant = match variant {
+        GemmVariant::Auto if settings == KernelSettings::Software => GemmVariant::Register,
+        GemmVariant::Auto if dot_fits(shape) => GemmVariant::Dot,
+        GemmVariant::Auto => GemmVariant::Tiled,
+        chosen => chosen,
     };
+    if variant == GemmVariant::Dot {
+        return gemm_dot(ctx, shape, &params, (a, b, bias, c), shape_error);
+    }
+    let register = variant == GemmVariant::Register;
     let mut operands = (a, b);
     // (entry, constants, outputs per workgroup, workgroup size, loop iterations for the
     // loop limit, trips of the k loop)
@@ -309,6 +327,60 @@ pub fn gemm(
             longest_loop: k_trips as u64,
             flops: gemm_flops(shape),
             bytes: bytes as f64,
+        },
+    })
+}
+
+/// `gemm_dot` for `shape` with `params` (already checked): one workgroup per output.
+fn gemm_dot(
+    ctx: &GpuContext,
+    shape: &GemmShape,
+    params: &GemmParams,
+    (a, b, bias, c): (
+        &wgpu::Buffer,
+        &wgpu::Buffer,
+        Option<&wgpu::Buffer>,
+        &wgpu::Buffer,
+    ),
+    shape_error: impl Fn(String) -> Error,
+) -> Result<Dispatch> {
+    let &GemmShape { m, n, k, .. } = shape;
+    let trips = k.div_ceil(DOT_WG as usize);
+    // The k walk, then the tree's halvings.
+    if let Some(message) = ctx.loop_limit_exceeded(trips + DOT_WG.ilog2() as usize) {
+        return Err(shape_error(format!("gemm_dot: {message}")));
+    }
+    let outputs = u32::try_from(m * n)
+        .map_err(|_| shape_error("gemm_dot: too many outputs for one grid".into()))?;
+    let (gx, gy) = crate::gpu::pipeline::grid_1d(ctx, outputs);
+    if gy > ctx.limits.max_compute_workgroups_per_dimension {
+        return Err(shape_error(format!(
+            "gemm_dot: {outputs} outputs need more workgroups than the device allows"
+        )));
+    }
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Gemm,
+        entry: "gemm_dot",
+        bindings: GEMM_BINDINGS,
+        constants: &[("DOT_WG", DOT_WG as f64)],
+    })?;
+    let uniform = ctx.uniform("gemm params", params);
+    // gemm_dot never reads the vec4 views or, without a bias, binding 3: A stands in
+    // (a vec4 view needs 16 bytes, which a short A lacks).
+    let placeholder = (a.size() < 16).then(|| ctx.storage("gemm vec4 placeholder", 16));
+    let view = placeholder.as_ref().unwrap_or(a);
+    let bind_group = ctx.bind(&kernel, &[&uniform, a, b, bias.unwrap_or(a), c, view, view]);
+    let c_passes = 1 + shape.accumulate as usize;
+    let bias_len = if bias.is_some() { n } else { 0 };
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [gx, gy, 1],
+        footprint: Footprint {
+            workgroup_size: [DOT_WG, 1, 1],
+            longest_loop: trips.max(DOT_WG.ilog2() as usize) as u64,
+            flops: gemm_flops(shape),
+            bytes: (4 * (m * k + k * n + c_passes * m * n + bias_len)) as f64,
         },
     })
 }
