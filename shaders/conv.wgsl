@@ -963,20 +963,44 @@ fn conv_weight_grad(
     w_store(acc11, rb, n0 + 4u, tile.slice);
 }
 
-// dw[i] = sum_s parts[s*len + i] (+ dw[i]); len = k_h*k_w*in_c*out_c.
+// Lanes that sum one weight's slices together: a power of two dividing WG. With 1 each
+// invocation walks all slices of its weight (no barriers, for software adapters); with
+// more, lane l adds slices l, l + RL, ... and the lanes' sums meet in a tree in workgroup
+// memory, so long reductions spread over RL times more invocations.
+override RL: u32 = 1u;
+
+var<workgroup> slice_sums: array<f32, WG>;
+
+// dw[i] = sum_s parts[s*len + i] (+ dw[i]); len = k_h*k_w*in_c*out_c. A workgroup owns
+// WG / RL consecutive weights.
 @compute @workgroup_size(WG)
 fn conv_reduce_slices(
-    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let len = params.k_h * params.k_w * params.in_c * params.out_c;
-    let i = gid.x + gid.y * groups.x * WG;
-    if (i >= len) {
-        return;
-    }
+    let i = (wid.x + wid.y * groups.x) * (WG / RL) + lid / RL;
+    let lane = lid % RL;
     var v = 0.0;
-    for (var s = 0u; s < params.k_slices; s++) {
-        v += parts[s * len + i];
+    if (i < len) {
+        for (var s = lane; s < params.k_slices; s += RL) {
+            v += parts[s * len + i];
+        }
+    }
+    if (RL > 1u) {
+        slice_sums[lid] = v;
+        workgroupBarrier();
+        for (var stride = RL / 2u; stride > 0u; stride /= 2u) {
+            if (lane < stride) {
+                slice_sums[lid] += slice_sums[lid + stride];
+            }
+            workgroupBarrier();
+        }
+        v = slice_sums[lid];
+    }
+    if (lane != 0u || i >= len) {
+        return;
     }
     if ((params.flags & FLAG_ACCUMULATE) != 0u) {
         v += dw_sum[i];

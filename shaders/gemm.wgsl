@@ -37,6 +37,10 @@
 //                       n == 1 or b_stride_n a multiple of 4); `_vec4_rows` reads opA as
 //                       vec4 over the 4 rows (needs a_stride_m == 1, a_stride_k a
 //                       multiple of 4).
+//   gemm_dot            for GPUs, thin products with a long k (a Dense(1) layer): one
+//                       DOT_WG workgroup per output element; invocation l adds the
+//                       products p = l, l + DOT_WG, ... and the workgroup's sums meet in
+//                       a tree in workgroup memory. Grid: the m*n outputs over x and y.
 //   Register tiles are consts (function-scope arrays need constant sizes) and written
 //   out by hand rather than as loops: llvmpipe does not unroll the longer loops, and it
 //   ends a shader invocation's loops after 65535 iterations in total (all loops
@@ -49,7 +53,10 @@
 //   bias_grad  a BG_COLS x BG_ROWS workgroup owns BG_COLS columns; invocation (x, y)
 //              sums rows y, y + BG_ROWS, ... of column x (neighbouring invocations read
 //              neighbouring columns), then row group 0 adds the BG_ROWS partial sums
-//              from workgroup memory. Grid: x over column blocks.
+//              from workgroup memory. Grid: x over column blocks, y over chunks of
+//              chunk_rows rows; chunk y writes row y of db (chunks, cols), so a long
+//              reduction runs as partial sums over many workgroups, then this same
+//              kernel over the (chunks, cols) partial sums.
 
 struct Params {
     m: u32,
@@ -74,7 +81,7 @@ struct BiasGradParams {
     rows: u32,
     cols: u32,
     accumulate: u32,
-    _pad: u32,
+    chunk_rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -466,6 +473,43 @@ fn gemm_register_thin_vec4_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(l
     thin_tile(wg, lid, THIN_A_ALONG_ROWS, false);
 }
 
+// ---- gemm_dot ------------------------------------------------------------------------
+
+override DOT_WG: u32 = 64u;
+
+var<workgroup> dot_sums: array<f32, DOT_WG>;
+
+@compute @workgroup_size(DOT_WG)
+fn gemm_dot(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    // Uniform over the workgroup, so the early exit keeps the barriers uniform.
+    let o = wid.x + wid.y * groups.x;
+    if (o >= params.m * params.n) {
+        return;
+    }
+    let i = o / params.n;
+    let j = o % params.n;
+    var sum = 0.0;
+    for (var p = lid; p < params.k; p += DOT_WG) {
+        sum += a[i * params.a_stride_m + p * params.a_stride_k]
+            * b[p * params.b_stride_k + j * params.b_stride_n];
+    }
+    dot_sums[lid] = sum;
+    workgroupBarrier();
+    for (var stride = DOT_WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            dot_sums[lid] += dot_sums[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        store_c(i, j, dot_sums[0]);
+    }
+}
+
 // ---- bias_grad ----------------------------------------------------------------------
 
 override BG_COLS: u32 = 64u;
@@ -483,14 +527,17 @@ fn bias_grad(
     // Clamped so that no loop exit diverges; the store is guarded instead.
     let load_col = min(col, cols - 1u);
     let g = BG_ROWS;
+    let start = wg.y * bg_params.chunk_rows;
+    // The launcher's chunks all start inside the rows.
+    let end = start + min(bg_params.chunk_rows, bg_params.rows - start);
     var sum = 0.0;
     // Four rows per iteration: fewer iterations against llvmpipe's loop limit.
-    var r = lid.y;
-    for (; r + 3u * g < bg_params.rows; r += 4u * g) {
+    var r = start + lid.y;
+    for (; r + 3u * g < end; r += 4u * g) {
         let at = r * cols + load_col;
         sum += (dy[at] + dy[at + g * cols]) + (dy[at + 2u * g * cols] + dy[at + 3u * g * cols]);
     }
-    for (; r < bg_params.rows; r += g) {
+    for (; r < end; r += g) {
         sum += dy[r * cols + load_col];
     }
     bg_partial[lid.y * BG_COLS + lid.x] = sum;
@@ -500,9 +547,10 @@ fn bias_grad(
         for (var y = 0u; y < BG_ROWS; y++) {
             total += bg_partial[y * BG_COLS + lid.x];
         }
+        let at = wg.y * cols + col;
         if (bg_params.accumulate != 0u) {
-            total += db[col];
+            total += db[at];
         }
-        db[col] = total;
+        db[at] = total;
     }
 }

@@ -142,6 +142,21 @@ enum Command {
         #[arg(long, default_value = "seed", value_parser = model_names())]
         model: String,
     },
+    /// Show one training iteration as the adapter runs it: every dispatch with its kernel,
+    /// grid, longest loop, FLOPs and bytes, the totals, and the dispatches too narrow for a GPU
+    Plan {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// The model whose training iteration is shown
+        #[arg(long, default_value = "seed", value_parser = model_names())]
+        model: String,
+        /// Kernel settings to plan with [default: GAN_GPU_KERNELS, else auto]
+        #[arg(long, value_enum)]
+        kernels: Option<KernelChoice>,
+        /// One JSON report instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every kernel on this adapter against the CPU reference, at the GAN's and the
     /// classifier's exact shapes and at awkward ones, then whole training iterations
     Selftest {
@@ -452,6 +467,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 model: kind(&model)?,
             };
             bench::command(gpu.as_ref(), &opts, json)?
+        }
+        Command::Plan {
+            adapter,
+            model,
+            kernels,
+            json,
+        } => {
+            let runtime = Runtime::new(DeviceChoice::Gpu, adapter.request()).with_kernels(kernels);
+            bench::plan::command(&runtime, kind(&model)?, json)?
         }
         Command::Selftest {
             adapter,

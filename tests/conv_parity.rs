@@ -309,6 +309,28 @@ fn accumulate_adds_to_the_outputs() {
     check(&ctx, gan, true, 10);
 }
 
+/// Weight gradients split into many slices, summed by 1, 2 and 16 lanes per weight
+/// under the real-GPU settings (one under the software ones), at weight counts that do
+/// not fill the reduction's workgroups, overwriting and accumulating.
+#[test]
+fn many_slice_weight_gradients_match_cpu() {
+    let Some(ctx) = test_context("conv wide slice reduction") else {
+        return;
+    };
+    let cases = [
+        // 432 quad rows, 135 weights: 16 lanes.
+        Conv2dGeometry::valid(61, 29, 29, 3, 5, 3, 3, 1, 1),
+        // 55 quad rows: 2 lanes.
+        Conv2dGeometry::valid(20, 13, 13, 2, 3, 3, 3, 1, 1),
+        // 27 quad rows: 1 lane.
+        Conv2dGeometry::valid(9, 11, 11, 2, 7, 3, 3, 1, 1),
+    ];
+    for (i, g) in cases.into_iter().enumerate() {
+        check(&ctx, Layer::Conv(g), i % 2 == 1, 400 + i as u64);
+        check(&ctx, Layer::Conv(g), i % 2 == 0, 410 + i as u64);
+    }
+}
+
 #[test]
 fn gan_layers_match_cpu_at_batch_2() {
     let Some(ctx) = test_context("conv GAN layers") else {

@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use common::assert_close;
 use gan_gpu::cpu;
-use gan_gpu::gpu::GpuContext;
 use gan_gpu::gpu::testing::test_context;
+use gan_gpu::gpu::{GpuContext, KernelSettings};
 use gan_gpu::kernels::gemm::{GemmShape, GemmVariant, bias_grad, gemm, gemm_flops};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -196,6 +196,55 @@ fn gemm_with_k_zero_gives_bias_or_keeps_c() {
     }
 }
 
+/// `gemm_dot` (one workgroup per output, k split over its invocations) on thin shapes:
+/// empty, single, prime and not-a-multiple-of-64 sizes, every layout, with and without
+/// bias and accumulation. It is what the real-GPU settings run for a thin product with a
+/// long k, and any adapter can run it.
+#[test]
+fn gemm_dot_is_exact_on_thin_shapes() {
+    let Some(ctx) = test_context("gemm_dot thin shapes") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(12);
+    let shapes = [
+        (0, 1, 300),
+        (1, 0, 300),
+        (1, 1, 0),
+        (1, 1, 1),
+        (2, 3, 64),
+        (13, 2, 65),
+        (3, 5, 257),
+        (5, 7, 1031),
+        (7, 1, 2304),
+        (100, 1, 2304),
+        (1, 100, 2304),
+    ];
+    let mut case_number = 0usize;
+    for (m, n, k) in shapes {
+        for layout in LAYOUTS {
+            let bias = case_number % 2 == 1;
+            let accumulate = (case_number / 2) % 2 == 1;
+            case_number += 1;
+            let case = Case::new(shape(m, n, k, layout, accumulate), bias, &mut rng, integers);
+            case.check_exact(&ctx, GemmVariant::Dot);
+        }
+    }
+    // The real-GPU settings choose it for the discriminator's Dense(1) forward only.
+    if ctx.kernel_settings() == KernelSettings::Gpu {
+        let buf = ctx.storage("thin", 2304 * 100 * 4);
+        let entry = |m, n, k| {
+            let s = shape(m, n, k, (false, false), false);
+            gemm(&ctx, &s, &buf, &buf, None, &buf, GemmVariant::Auto)
+                .unwrap()
+                .kernel
+                .entry
+        };
+        assert_eq!(entry(100, 1, 2304), "gemm_dot");
+        assert_eq!(entry(100, 2304, 1), "gemm_tiled");
+        assert_eq!(entry(2304, 1, 100), "gemm_tiled");
+    }
+}
+
 #[test]
 fn gemm_is_exact_on_dense_layer_shapes_at_batch_100() {
     let Some(ctx) = test_context("gemm dense shapes") else {
@@ -334,7 +383,7 @@ fn dense_layers_match_tf_keras_golden_vectors() {
             .iter()
             .map(|(s, a, b, bias, c)| gemm(&ctx, s, a, b, *bias, c, GemmVariant::Auto).unwrap())
             .collect();
-        dispatches.push(bias_grad(&ctx, &dyb, batch, out_f, &outputs[3], false).unwrap());
+        dispatches.extend(bias_grad(&ctx, &dyb, batch, out_f, &outputs[3], false).unwrap());
         ctx.run(&dispatches.iter().collect::<Vec<_>>(), "gemm golden")
             .unwrap();
         for (tensor, out) in ["y", "dx", "dw", "db"].into_iter().zip(&outputs) {
@@ -425,7 +474,8 @@ fn run_bias_grad(
         None => ctx.nan_filled("test db", cols),
     };
     let d = bias_grad(ctx, &dy_buf, rows, cols, &db, db0.is_some()).unwrap();
-    ctx.run(&[&d], "bias_grad test").unwrap();
+    ctx.run(&d.iter().collect::<Vec<_>>(), "bias_grad test")
+        .unwrap();
     ctx.read(&db, cols).unwrap()
 }
 
@@ -451,6 +501,11 @@ fn bias_grad_is_exact_on_whole_numbers() {
         (5, 65),
         (300, 17),
         (100, 6272),
+        // Two stages under either setting, with a short last chunk.
+        (16900, 32),
+        (4099, 3),
+        (257, 1),
+        (1031, 1031),
     ];
     for (i, (rows, cols)) in shapes.into_iter().enumerate() {
         let dy = integers(&mut rng, rows * cols);
@@ -463,6 +518,42 @@ fn bias_grad_is_exact_on_whole_numbers() {
         let desc = format!("{rows}x{cols}{}", if db0.is_some() { " +=" } else { "" });
         assert_close("bias_grad", &desc, &got, &want, 0.0, 0.0);
     }
+}
+
+#[test]
+fn long_bias_grads_spread_over_many_workgroups_in_two_stages() {
+    let Some(ctx) = test_context("bias_grad stages") else {
+        return;
+    };
+    let wanted = match ctx.kernel_settings() {
+        KernelSettings::Gpu => 128,
+        KernelSettings::Software => 16,
+    };
+    // The GAN's conv bias gradients, and under the GPU settings its dense one (98 column
+    // blocks already fill a software adapter).
+    let mut shapes = vec![(16900, 32), (19600, 64), (78400, 1)];
+    if ctx.kernel_settings() == KernelSettings::Gpu {
+        shapes.push((100, 6272));
+    }
+    for (rows, cols) in shapes {
+        let dy = ctx.storage("stage dy", (rows * cols * 4) as u64);
+        let db = ctx.storage("stage db", (cols * 4) as u64);
+        let d = bias_grad(&ctx, &dy, rows, cols, &db, false).unwrap();
+        assert_eq!(d.len(), 2, "{rows}x{cols}: partial sums, then their sum");
+        assert!(
+            d[0].workgroups() >= wanted,
+            "{rows}x{cols}: {} workgroups",
+            d[0].workgroups()
+        );
+        assert!(
+            d.iter().all(|d| d.footprint.longest_loop <= 128),
+            "{rows}x{cols}"
+        );
+    }
+    // A short one stays one dispatch.
+    let dy = ctx.storage("stage dy", 4 * 7 * 4);
+    let db = ctx.storage("stage db", 7 * 4);
+    assert_eq!(bias_grad(&ctx, &dy, 4, 7, &db, true).unwrap().len(), 1);
 }
 
 #[test]

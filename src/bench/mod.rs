@@ -8,6 +8,7 @@
 //! times are wall-clock medians.
 
 pub mod cases;
+pub mod plan;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +48,9 @@ pub struct BenchRow {
     pub images_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_gemm512: Option<f64>,
+    /// Training step on a GPU executor only: the dispatches one iteration issues.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatches_per_iteration: Option<usize>,
     /// CPU rows with GFLOP/s: the rate as a fraction of the fp32 FMA peak measured in the
     /// same run on the executor's threads (the `fp32 FMA peak` row).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,6 +92,7 @@ fn row(case_kernel: &str, layer: &str, shape: &str, on: &Target, ms: f64, work: 
         },
         images_per_s: None,
         fraction_of_gemm512: None,
+        dispatches_per_iteration: None,
         fraction_of_peak: None,
     }
 }
@@ -347,6 +352,7 @@ fn train_step_row(
         Work::Flops(flops),
     );
     r.images_per_s = Some(BATCH as f64 / (ms * 1e-3));
+    r.dispatches_per_iteration = exec.dispatches_per_run(plan);
     let gemm512 = rows
         .iter()
         .find(|r| {
@@ -377,6 +383,9 @@ pub fn render(rows: &[BenchRow]) -> String {
         );
         if let (Some(ips), Some(frac)) = (r.images_per_s, r.fraction_of_gemm512) {
             out += &format!("  {ips:.0} images/s, {frac:.2} of GEMM 512³");
+        }
+        if let Some(d) = r.dispatches_per_iteration {
+            out += &format!(", {d} dispatches");
         }
         if let Some(frac) = r.fraction_of_peak {
             out += &format!("  {frac:.2} of peak");

@@ -8,7 +8,7 @@ pub mod pipeline;
 pub mod settings;
 
 pub use context::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
-pub use dispatch::Dispatch;
+pub use dispatch::{Dispatch, Footprint};
 pub use pipeline::{Binding, Kernel, KernelSpec, Shader};
 pub use settings::{KernelChoice, KernelSettings};
 pub mod testing;

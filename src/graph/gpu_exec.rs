@@ -30,6 +30,8 @@ enum StreamUse {
 
 struct Plan {
     dispatches: Vec<Dispatch>,
+    /// The instruction (index into the compiled list) each dispatch was recorded for.
+    origins: Vec<usize>,
     streams: Vec<(NoiseStream, StreamUse)>,
     optimizers: Vec<usize>,
     /// The moving averages (indices into the executor's) the plan steps.
@@ -123,10 +125,7 @@ impl GpuExecutor {
     /// browser export). Refused for plans that draw noise or batches, whose per-step
     /// uniforms a verbatim replay would freeze.
     pub fn recorded_dispatches(&self, plan: usize) -> Result<&[Dispatch]> {
-        let plan = self
-            .plans
-            .get(plan)
-            .ok_or_else(|| Error::InvalidArgument(format!("no compiled plan {plan}")))?;
+        let plan = self.plan(plan)?;
         if !plan.streams.is_empty() || !plan.optimizers.is_empty() || !plan.emas.is_empty() {
             return Err(Error::InvalidArgument(
                 "a plan with per-step random streams or Adam steps cannot be replayed verbatim"
@@ -134,6 +133,21 @@ impl GpuExecutor {
             ));
         }
         Ok(&plan.dispatches)
+    }
+
+    /// A compiled plan's dispatches in order, each with the index of the instruction it
+    /// was recorded for, as one [`Executor::run`] replays them: into
+    /// [`crate::gpu::dispatch::PASSES_PER_RUN`] compute pass and
+    /// [`crate::gpu::dispatch::SUBMISSIONS_PER_RUN`] queue submission.
+    pub fn plan_dispatches(&self, plan: usize) -> Result<(&[Dispatch], &[usize])> {
+        let plan = self.plan(plan)?;
+        Ok((&plan.dispatches, &plan.origins))
+    }
+
+    fn plan(&self, plan: usize) -> Result<&Plan> {
+        self.plans
+            .get(plan)
+            .ok_or_else(|| Error::InvalidArgument(format!("no compiled plan {plan}")))
     }
 
     /// The buffer holding the value of node `id` (shared by views of one storage).
@@ -437,7 +451,7 @@ impl GpuExecutor {
             } => {
                 let (dy, db) = (self.buffer(dy), self.buffer(db));
                 plan.dispatches
-                    .push(gemm::bias_grad(ctx, &dy, rows, cols, &db, accumulate)?);
+                    .extend(gemm::bias_grad(ctx, &dy, rows, cols, &db, accumulate)?);
             }
             Instr::Conv2d { geom, x, w, b, y } => {
                 let (x, w, y) = (self.buffer(x), self.buffer(w), self.buffer(y));
@@ -696,13 +710,15 @@ impl Executor for GpuExecutor {
     fn compile(&mut self, instrs: &[Instr]) -> Result<usize> {
         let mut plan = Plan {
             dispatches: Vec::new(),
+            origins: Vec::new(),
             streams: Vec::new(),
             optimizers: Vec::new(),
             emas: Vec::new(),
             batch_indices: None,
         };
-        for instr in instrs {
+        for (i, instr) in instrs.iter().enumerate() {
             self.compile_instr(instr, &mut plan)?;
+            plan.origins.resize(plan.dispatches.len(), i);
         }
         self.ctx.check("compiling a plan")?;
         self.plans.push(plan);
@@ -861,11 +877,18 @@ impl Executor for GpuExecutor {
         Ok(())
     }
 
+    fn dispatches_per_run(&self, plan: usize) -> Option<usize> {
+        let plan = self.plans.get(plan)?;
+        Some(
+            plan.dispatches
+                .iter()
+                .filter(|d| d.workgroups() > 0)
+                .count(),
+        )
+    }
+
     fn time_plan(&mut self, plan: usize, samples: usize) -> Result<f64> {
-        let plan = self
-            .plans
-            .get(plan)
-            .ok_or_else(|| Error::InvalidArgument(format!("no compiled plan {plan}")))?;
+        let plan = self.plan(plan)?;
         let refs: Vec<&Dispatch> = plan.dispatches.iter().collect();
         self.ctx.time_dispatches(&refs, 3, samples as u32)
     }

@@ -364,6 +364,11 @@ pub trait Executor {
     /// Changes optimizer group `group`'s learning rate from the next step on (a schedule's
     /// phases run on one executor, keeping its buffers and Adam state).
     fn set_learning_rate(&mut self, group: usize, lr: f32) -> Result<()>;
+    /// Device dispatches one run of `plan` issues (`None` on the CPU executor, which has
+    /// no dispatches).
+    fn dispatches_per_run(&self, _plan: usize) -> Option<usize> {
+        None
+    }
     /// Median milliseconds of one run of `plan` over `samples` runs after a warm-up: the
     /// wall clock with a device wait, or the device's own timestamps where it has them.
     fn time_plan(&mut self, plan: usize, samples: usize) -> Result<f64> {

@@ -11,7 +11,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::cpu::adam::AdamConfig;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/adam.wgsl`: the per-step scalars.
@@ -138,5 +138,7 @@ pub fn adam_update(
         kernel,
         bind_group,
         groups: [x, y, 1],
+        // p, m, v read and written, g read; about 12 operations an element.
+        footprint: Footprint::linear(WORKGROUP, 0, 12.0 * len as f64, 28.0 * len as f64),
     })
 }

@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSettings, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSettings, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/batchnorm.wgsl`.
@@ -162,7 +162,30 @@ impl Launch<'_> {
             kernel,
             bind_group,
             groups: grid,
+            footprint: self.footprint(entry),
         })
+    }
+
+    /// What one dispatch of `entry` loops over and moves: the partial passes walk a
+    /// slice's rows, the combining ones the slices of a channel.
+    fn footprint(&self, entry: &str) -> Footprint {
+        let p = &self.params;
+        let elements = f64::from(p.rows) * f64::from(p.channels);
+        let partials = f64::from(p.slices) * f64::from(p.channels);
+        let channels = f64::from(p.channels);
+        let (longest_loop, flops, floats) = match entry {
+            "moments_partial" => (p.rows_per_slice, 4.0 * elements, elements + 2.0 * partials),
+            "moments_combine" => (p.slices, 6.0 * partials, 2.0 * partials + 6.0 * channels),
+            "normalize_rows" => (0, 2.0 * elements, 2.0 * elements + 4.0 * channels),
+            "grad_partial" => (
+                p.rows_per_slice,
+                5.0 * elements,
+                2.0 * elements + 2.0 * partials,
+            ),
+            "grad_combine" => (p.slices, 2.0 * partials, 2.0 * partials + 4.0 * channels),
+            _ => (0, 6.0 * elements, 3.0 * elements + 4.0 * channels),
+        };
+        Footprint::linear(WORKGROUP, longest_loop as usize, flops, 4.0 * floats)
     }
 
     fn per_slice_grid(&self) -> [u32; 3] {

@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/bce.wgsl`.
@@ -142,9 +142,20 @@ pub fn bce_with_logits(
         bound.push(labels);
     }
     let bind_group = ctx.bind(&kernel, &bound);
+    // One workgroup strides over the logits, then halves its partial sums.
+    let trips = count
+        .div_ceil(WORKGROUP as usize)
+        .max(WORKGROUP.ilog2() as usize);
+    let label_bytes = if matches!(labels, Labels::Buffer(_)) {
+        4
+    } else {
+        0
+    };
+    let bytes = count * (8 + label_bytes) + 8;
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [1, 1, 1],
+        footprint: Footprint::linear(WORKGROUP, trips, 0.0, bytes as f64),
     })
 }

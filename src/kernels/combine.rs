@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/combine.wgsl`.
@@ -93,10 +93,22 @@ fn launch(
         Grid::Rows(rows) => rows as u32,
     };
     let (x, y) = grid_1d(ctx, groups);
+    let (trips, flops) = match grid {
+        Grid::Elements(n) => (0, n),
+        // Each invocation strides over the row, then the workgroup halves the sums.
+        Grid::Rows(rows) => (
+            cols.div_ceil(WORKGROUP as usize)
+                .max(WORKGROUP.ilog2() as usize),
+            2 * rows * cols,
+        ),
+    };
+    let read: usize = inputs.iter().map(|&(_, _, n)| n).sum();
+    let bytes = 4 * (read + all[0].2 * (1 + accumulate as usize));
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [x, y, 1],
+        footprint: Footprint::linear(WORKGROUP, trips, flops as f64, bytes as f64),
     })
 }
 

@@ -23,7 +23,9 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, Kernel, KernelSettings, KernelSpec, Shader};
+use crate::gpu::{
+    Binding, Dispatch, Footprint, GpuContext, Kernel, KernelSettings, KernelSpec, Shader,
+};
 
 /// Twin of `Params` in `shaders/conv.wgsl`.
 #[repr(C)]
@@ -125,6 +127,17 @@ impl ConvShape {
 
     pub fn weight_len(&self) -> usize {
         self.k_h * self.k_w * self.in_c * self.out_c
+    }
+
+    /// FLOPs of the conv, and of each of its gradients: 2·(output elements)·taps·in_c.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.output_len() as f64 * (self.k_h * self.k_w * self.in_c) as f64
+    }
+
+    /// Bytes of one pass that reads `a` and `b` elements and writes `out` (read too
+    /// with `accumulate`), plus a bias of `bias` values.
+    fn bytes(a: usize, b: usize, out: usize, bias: usize, accumulate: bool) -> f64 {
+        (4 * (a + b + out * (1 + accumulate as usize) + bias)) as f64
     }
 
     fn params(&self, flags: u32, k_chunk: usize, k_slices: usize) -> Result<ConvParams> {
@@ -333,16 +346,26 @@ fn forward(
     }
     let (entry, tile) = forward_kernel(s, x, w);
     let taps = s.k_h * s.k_w;
-    check_loops(ctx, op, s.k_h + taps + (taps * s.in_c).div_ceil(4))?;
+    // The tap loops hold the channel loop (a vec4 of channels per trip).
+    let trips = (taps * s.in_c).div_ceil(4);
+    check_loops(ctx, op, s.k_h + taps + trips)?;
     let kernel = kernel(ctx, entry, FWD_BINDINGS)?;
     let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
     let bind_group = ctx.bind(&kernel, &[&uniform, x, w, bias.unwrap_or(w), y]);
     let (gx, gy) = row_grid(ctx, s.batch * s.out_h * s.out_w, tile.0)?;
     let gz = grid_dim(ctx, op, s.out_c.div_ceil(tile.1))?;
+    let bias_len = if bias.is_some() { s.out_c } else { 0 };
+    let (a, b, out) = (s.input_len(), s.weight_len(), s.output_len());
     Ok(vec![Dispatch {
         kernel,
         bind_group,
         groups: [gx, gy, gz],
+        footprint: Footprint::linear(
+            workgroup(ctx) as u32,
+            trips,
+            s.flops(),
+            ConvShape::bytes(a, b, out, bias_len, accumulate),
+        ),
     }])
 }
 
@@ -371,7 +394,9 @@ fn input_grad(
     let (entry, tile) = input_grad_kernel(s, dy, w);
     let (taps_h, taps_w) = (s.k_h.div_ceil(s.stride_h), s.k_w.div_ceil(s.stride_w));
     let taps = taps_h * taps_w;
-    check_loops(ctx, op, taps_h + taps + taps * s.out_c.div_ceil(4))?;
+    // The valid taps of a phase class hold the channel loop (a vec4 per trip).
+    let trips = taps * s.out_c.div_ceil(4);
+    check_loops(ctx, op, taps_h + taps + trips)?;
     let kernel = kernel(ctx, entry, FWD_BINDINGS)?;
     let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
     let bind_group = ctx.bind(&kernel, &[&uniform, dy, w, bias.unwrap_or(w), dx]);
@@ -379,10 +404,18 @@ fn input_grad(
     let class_rows = s.batch * s.in_h.div_ceil(s.stride_h) * s.in_w.div_ceil(s.stride_w);
     let (gx, gy) = row_grid(ctx, class_rows, tile.0)?;
     let gz = grid_dim(ctx, op, s.stride_h * s.stride_w * s.in_c.div_ceil(tile.1))?;
+    let bias_len = if bias.is_some() { s.in_c } else { 0 };
+    let (a, b, out) = (s.output_len(), s.weight_len(), s.input_len());
     Ok(vec![Dispatch {
         kernel,
         bind_group,
         groups: [gx, gy, gz],
+        footprint: Footprint::linear(
+            workgroup(ctx) as u32,
+            trips,
+            s.flops(),
+            ConvShape::bytes(a, b, out, bias_len, accumulate),
+        ),
     }])
 }
 
@@ -415,6 +448,19 @@ fn weight_grad_split(
     Ok((quad_rows.div_ceil(chunk), chunk))
 }
 
+/// Lanes summing one weight's slices in `conv_reduce_slices`: on a real GPU enough that
+/// each adds at most [`SLICES_PER_LANE`] slices (up to 16, a power of two); one on a
+/// software adapter, where the barriers of the lanes' tree cost more than the loop.
+fn reduce_lanes(ctx: &GpuContext, slices: usize) -> usize {
+    match ctx.kernel_settings() {
+        KernelSettings::Software => 1,
+        KernelSettings::Gpu => slices.div_ceil(SLICES_PER_LANE).next_power_of_two().min(16),
+    }
+}
+
+/// The slices one lane of the reduction should add at most, where 16 lanes allow.
+const SLICES_PER_LANE: usize = 32;
+
 /// dw = sum over pixels of patch(x)^T dy (+ dw).
 fn weight_grad(
     ctx: &GpuContext,
@@ -440,12 +486,22 @@ fn weight_grad(
     let tiles = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0).max(1) * s.out_c.div_ceil(tile.1).max(1);
     let (gx, gy) = row_grid(ctx, tiles * slices, 1)?;
     let len = s.weight_len();
+    let wg = workgroup(ctx) as u32;
+    // Each invocation walks its slice's quad rows, each over the output row's pixels.
+    let trips = chunk * s.out_w;
+    let (inputs, flops) = (s.input_len() + s.output_len(), s.flops());
     if slices == 1 {
         let bind_group = ctx.bind(&kernel, &[&uniform, x, dy, dw]);
         return Ok(vec![Dispatch {
             kernel,
             bind_group,
             groups: [gx, gy, 1],
+            footprint: Footprint::linear(
+                wg,
+                trips,
+                flops,
+                ConvShape::bytes(inputs, 0, len, 0, accumulate),
+            ),
         }]);
     }
     if slices * len >= u32::MAX as usize / 2 {
@@ -453,19 +509,40 @@ fn weight_grad(
     }
     let parts = ctx.storage("conv weight grad partial sums", (slices * len * 4) as u64);
     let bind_group = ctx.bind(&kernel, &[&uniform, x, dy, &parts]);
-    let reduce = self::kernel(ctx, "conv_reduce_slices", REDUCE_BINDINGS)?;
+    let lanes = reduce_lanes(ctx, slices);
+    let reduce = ctx.kernel(&KernelSpec {
+        shader: Shader::Conv,
+        entry: "conv_reduce_slices",
+        bindings: REDUCE_BINDINGS,
+        constants: &[("WG", workgroup(ctx) as f64), ("RL", lanes as f64)],
+    })?;
     let reduce_group = ctx.bind(&reduce, &[&uniform, &parts, dw]);
-    let (rx, ry) = grid_1d(ctx, len.div_ceil(workgroup(ctx)) as u32);
+    let weights_per_group = workgroup(ctx) / lanes;
+    let reduce_groups = u32::try_from(len.div_ceil(weights_per_group)).map_err(|_| overflow(s))?;
+    let (rx, ry) = grid_1d(ctx, reduce_groups);
     Ok(vec![
         Dispatch {
             kernel,
             bind_group,
             groups: [gx, gy, 1],
+            footprint: Footprint::linear(
+                wg,
+                trips,
+                flops,
+                ConvShape::bytes(inputs, 0, slices * len, 0, false),
+            ),
         },
+        // `lanes` invocations per weight, each adding every lanes-th slice.
         Dispatch {
             kernel: reduce,
             bind_group: reduce_group,
             groups: [rx, ry, 1],
+            footprint: Footprint::linear(
+                wg,
+                slices.div_ceil(lanes).max(lanes.ilog2() as usize),
+                (slices * len) as f64,
+                ConvShape::bytes(slices * len, 0, len, 0, accumulate),
+            ),
         },
     ])
 }

@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::cpu::activation::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/elementwise.wgsl`.
@@ -40,6 +40,8 @@ struct Op {
     scalar: &'static str,
     vec4: &'static str,
     bindings: &'static [Binding],
+    /// f32 read or written per element (backward binds x and y, reads one).
+    moved: usize,
 }
 
 const FORWARD: Op = Op {
@@ -47,30 +49,35 @@ const FORWARD: Op = Op {
     scalar: "act_forward",
     vec4: "act_forward4",
     bindings: &[Uniform, ReadWrite, Read],
+    moved: 2,
 };
 const BACKWARD: Op = Op {
     name: "activation_backward",
     scalar: "act_backward",
     vec4: "act_backward4",
     bindings: &[Uniform, ReadWrite, Read, Read, Read],
+    moved: 3,
 };
 const FILL: Op = Op {
     name: "fill",
     scalar: "fill",
     vec4: "fill4",
     bindings: &[Uniform, ReadWrite],
+    moved: 1,
 };
 const ADD_SCALED: Op = Op {
     name: "add_scaled_into",
     scalar: "add_scaled",
     vec4: "add_scaled4",
     bindings: &[Uniform, ReadWrite, Read],
+    moved: 3,
 };
 const SCALE: Op = Op {
     name: "scale",
     scalar: "scale",
     vec4: "scale4",
     bindings: &[Uniform, ReadWrite],
+    moved: 2,
 };
 
 /// The shader's `ACT` constant and its parameter (alpha) for `act`.
@@ -135,10 +142,12 @@ fn launch(
     let bind_group = ctx.bind(&kernel, &bound);
     let invocations = if vectorized { len32 / 4 } else { len32 };
     let (x, y) = grid_1d(ctx, invocations.div_ceil(WORKGROUP));
+    let bytes = 4 * len * (op.moved + accumulate as usize);
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [x, y, 1],
+        footprint: Footprint::linear(WORKGROUP, 0, len as f64, bytes as f64),
     })
 }
 

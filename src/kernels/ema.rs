@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::cpu::ema_weights;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Step` in `shaders/ema.wgsl`.
@@ -114,5 +114,7 @@ pub fn ema_update(
         kernel,
         bind_group,
         groups: [x, y, 1],
+        // avg += (1 - decay)·(w - avg): read both, write the average.
+        footprint: Footprint::linear(WORKGROUP, 0, 3.0 * len as f64, 12.0 * len as f64),
     })
 }

@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/embedding.wgsl`.
@@ -77,10 +77,16 @@ fn launch(
     let uniform = ctx.uniform(&format!("{entry} params"), &params);
     let bind_group = ctx.bind(&kernel, &[&uniform, labels, input.1, output.1]);
     let (x, y) = grid_1d(ctx, outputs.div_ceil(WORKGROUP));
+    // The backward pass has one invocation per table entry, walking the whole batch.
+    let backward = entry == "embedding_backward";
+    let trips = if backward { batch } else { 0 };
+    let flops = if backward { batch * dim } else { 0 };
+    let bytes = 4 * (batch + input.2.min(batch * dim) + output.2 * (1 + accumulate as usize));
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [x, y, 1],
+        footprint: Footprint::linear(WORKGROUP, trips, flops as f64, bytes as f64),
     })
 }
 

@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 
 /// Twin of `Params` in `shaders/gather.wgsl`.
 #[repr(C)]
@@ -84,10 +84,13 @@ pub fn gather_rows(
     let uniform = ctx.uniform("gather_rows params", &params);
     let bind_group = ctx.bind(&kernel, &[&uniform, dataset, indices, out]);
     let (x, y) = grid_1d(ctx, (elements as u32).div_ceil(WORKGROUP));
+    // A byte in and an f32 out per element, and the row numbers.
+    let bytes = 5 * elements + 4 * batch;
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [x, y, 1],
+        footprint: Footprint::linear(WORKGROUP, 0, 0.0, bytes as f64),
     })
 }
 
@@ -141,9 +144,12 @@ pub fn gather_labels(
     let uniform = ctx.uniform("gather_labels params", &params);
     let bind_group = ctx.bind(&kernel, &[&uniform, labels, indices, out]);
     let (x, y) = grid_1d(ctx, batch32.div_ceil(WORKGROUP));
+    // A row number and a label byte in, a u32 out.
+    let bytes = 9 * batch;
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [x, y, 1],
+        footprint: Footprint::linear(WORKGROUP, 0, 0.0, bytes as f64),
     })
 }

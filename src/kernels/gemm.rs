@@ -10,7 +10,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSettings, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSettings, KernelSpec, Shader};
 
 /// Twin of `Params` in `shaders/gemm.wgsl`.
 #[repr(C)]
@@ -39,7 +39,7 @@ pub struct BiasGradParams {
     pub rows: u32,
     pub cols: u32,
     pub accumulate: u32,
-    pub _pad: u32,
+    pub chunk_rows: u32,
 }
 
 pub const PARAMS_TWINS: &[super::ParamsTwin] = &[
@@ -74,6 +74,8 @@ pub enum GemmVariant {
     Tiled,
     /// A large register tile per invocation, no workgroup memory.
     Register,
+    /// One workgroup per output, its invocations splitting k (thin products, long k).
+    Dot,
 }
 
 /// FLOPs of one product, counting a multiply-add as two: `2·m·n·k`.
@@ -109,6 +111,16 @@ const REGISTER_BLOCK: (usize, usize) = (8 * 16, 8 * 8);
 /// the 100 rows of a batch still spread over several workgroups (CPU threads).
 const THIN_WG: u32 = 16;
 const THIN_BLOCK: (usize, usize) = (THIN_WG as usize * 4, 1);
+
+/// `gemm_dot`'s workgroup: a power of two (its tree halves it).
+const DOT_WG: u32 = 64;
+
+/// Whether the GPU settings run `shape` as `gemm_dot`: the 64x64 tiles of `gemm_tiled`
+/// would leave a thin output (a side under 8) on a few workgroups each walking all of
+/// a long k, where one workgroup per output splits k 64 ways.
+fn dot_fits(shape: &GemmShape) -> bool {
+    shape.m.min(shape.n) < 8 && shape.k >= 256 && shape.m * shape.n <= 1 << 16
+}
 
 /// Records `C = op(A)·op(B) (+ bias[n] on every row) (+ C)` for `shape`; `bias`, when
 /// given, holds n values. Buffers hold f32, row-major, at least as long as the shape needs.
@@ -177,13 +189,21 @@ pub fn gemm(
         _pad: [0; 3],
     };
 
-    let register = match variant {
-        GemmVariant::Auto => ctx.kernel_settings() == KernelSettings::Software,
-        GemmVariant::Tiled => false,
-        GemmVariant::Register => true,
+    let settings = ctx.kernel_settings();
+    let variant = match variant {
+        GemmVariant::Auto if settings == KernelSettings::Software => GemmVariant::Register,
+        GemmVariant::Auto if dot_fits(shape) => GemmVariant::Dot,
+        GemmVariant::Auto => GemmVariant::Tiled,
+        chosen => chosen,
     };
+    if variant == GemmVariant::Dot {
+        return gemm_dot(ctx, shape, &params, (a, b, bias, c), shape_error);
+    }
+    let register = variant == GemmVariant::Register;
     let mut operands = (a, b);
-    let (entry, constants, block, loop_iterations) = if register {
+    // (entry, constants, outputs per workgroup, workgroup size, loop iterations for the
+    // loop limit, trips of the k loop)
+    let (entry, constants, block, workgroup_size, loop_iterations, k_trips) = if register {
         // Cᵀ = op(B)ᵀ·op(A)ᵀ: swapping the roles turns a short-and-wide product into a
         // tall-and-thin one, and TT into NN (vec4 loads for both operands).
         if (m < 8 && n > m) || (trans_a && trans_b) {
@@ -217,7 +237,20 @@ pub fn gemm(
             ("REG_WG_Y", REGISTER_WG.1 as f64),
             ("THIN_WG", THIN_WG as f64),
         ];
-        (entry, constants, block, k.div_ceil(4))
+        let workgroup_size = if params.n < 8 {
+            [1, THIN_WG, 1]
+        } else {
+            [REGISTER_WG.0, REGISTER_WG.1, 1]
+        };
+        // The k loop steps 4 at a time and is the only loop that scales with the shape.
+        (
+            entry,
+            constants,
+            block,
+            workgroup_size,
+            k.div_ceil(4),
+            k.div_ceil(4),
+        )
     } else {
         let constants = vec![("TILED_WG", TILED_WG as f64), ("TILED_BK", TILED_BK as f64)];
         // Per K step: the step loop, two tile-load loops of 4 and the TILED_BK loop.
@@ -227,7 +260,9 @@ pub fn gemm(
             "gemm_tiled",
             constants,
             (TILED_SIDE, TILED_SIDE),
+            [TILED_WG, TILED_WG, 1],
             iterations,
+            k.div_ceil(TILED_BK as usize),
         )
     };
     // llvmpipe silently stops an invocation's loops past its limit: refused instead.
@@ -280,10 +315,73 @@ pub fn gemm(
             vec4_view(operands.1),
         ],
     );
+    let c_passes = 1 + accumulate as usize;
+    let bias_len = if bias.is_some() { n } else { 0 };
+    let bytes = 4 * (m * k + k * n + c_passes * m * n + bias_len);
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [groups[0] as u32, groups[1] as u32, 1],
+        footprint: Footprint {
+            workgroup_size,
+            longest_loop: k_trips as u64,
+            flops: gemm_flops(shape),
+            bytes: bytes as f64,
+        },
+    })
+}
+
+/// `gemm_dot` for `shape` with `params` (already checked): one workgroup per output.
+fn gemm_dot(
+    ctx: &GpuContext,
+    shape: &GemmShape,
+    params: &GemmParams,
+    (a, b, bias, c): (
+        &wgpu::Buffer,
+        &wgpu::Buffer,
+        Option<&wgpu::Buffer>,
+        &wgpu::Buffer,
+    ),
+    shape_error: impl Fn(String) -> Error,
+) -> Result<Dispatch> {
+    let &GemmShape { m, n, k, .. } = shape;
+    let trips = k.div_ceil(DOT_WG as usize);
+    // The k walk, then the tree's halvings.
+    if let Some(message) = ctx.loop_limit_exceeded(trips + DOT_WG.ilog2() as usize) {
+        return Err(shape_error(format!("gemm_dot: {message}")));
+    }
+    let outputs = u32::try_from(m * n)
+        .map_err(|_| shape_error("gemm_dot: too many outputs for one grid".into()))?;
+    let (gx, gy) = crate::gpu::pipeline::grid_1d(ctx, outputs);
+    if gy > ctx.limits.max_compute_workgroups_per_dimension {
+        return Err(shape_error(format!(
+            "gemm_dot: {outputs} outputs need more workgroups than the device allows"
+        )));
+    }
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Gemm,
+        entry: "gemm_dot",
+        bindings: GEMM_BINDINGS,
+        constants: &[("DOT_WG", DOT_WG as f64)],
+    })?;
+    let uniform = ctx.uniform("gemm params", params);
+    // gemm_dot never reads the vec4 views or, without a bias, binding 3: A stands in
+    // (a vec4 view needs 16 bytes, which a short A lacks).
+    let placeholder = (a.size() < 16).then(|| ctx.storage("gemm vec4 placeholder", 16));
+    let view = placeholder.as_ref().unwrap_or(a);
+    let bind_group = ctx.bind(&kernel, &[&uniform, a, b, bias.unwrap_or(a), c, view, view]);
+    let c_passes = 1 + shape.accumulate as usize;
+    let bias_len = if bias.is_some() { n } else { 0 };
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [gx, gy, 1],
+        footprint: Footprint {
+            workgroup_size: [DOT_WG, 1, 1],
+            longest_loop: trips.max(DOT_WG.ilog2() as usize) as u64,
+            flops: gemm_flops(shape),
+            bytes: (4 * (m * k + k * n + c_passes * m * n + bias_len)) as f64,
+        },
     })
 }
 
@@ -328,9 +426,23 @@ fn check_buffer(
     Ok(())
 }
 
+/// Workgroups a bias gradient should spread over: a real GPU wants many (the plan's
+/// width rule asks for at least 128 wherever a dispatch moves over 1 MB), a software
+/// adapter one per CPU thread or so.
+fn bias_grad_workgroups(ctx: &GpuContext) -> usize {
+    match ctx.kernel_settings() {
+        KernelSettings::Gpu => 256,
+        KernelSettings::Software => 16,
+    }
+}
+
 /// Records `db[j] = Σ_r dy[r, j]` (+ `db[j]` with `accumulate`) for dy (rows, cols)
 /// row-major: the bias gradient of a Dense layer (rows = batch) or of a convolution over
 /// NHWC (rows = batch·H·W, cols = channels).
+///
+/// Where the columns alone give too few workgroups, the rows are cut into chunks summed
+/// by separate workgroups into a (chunks, cols) scratch buffer, which a second dispatch
+/// of the same kernel sums into db: two stages, each short and wide.
 pub fn bias_grad(
     ctx: &GpuContext,
     dy: &wgpu::Buffer,
@@ -338,7 +450,7 @@ pub fn bias_grad(
     cols: usize,
     db: &wgpu::Buffer,
     accumulate: bool,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let shape_error = |message: String| Error::Shape {
         op: "bias_grad",
         message: format!("{rows}x{cols}: {message}"),
@@ -348,45 +460,100 @@ pub fn bias_grad(
     }
     check_buffer(ctx, "dy", dy, rows * cols).map_err(shape_error)?;
     check_buffer(ctx, "db", db, cols).map_err(shape_error)?;
-    // 256 invocations; narrow outputs trade columns for more row groups.
+    let (wg_cols, wg_rows) = bias_grad_workgroup(cols);
+    let col_groups = cols.div_ceil(wg_cols as usize).max(1);
+    // Each chunk keeps at least two trips of four rows per invocation.
+    let per_trip = 4 * wg_rows as usize;
+    let most = rows.div_ceil(2 * per_trip).max(1);
+    let mut chunks = (bias_grad_workgroups(ctx) / col_groups).clamp(1, most);
+    if let Some(limit) = ctx.loop_limit() {
+        // Stay well under llvmpipe's loop limit however long the reduction.
+        let longest_chunk = per_trip * (limit / 2);
+        chunks = chunks.max(rows.div_ceil(longest_chunk));
+    }
+    let chunk_rows = rows.div_ceil(chunks).max(1);
+    let chunks = rows.div_ceil(chunk_rows).max(1);
+    if chunks == 1 {
+        return Ok(vec![bias_grad_pass(
+            ctx, dy, rows, cols, rows, db, accumulate,
+        )?]);
+    }
+    if chunks * cols > u32::MAX as usize {
+        return Err(shape_error("partial sums overflow u32 indexing".into()));
+    }
+    let partials = ctx.storage("bias grad partial sums", (chunks * cols * 4) as u64);
+    Ok(vec![
+        bias_grad_pass(ctx, dy, rows, cols, chunk_rows, &partials, false)?,
+        bias_grad_pass(ctx, &partials, chunks, cols, chunks, db, accumulate)?,
+    ])
+}
+
+/// (columns, row groups) of a 256-invocation bias-gradient workgroup: narrow outputs
+/// trade columns for more row groups.
+fn bias_grad_workgroup(cols: usize) -> (u32, u32) {
     let wg_cols: u32 = match cols {
         0..=8 => 8,
         9..=1023 => 16,
         _ => 64,
     };
-    let wg_rows = 256 / wg_cols;
-    // The main loop takes four rows per iteration; then up to 3 single rows and the
+    (wg_cols, 256 / wg_cols)
+}
+
+/// One `bias_grad` dispatch: chunk c of `chunk_rows` rows of dy (rows, cols) summed into
+/// row c of out (+ out with `accumulate`).
+fn bias_grad_pass(
+    ctx: &GpuContext,
+    dy: &wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+    chunk_rows: usize,
+    out: &wgpu::Buffer,
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let shape_error = |message: String| Error::Shape {
+        op: "bias_grad",
+        message: format!("{rows}x{cols}: {message}"),
+    };
+    let (wg_cols, wg_rows) = bias_grad_workgroup(cols);
+    // The row walk takes four rows per iteration, then up to 3 single rows; then the
     // final sum over row groups.
-    let loop_iterations = rows / (4 * wg_rows as usize) + 3 + wg_rows as usize;
+    let row_trips = chunk_rows / (4 * wg_rows as usize) + 3;
+    let loop_iterations = row_trips + wg_rows as usize;
     if let Some(message) = ctx.loop_limit_exceeded(loop_iterations) {
         return Err(shape_error(message));
     }
     let groups = cols.div_ceil(wg_cols as usize);
-    if groups > ctx.limits.max_compute_workgroups_per_dimension as usize {
+    let chunks = rows.div_ceil(chunk_rows.max(1)).max(1);
+    let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    if groups > max || chunks > max {
         return Err(shape_error(format!(
-            "{groups} workgroups exceed the device's per-dimension limit"
+            "{groups}x{chunks} workgroups exceed the device's per-dimension limit"
         )));
     }
     let kernel = ctx.kernel(&KernelSpec {
         shader: Shader::Gemm,
         entry: "bias_grad",
         bindings: &[Binding::Uniform, Binding::Read, Binding::ReadWrite],
-        constants: &[
-            ("BG_COLS", wg_cols as f64),
-            ("BG_ROWS", (256 / wg_cols) as f64),
-        ],
+        constants: &[("BG_COLS", wg_cols as f64), ("BG_ROWS", wg_rows as f64)],
     })?;
     let params = BiasGradParams {
         rows: rows as u32,
         cols: cols as u32,
         accumulate: accumulate as u32,
-        _pad: 0,
+        chunk_rows: chunk_rows as u32,
     };
     let uniform = ctx.uniform("bias_grad params", &params);
-    let bind_group = ctx.bind(&kernel, &[&uniform, dy, db]);
+    let bind_group = ctx.bind(&kernel, &[&uniform, dy, out]);
+    let c_passes = chunks * (1 + accumulate as usize);
     Ok(Dispatch {
         kernel,
         bind_group,
-        groups: [groups as u32, 1, 1],
+        groups: [groups as u32, chunks as u32, 1],
+        footprint: Footprint {
+            workgroup_size: [wg_cols, wg_rows, 1],
+            longest_loop: row_trips.max(wg_rows as usize) as u64,
+            flops: (rows * cols) as f64,
+            bytes: (4 * (rows * cols + c_passes * cols)) as f64,
+        },
     })
 }

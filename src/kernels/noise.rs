@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::cpu::DropoutMask;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 
 /// Twin of `Params` in `shaders/noise.wgsl`.
 #[repr(C)]
@@ -136,6 +136,8 @@ pub fn noise(
             kernel,
             bind_group,
             groups: [x, y, 1],
+            // The 10 Philox rounds of one block of 4 values.
+            footprint: Footprint::linear(WORKGROUP, 10, 0.0, 4.0 * n as f64),
         },
         NoiseStream { params, uniform },
     ))
@@ -194,6 +196,13 @@ pub fn dropout(
             kernel,
             bind_group,
             groups: [gx, gy, 1],
+            // Four elements per invocation, each a Philox draw (10 rounds) and a multiply.
+            footprint: Footprint::linear(
+                WORKGROUP,
+                10,
+                n as f64,
+                (if accumulate { 12.0 } else { 8.0 }) * n as f64,
+            ),
         },
         NoiseStream { params, uniform },
     ))

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/softmax_ce.wgsl`.
@@ -153,10 +153,14 @@ pub fn softmax_cross_entropy(
     })?;
     let uniform = ctx.uniform("softmax_cross_entropy params", &params);
     let bind_group = ctx.bind(&kernel, &[&uniform, logits, labels, dlogits, stats]);
+    // One workgroup: each invocation walks its rows three times over the classes.
+    let trips = rows_per_invocation * 3 * classes;
+    let bytes = 4 * (batch * classes * (2 + options.accumulate as usize) + batch) + 8;
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [1, 1, 1],
+        footprint: Footprint::linear(CE_WORKGROUP, trips, 0.0, bytes as f64),
     })
 }
 
@@ -194,9 +198,17 @@ pub fn softmax(
     let uniform = ctx.uniform("softmax params", &params);
     let bind_group = ctx.bind(&kernel, &[&uniform, logits, probs]);
     let (x, y) = grid_1d(ctx, batch32.div_ceil(SOFTMAX_WORKGROUP));
+    // One row per invocation, three passes over its classes.
+    let footprint = Footprint::linear(
+        SOFTMAX_WORKGROUP,
+        3 * classes,
+        0.0,
+        8.0 * (batch * classes) as f64,
+    );
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [x, y, 1],
+        footprint,
     })
 }
