@@ -202,16 +202,22 @@ fn training_with_eval_every_adds_quality_columns() {
     );
     let csv = std::fs::read_to_string(run.join("loss.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
+    // The raw generator's figures, then its moving average's.
     assert!(
-        lines[0].ends_with(",fid,class_entropy,confident_fraction"),
+        lines[0].ends_with(
+            ",fid,class_entropy,confident_fraction,ema_fid,ema_class_entropy,ema_confident_fraction"
+        ),
         "{csv}"
     );
     assert!(
-        lines[1].ends_with(",,,"),
+        lines[1].ends_with(",,,,,,"),
         "iteration 1 has no evaluation: {csv}"
     );
-    let fid: f64 = lines[2].split(',').nth(7).unwrap().parse().unwrap();
-    assert!(fid > 0.0, "{csv}");
+    let row: Vec<&str> = lines[2].split(',').collect();
+    for column in [7, 10] {
+        let fid: f64 = row[column].parse().unwrap();
+        assert!(fid > 0.0, "{csv}");
+    }
 
     let out = run_cli(&["plot", "--run", run.to_str().unwrap()]);
     assert!(
