@@ -2,26 +2,13 @@
 
 mod common;
 
+use common::{assert_clean_error, stderr};
+
 use common::run_cli;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use gan_gpu::data::{default_data_dir, read_idx_images};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A clean failure: exit status 1, an `error:` paragraph, no panic.
-fn assert_clean_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
-    assert!(err.starts_with("error: "), "stderr:\n{err}");
-    assert!(!err.contains("panicked"), "stderr:\n{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
-    }
-}
 
 #[test]
 fn a_truncated_data_folder_names_the_file_and_the_problem() {

@@ -4,16 +4,13 @@
 
 mod common;
 
+use common::stderr;
+
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::run_cli;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A clean failure, fast: the size was refused before any work was done.
 fn assert_refused(args: &[&str], needles: &[&str]) {

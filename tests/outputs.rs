@@ -4,25 +4,14 @@
 
 mod common;
 
+use common::{assert_clean_error, stderr};
+
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
 use common::run_cli;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_clean_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
-    assert!(err.starts_with("error: "), "stderr:\n{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
-    }
-}
 
 /// A generator checkpoint, trained once for all the tests here.
 fn checkpoint() -> &'static Path {

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{assert_clean_error, stderr};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -16,20 +18,6 @@ use common::{
 use gan_gpu::io::checkpoint::load_checkpoint;
 
 const PATIENCE: Duration = Duration::from_secs(120);
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_clean_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
-    assert!(err.starts_with("error: "), "stderr:\n{err}");
-    assert!(!err.contains("panicked"), "stderr:\n{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
-    }
-}
 
 /// `train` on the CPU with a tiny batch, every row logged and no sample grids, then `extra`.
 fn train_args<'a>(run: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {

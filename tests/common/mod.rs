@@ -113,3 +113,19 @@ pub fn loss_rows_without_seconds(run: &std::path::Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// A command's standard error, as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A clean failure: exit status 1, an `error:` paragraph, no panic, naming every needle.
+pub fn assert_clean_error(out: &std::process::Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
+    assert!(err.starts_with("error: "), "stderr:\n{err}");
+    assert!(!err.contains("panicked"), "stderr:\n{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
+    }
+}
