@@ -220,6 +220,10 @@ fn sigterm_writes_a_checkpoint_exits_143_and_the_resumed_run_is_identical() {
         loss_rows_without_seconds(&whole)
     );
     assert_same_tensors(&split, &whole);
+    // The resumed rows' clock goes on from the stopped run's.
+    let (header, columns) = gan_gpu::train::log::read_columns(&split.join("loss.csv")).unwrap();
+    let seconds = &columns[header.iter().position(|h| h == "seconds").unwrap()];
+    assert!(seconds.windows(2).all(|w| w[1] >= w[0]), "{seconds:?}");
 }
 
 #[test]

@@ -217,6 +217,47 @@ pub fn rows_through(origin: &Path, text: &str, through: u64) -> Result<usize> {
     Ok(keep)
 }
 
+/// The `seconds` of the last row of loss.csv's `kept` text (as [`rows_through`] leaves
+/// it), or 0 when it has no rows: a resumed run's clock goes on from there, so the column
+/// stays the run's training time across resumes.
+pub fn seconds_so_far(origin: &Path, kept: &str) -> Result<f64> {
+    let mut lines = kept.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(column) = header.split(',').position(|c| c == "seconds") else {
+        return Err(Error::InvalidArgument(format!(
+            "{} has no seconds column",
+            origin.display()
+        )));
+    };
+    let rows = lines.count();
+    let Some(last) = kept.lines().last().filter(|_| rows > 0) else {
+        return Ok(0.0);
+    };
+    let field = last.split(',').nth(column).unwrap_or_default();
+    field.parse().map_err(|_| {
+        Error::InvalidArgument(format!(
+            "{} line {}: seconds {field:?} is not a number",
+            origin.display(),
+            rows + 1
+        ))
+    })
+}
+
+/// loss.csv's `kept` text with `schema`'s header and each row padded with empty fields to
+/// its width: how a run from before the moving average gains the average's columns when it
+/// is resumed, so that from then on both generators are evaluated.
+pub fn widened(kept: &str, schema: &LossSchema) -> String {
+    let header = schema.header();
+    let width = header.split(',').count();
+    let mut out = header + "\n";
+    for row in kept.lines().skip(1) {
+        out += row;
+        out += &",".repeat(width.saturating_sub(row.split(',').count()));
+        out += "\n";
+    }
+    out
+}
+
 /// A progress bar on a terminal, plain lines otherwise.
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,

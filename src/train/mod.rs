@@ -239,11 +239,10 @@ fn run_loop(
     // The columns were fixed when the run started; a resumed run keeps them.
     let text = log::read_loss_csv(&run.losses())?;
     let header = text.lines().next().unwrap_or_default();
-    // A run from before the moving average resumes without its columns (and does not
-    // evaluate it).
-    let schema = match LossSchema::from_header(&model, header) {
+    // A run from before the moving average gains its columns (below).
+    let widen = match LossSchema::from_header(&model, header) {
         Some(found) if found.eval == schema.eval && (found.ema == schema.ema || !found.ema) => {
-            found
+            found.ema != schema.ema
         }
         _ => {
             return Err(Error::InvalidArgument(format!(
@@ -260,11 +259,24 @@ fn run_loop(
     };
     // Rows logged after the checkpoint will be logged again.
     let keep = log::rows_through(&run.losses(), &text, start)?;
+    let seconds_before = log::seconds_so_far(&run.losses(), &text[..keep])?;
+    if widen {
+        write_atomically(
+            &run.losses(),
+            &[log::widened(&text[..keep], &schema).as_bytes()],
+        )?;
+        if !opts.quiet {
+            eprintln!(
+                "{} gains the moving average's columns (empty through iteration {start})",
+                run.losses().display()
+            );
+        }
+    }
     let mut csv = OpenOptions::new()
         .append(true)
         .open(run.losses())
         .map_err(io_err(&run.losses()))?;
-    if keep < text.len() {
+    if !widen && keep < text.len() {
         csv.set_len(keep as u64).map_err(io_err(&run.losses()))?;
     }
     // A resumed run may have a new length or new intervals.
@@ -298,7 +310,7 @@ fn run_loop(
         if done % cfg.log_every == 0 || checkpoint_due || eval_due {
             // Copied back without waiting: the GPU keeps running the next steps.
             exec.snapshot(iteration, &logged)?;
-            requested_at.push_back(clock.elapsed().as_secs_f64());
+            requested_at.push_back(seconds_before + clock.elapsed().as_secs_f64());
         }
         let mut figures = |ev: &mut InTrainingEval, sampler: &Sampler| -> Result<_> {
             let noise = crate::cpu::normal_noise(cfg.seed, u64::MAX - 1, ev.count * cfg.noise_dim);
