@@ -16,6 +16,8 @@ applies the README's rules:
   * Linear weight = Dense kernel.T (Keras: y = x @ kernel + bias).
   * ConvTranspose2d weight = HWOI kernel.permute(3, 2, 0, 1), i.e. (in, out, kh, kw).
   * Embedding (cgan) = the [classes, dim] table as it is: nn.Embedding.from_pretrained.
+  * BatchNormalization (dcgan) = BatchNorm1d/2d(eps=1e-3) with gamma, beta, moving_mean
+    and moving_variance as weight, bias, running_mean and running_var, in eval mode.
   * The dense output is NHWC-ordered: view it as (N, 7, 7, 128), then permute to NCHW.
   * Keras's 'same' transposed convolution crops floor((k - s)/2) before and the rest
     after. PyTorch's `padding` crops the same on both sides, so: padding = floor((k-s)/2),
@@ -38,6 +40,7 @@ class KerasSameConvTranspose2d(nn.Module):
     """Keras Conv2DTranspose(padding='same') from its HWOI kernel [kh, kw, out, in]."""
 
     def __init__(self, kernel, bias, stride):
+        """`bias` None: a layer without one (the dcgan's)."""
         super().__init__()
         kh, kw, out_c, in_c = kernel.shape
         excess = [max(k - stride, 0) for k in (kh, kw)]
@@ -48,10 +51,12 @@ class KerasSameConvTranspose2d(nn.Module):
         self.conv = nn.ConvTranspose2d(
             in_c, out_c, (kh, kw), stride=stride, padding=tuple(before),
             output_padding=tuple(max(stride - k, 0) for k in (kh, kw)),
+            bias=bias is not None,
         )
         with torch.no_grad():
             self.conv.weight.copy_(kernel.permute(3, 2, 0, 1))
-            self.conv.bias.copy_(bias)
+            if bias is not None:
+                self.conv.bias.copy_(bias)
 
     def forward(self, x):
         y = self.conv(x)
@@ -102,7 +107,55 @@ class CganGenerator(SeedGenerator):
         return self.head(self.dense(z) + self.embedding(labels))
 
 
-BUILDERS = {"seed": SeedGenerator, "cgan": CganGenerator}
+KERAS_LEAKY_RELU_SLOPE = 0.3
+
+
+def keras_batch_norm(cls, t, name):
+    """A Keras BatchNormalization (epsilon 1e-3) in inference mode: its running statistics."""
+    bn = cls(t[f"{name}.gamma"].shape[0], eps=1e-3)
+    with torch.no_grad():
+        bn.weight.copy_(t[f"{name}.gamma"])
+        bn.bias.copy_(t[f"{name}.beta"])
+        bn.running_mean.copy_(t[f"{name}.moving_mean"])
+        bn.running_var.copy_(t[f"{name}.moving_variance"])
+    return bn
+
+
+class DcganGenerator(nn.Module):
+    """gan-gpu's `dcgan` generator (TensorFlow's DCGAN tutorial): Dense (no bias) -> BN ->
+    LeakyReLU(0.3) -> reshape (7, 7, 256) -> ConvTranspose(128, s1) -> BN -> LeakyReLU ->
+    ConvTranspose(64, s2) -> BN -> LeakyReLU -> ConvTranspose(1, s2) -> tanh; 5x5 kernels,
+    'same', no biases. BatchNorm uses the checkpoint's running statistics, as gan-gpu's
+    sampler does. The first BN normalises the dense output's NHWC-ordered features, so it
+    runs before the reshape."""
+
+    conditional = False
+
+    def __init__(self, tensors):
+        super().__init__()
+        t = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
+        noise_dim, units = t["dense.kernel"].shape
+        self.dense = nn.Linear(noise_dim, units, bias=False)
+        with torch.no_grad():
+            self.dense.weight.copy_(t["dense.kernel"].T)
+        self.bn0 = keras_batch_norm(nn.BatchNorm1d, t, "bn0")
+        self.channels = t["deconv1.kernel"].shape[3]
+        self.side = round((units // self.channels) ** 0.5)
+        self.deconvs = nn.ModuleList(
+            KerasSameConvTranspose2d(t[f"deconv{i}.kernel"], None, stride)
+            for i, stride in [(1, 1), (2, 2), (3, 2)]
+        )
+        self.bns = nn.ModuleList(keras_batch_norm(nn.BatchNorm2d, t, f"bn{i}") for i in (1, 2))
+
+    def forward(self, z, labels=None):
+        h = nn.functional.leaky_relu(self.bn0(self.dense(z)), KERAS_LEAKY_RELU_SLOPE)
+        h = h.view(-1, self.side, self.side, self.channels).permute(0, 3, 1, 2)
+        for deconv, bn in zip(self.deconvs, self.bns):
+            h = nn.functional.leaky_relu(bn(deconv(h)), KERAS_LEAKY_RELU_SLOPE)
+        return torch.tanh(self.deconvs[2](h))
+
+
+BUILDERS = {"seed": SeedGenerator, "cgan": CganGenerator, "dcgan": DcganGenerator}
 
 
 def load_generator(path, raw=False):

@@ -495,6 +495,8 @@ fn pytorch_script_rebuilds_the_generator_from_the_checkpoint() {
     for checkpoint in [
         train_checkpoint(dir.path(), "seed"),
         train_checkpoint(dir.path(), "cgan"),
+        // As above: some steps, so that tanh and the running statistics matter.
+        train_checkpoint_for(dir.path(), "dcgan", 25, 8),
         PathBuf::from(DEMO_GENERATOR),
     ] {
         let stored = stored(&checkpoint);
