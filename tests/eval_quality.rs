@@ -169,6 +169,15 @@ fn eval_scores_a_checkpoint_and_an_idx_file() {
         table.contains("digits.idx3-ubyte (300 images)") && table.contains("MNIST training images"),
         "{table}"
     );
+    // The columns line up under their headings, however long the file's path.
+    let lines: Vec<&str> = table.lines().take(3).collect();
+    let end = lines[0].find("count").unwrap() + "count".len();
+    for row in &lines[1..] {
+        assert!(
+            row[..end].ends_with(|c: char| c.is_ascii_digit()) && row[end..].starts_with(' '),
+            "{table}"
+        );
+    }
 }
 
 #[test]

@@ -91,14 +91,21 @@ pub fn quality(
 
 /// The human-readable report.
 pub fn render(rows: &[Quality]) -> String {
+    // As wide as the longest source, so that the columns line up.
+    let width = rows
+        .iter()
+        .map(|q| q.source.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("images".len());
     let mut out = format!(
-        "{:<34} {:>7} {:>9} {:>8} {:>10}  predicted classes 0-9\n",
+        "{:<width$} {:>7} {:>9} {:>8} {:>10}  predicted classes 0-9\n",
         "images", "count", "FID", "entropy", "p>0.9"
     );
     for q in rows {
         let hist: Vec<String> = q.classes.histogram.iter().map(|c| c.to_string()).collect();
         out += &format!(
-            "{:<34} {:>7} {:>9.3} {:>8.3} {:>9.1}%  {}\n",
+            "{:<width$} {:>7} {:>9.3} {:>8.3} {:>9.1}%  {}\n",
             q.source,
             q.count,
             q.fid,
