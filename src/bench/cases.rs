@@ -5,8 +5,8 @@
 //! kh·kw·cin (conv2d) or 2·(input pixels)·cin·kh·kw·cout (transposed), each gradient the
 //! same as its forward. Element-wise instructions report the bytes they must move.
 
-use crate::graph::describe::{bytes, describe, output};
-use crate::graph::{Buf, Graph, Instr};
+use crate::graph::describe::{bytes, describe, layer_label};
+use crate::graph::{Graph, Instr};
 
 /// The amount of work in one call.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +19,7 @@ pub enum Work {
 pub struct Case {
     /// What the kernel computes, e.g. `conv2d weight grad`.
     pub kernel: String,
-    /// The layer (graph node) it first serves in the plan.
+    /// The layer (graph node) it first serves in the plan ([`layer_label`]).
     pub layer: String,
     /// Its shape, which also tells cases apart.
     pub shape: String,
@@ -35,9 +35,7 @@ pub fn plan_cases(graph: &Graph, plan: &[Instr]) -> Vec<Case> {
         if cases.iter().any(|c| c.kernel == kernel && c.shape == shape) {
             continue;
         }
-        let layer = match output(instr) {
-            Buf::Value(id) | Buf::Grad(id) => graph.nodes[id].name.clone(),
-        };
+        let layer = layer_label(graph, instr);
         let flops = instr.flops();
         cases.push(Case {
             kernel,

@@ -365,14 +365,19 @@ fn train_step_row(
 
 /// The table printed by `gan-gpu bench`.
 pub fn render(rows: &[BenchRow]) -> String {
+    // Wide enough for the usual names; a longer one (cgan's embedding gradient) widens it.
+    let layer = rows
+        .iter()
+        .map(|r| r.layer.chars().count())
+        .fold(28, usize::max);
     let mut out = format!(
-        "{:<32} {:<28} {:<40} {:<4} {:>10} {:>10} {:>10}\n",
+        "{:<32} {:<layer$} {:<40} {:<4} {:>10} {:>10} {:>10}\n",
         "kernel", "layer", "shape", "exec", "median ms", "GFLOP/s", "GB/s"
     );
     for r in rows {
         let f = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_default();
         out += &format!(
-            "{:<32} {:<28} {:<40} {:<4} {:>10.3} {:>10} {:>10}",
+            "{:<32} {:<layer$} {:<40} {:<4} {:>10.3} {:>10} {:>10}",
             r.kernel,
             r.layer,
             r.shape,

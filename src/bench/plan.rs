@@ -14,9 +14,9 @@ use crate::cpu::AdamConfig;
 use crate::error::Result;
 use crate::gpu::dispatch::{PASSES_PER_RUN, SUBMISSIONS_PER_RUN};
 use crate::gpu::{Footprint, KernelSettings};
-use crate::graph::describe::{describe, output};
+use crate::graph::describe::{describe, layer_label};
 use crate::graph::runtime::Runtime;
-use crate::graph::{Buf, Dataset, Executor, RandomStreams};
+use crate::graph::{Dataset, Executor, RandomStreams};
 use crate::model::{DEFAULT_EMA_DECAY, ModelConfig, ModelKind, PIXELS};
 
 /// A dispatch moving more bytes or doing more FLOPs than these is big enough to fill a
@@ -136,9 +136,7 @@ pub fn plan(runtime: &Runtime, model: &'static ModelKind) -> Result<PlanReport> 
         .map(|(index, (d, &instruction))| {
             let instr = &step[instruction];
             let (what, shape) = describe(graph, instr);
-            let layer = match output(instr) {
-                Buf::Value(id) | Buf::Grad(id) => graph.nodes[id].name.clone(),
-            };
+            let layer = layer_label(graph, instr);
             let workgroups = d.workgroups();
             PlanRow {
                 index,
@@ -197,14 +195,19 @@ pub fn render(report: &PlanReport) -> String {
         report.adapter,
         report.kernels.name()
     );
+    let layer = report
+        .rows
+        .iter()
+        .map(|r| r.layer.chars().count())
+        .fold(26, usize::max);
     out += &format!(
-        "{:>3} {:<64} {:<26} {:<34} {:>9} {:>7} {:>6} {:>9} {:>8}  flags\n",
+        "{:>3} {:<64} {:<layer$} {:<34} {:>9} {:>7} {:>6} {:>9} {:>8}  flags\n",
         "#", "instruction", "layer", "entry", "groups", "wg", "loop", "MFLOP", "MB"
     );
     for r in &report.rows {
         let instr = format!("{} {}", r.what, r.shape);
         out += &format!(
-            "{:>3} {:<64} {:<26} {:<34} {:>9} {:>7} {:>6} {:>9.3} {:>8.3}  {}\n",
+            "{:>3} {:<64} {:<layer$} {:<34} {:>9} {:>7} {:>6} {:>9.3} {:>8.3}  {}\n",
             r.index,
             instr,
             r.layer,

@@ -302,3 +302,13 @@ pub fn bytes(graph: &Graph, instr: &Instr) -> f64 {
     };
     n as f64
 }
+
+/// The layer an instruction serves: the node it writes, or `∂node` when it writes the
+/// loss's gradient with respect to that node (a gradient kernel is named by what it
+/// differentiates, not by the layer whose backward pass it belongs to).
+pub fn layer_label(graph: &Graph, instr: &Instr) -> String {
+    match output(instr) {
+        Buf::Value(id) => graph.nodes[id].name.clone(),
+        Buf::Grad(id) => format!("∂{}", graph.nodes[id].name),
+    }
+}
