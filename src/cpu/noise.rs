@@ -12,9 +12,10 @@ const PHILOX_W1: u32 = 0xBB67_AE85;
 /// 2^-24: a 24-bit integer times this is an exact f32 in [0, 1).
 const INV_2_24: f32 = 1.0 / 16_777_216.0;
 
-/// (high, low) 32 bits of the 64-bit product a·b. Written with 16-bit limbs and u32 arithmetic
-/// only, so it ports line by line to WGSL (which has no 64-bit integers); the tests check it
-/// against the u64 product.
+/// (high, low) 32 bits of the 64-bit product a·b, as the WGSL kernels compute it: with
+/// 16-bit limbs and u32 arithmetic only, since WGSL has no 64-bit integers. The tests check
+/// this algorithm against the u64 product; the CPU's own Philox multiplies in u64
+/// ([`mul_wide`]), which gives the same words about three times faster.
 pub fn mulhilo32(a: u32, b: u32) -> (u32, u32) {
     let (a_lo, a_hi) = (a & 0xffff, a >> 16);
     let (b_lo, b_hi) = (b & 0xffff, b >> 16);
@@ -29,6 +30,12 @@ pub fn mulhilo32(a: u32, b: u32) -> (u32, u32) {
     (hi, lo)
 }
 
+/// (high, low) 32 bits of a·b, through one 64-bit multiply.
+fn mul_wide(a: u32, b: u32) -> (u32, u32) {
+    let product = u64::from(a) * u64::from(b);
+    ((product >> 32) as u32, product as u32)
+}
+
 /// The Random123 Philox4x32 bijection with 10 rounds.
 pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     let (mut c, mut k) = (counter, key);
@@ -36,8 +43,8 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
         if round > 0 {
             k = [k[0].wrapping_add(PHILOX_W0), k[1].wrapping_add(PHILOX_W1)];
         }
-        let (hi0, lo0) = mulhilo32(PHILOX_M0, c[0]);
-        let (hi1, lo1) = mulhilo32(PHILOX_M1, c[2]);
+        let (hi0, lo0) = mul_wide(PHILOX_M0, c[0]);
+        let (hi1, lo1) = mul_wide(PHILOX_M1, c[2]);
         c = [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0];
     }
     c
