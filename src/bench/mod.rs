@@ -5,7 +5,9 @@
 //! bench times exactly what training runs, at the model's real shapes; see [`cases`] for
 //! how work is counted. GPU times are medians of timestamp-query samples (or the wall
 //! clock with a device wait where the adapter has no timestamps), after a warm-up; CPU
-//! times are wall-clock medians.
+//! times are wall-clock medians. A row takes at least 7 runs (a training step 5), and a
+//! short kernel as many more as fill a quarter of a second (a step two seconds), at most
+//! 200: medians of a few millisecond-long runs moved by a third on a shared machine.
 
 pub mod cases;
 pub mod plan;
@@ -116,19 +118,59 @@ fn dataset(rng: &mut StdRng) -> Arc<Dataset> {
     })
 }
 
+/// How many runs a timing takes: at least `runs`, and for short kernels as many more as fill
+/// `seconds` (at most [`Sampling::MOST_RUNS`]), so that a millisecond kernel's median is
+/// taken over enough runs to outlast a thread's wake-up or a neighbour's burst.
+#[derive(Debug, Clone, Copy)]
+struct Sampling {
+    runs: usize,
+    seconds: f64,
+}
+
+impl Sampling {
+    const MOST_RUNS: usize = 200;
+
+    fn of(opts: &BenchOptions, runs: usize, seconds: f64) -> Self {
+        if opts.quick {
+            Sampling {
+                runs: 2,
+                seconds: 0.0,
+            }
+        } else {
+            Sampling { runs, seconds }
+        }
+    }
+
+    /// The runs for a plan whose one run took `probe_ms`.
+    fn runs_for(self, probe_ms: f64) -> usize {
+        let filling = (self.seconds * 1e3 / probe_ms.max(1e-3)).ceil() as usize;
+        self.runs.max(filling.min(Self::MOST_RUNS))
+    }
+
+    /// Median milliseconds of `plan` on `exec`.
+    fn time(self, exec: &mut dyn Executor, plan: usize) -> Result<f64> {
+        let runs = if self.seconds > 0.0 {
+            self.runs_for(exec.time_plan(plan, 1)?)
+        } else {
+            self.runs
+        };
+        exec.time_plan(plan, runs)
+    }
+}
+
 /// Times every case on an executor that has run `plan` once (so every buffer holds
 /// realistic values).
 fn time_cases(
     exec: &mut dyn Executor,
     cases: Vec<Case>,
     on: &Target,
-    samples: usize,
+    sampling: Sampling,
     progress: &mut dyn FnMut(&BenchRow),
     rows: &mut Vec<BenchRow>,
 ) -> Result<()> {
     for case in cases {
         let plan = exec.compile(std::slice::from_ref(&case.instr))?;
-        let ms = exec.time_plan(plan, samples)?;
+        let ms = sampling.time(exec, plan)?;
         let r = row(&case.kernel, &case.layer, &case.shape, on, ms, case.work);
         progress(&r);
         rows.push(r);
@@ -137,7 +179,7 @@ fn time_cases(
 }
 
 /// c = a·b for square matrices of side `s`, on random data.
-fn square_gemm(on: &Target, s: usize, samples: usize) -> Result<BenchRow> {
+fn square_gemm(on: &Target, s: usize, sampling: Sampling) -> Result<BenchRow> {
     let mut g = Graph::default();
     let a = g.input("a", InputSource::External, vec![s, s]);
     let b = g.input("b", InputSource::External, vec![s, s]);
@@ -164,7 +206,7 @@ fn square_gemm(on: &Target, s: usize, samples: usize) -> Result<BenchRow> {
     };
     let work = Work::Flops(instr.flops());
     let plan = exec.compile(&[instr])?;
-    let ms = exec.time_plan(plan, samples)?;
+    let ms = sampling.time(exec.as_mut(), plan)?;
     Ok(row("gemm", "", &format!("{s}x{s}x{s} NN"), on, ms, work))
 }
 
@@ -175,7 +217,7 @@ fn bench_target(
     opts: &BenchOptions,
     progress: &mut dyn FnMut(&BenchRow),
 ) -> Result<Vec<BenchRow>> {
-    let samples = if opts.quick { 2 } else { 7 };
+    let timing = Sampling::of(opts, 7, 0.25);
     let mut rows = Vec::new();
     let squares: &[usize] = if opts.quick {
         &[256, 512]
@@ -183,7 +225,7 @@ fn bench_target(
         &[256, 512, 1024]
     };
     for &s in squares {
-        let r = square_gemm(on, s, samples)?;
+        let r = square_gemm(on, s, timing)?;
         progress(&r);
         rows.push(r);
     }
@@ -211,20 +253,20 @@ fn bench_target(
     let plan = exec.compile(&step)?;
     exec.run(plan, 0)?;
     // Timed before the single instructions, which leave the buffers as no step would.
-    let steps = if opts.quick { 2 } else { 5 };
+    let steps = Sampling::of(opts, 5, 2.0);
     let step_row = train_step_row(exec.as_mut(), plan, &step, on, steps, &rows)?;
     time_cases(
         exec.as_mut(),
         plan_cases(&model.graph, &step),
         on,
-        samples,
+        timing,
         progress,
         &mut rows,
     )?;
 
     let sampling = lower::forward(&model.graph, &[model.sampler.image], &Default::default());
     let extra = untimed(plan_cases(&model.graph, &sampling), &rows);
-    time_cases(exec.as_mut(), extra, on, samples, progress, &mut rows)?;
+    time_cases(exec.as_mut(), extra, on, timing, progress, &mut rows)?;
 
     let classifier = Classifier::new(CLASSIFIER_BATCH, true)?;
     let classifier_step = lower::training_step(&classifier.graph, &classifier.phases()?)?;
@@ -241,7 +283,7 @@ fn bench_target(
     cexec.run(cplan, 0)?;
     // Only what the GAN's plans did not already time.
     let extra = untimed(plan_cases(&classifier.graph, &classifier_step), &rows);
-    time_cases(cexec.as_mut(), extra, on, samples, progress, &mut rows)?;
+    time_cases(cexec.as_mut(), extra, on, timing, progress, &mut rows)?;
 
     progress(&step_row);
     rows.push(step_row);
@@ -330,17 +372,23 @@ fn train_step_row(
     plan: usize,
     step: &[Instr],
     on: &Target,
-    steps: u64,
+    sampling: Sampling,
     rows: &[BenchRow],
 ) -> Result<BenchRow> {
     let flops: f64 = step.iter().map(|i| i.flops()).sum();
     exec.sync()?;
     let mut times = Vec::new();
-    for it in 1..=steps {
+    let mut timed_step = |it: u64, times: &mut Vec<f64>| -> Result<()> {
         let start = Instant::now();
         exec.run(plan, it)?;
         exec.sync()?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
+        Ok(())
+    };
+    timed_step(1, &mut times)?;
+    let steps = sampling.runs_for(times[0]) as u64;
+    for it in 2..=steps {
+        timed_step(it, &mut times)?;
     }
     let ms = median(&mut times);
     let mut r = row(
