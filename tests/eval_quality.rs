@@ -236,7 +236,9 @@ fn training_with_eval_every_adds_quality_columns() {
     );
     let svg = std::fs::read_to_string(run.join("fid.svg")).unwrap();
     assert!(
-        svg.starts_with("<svg") && svg.contains("FID over training"),
+        svg.starts_with("<svg")
+            && svg.contains("FID over training")
+            && svg.contains("FID of the moving average"),
         "{svg}"
     );
     assert!(!Path::new(&run.join("losses.svg")).exists());

@@ -40,7 +40,16 @@ pub fn chart(loss_csv: &Path, header: &[String], columns: &[Vec<f64>]) -> Result
     })?;
     let fid = column("fid").is_some();
     let series: Vec<(String, Vec<(f64, f64)>)> = match column("fid") {
-        Some(fid) => vec![("FID to the MNIST test set".into(), points(iterations, fid))],
+        Some(fid) => {
+            let mut series = vec![("FID to the MNIST test set".into(), points(iterations, fid))];
+            // The moving average's, where it was evaluated.
+            if let Some(ema) = column("ema_fid").map(|c| points(iterations, c))
+                && !ema.is_empty()
+            {
+                series.push(("FID of the moving average".into(), ema));
+            }
+            series
+        }
         // Without FID, every loss the model logs.
         None => header
             .iter()
