@@ -15,7 +15,7 @@ const INV_2_24: f32 = 1.0 / 16_777_216.0;
 /// (high, low) 32 bits of the 64-bit product a·b, as the WGSL kernels compute it: with
 /// 16-bit limbs and u32 arithmetic only, since WGSL has no 64-bit integers. The tests check
 /// this algorithm against the u64 product; the CPU's own Philox multiplies in u64
-/// ([`mul_wide`]), which gives the same words about three times faster.
+/// (one 64-bit multiply per product), which gives the same words about three times faster.
 pub fn mulhilo32(a: u32, b: u32) -> (u32, u32) {
     let (a_lo, a_hi) = (a & 0xffff, a >> 16);
     let (b_lo, b_hi) = (b & 0xffff, b >> 16);
