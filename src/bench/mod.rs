@@ -411,13 +411,15 @@ fn train_step_row(
     Ok(r)
 }
 
+/// A table column as wide as its longest entry, and at least `least`.
+fn column_width<'a>(entries: impl Iterator<Item = &'a str>, least: usize) -> usize {
+    entries.map(|e| e.chars().count()).fold(least, usize::max)
+}
+
 /// The table printed by `gan-gpu bench`.
 pub fn render(rows: &[BenchRow]) -> String {
     // Wide enough for the usual names; a longer one (cgan's embedding gradient) widens it.
-    let layer = rows
-        .iter()
-        .map(|r| r.layer.chars().count())
-        .fold(28, usize::max);
+    let layer = column_width(rows.iter().map(|r| r.layer.as_str()), 28);
     let mut out = format!(
         "{:<32} {:<layer$} {:<40} {:<4} {:>10} {:>10} {:>10}\n",
         "kernel", "layer", "shape", "exec", "median ms", "GFLOP/s", "GB/s"

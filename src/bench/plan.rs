@@ -195,11 +195,7 @@ pub fn render(report: &PlanReport) -> String {
         report.adapter,
         report.kernels.name()
     );
-    let layer = report
-        .rows
-        .iter()
-        .map(|r| r.layer.chars().count())
-        .fold(26, usize::max);
+    let layer = super::column_width(report.rows.iter().map(|r| r.layer.as_str()), 26);
     out += &format!(
         "{:>3} {:<64} {:<layer$} {:<34} {:>9} {:>7} {:>6} {:>9} {:>8}  flags\n",
         "#", "instruction", "layer", "entry", "groups", "wg", "loop", "MFLOP", "MB"

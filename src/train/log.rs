@@ -229,8 +229,7 @@ pub fn seconds_so_far(origin: &Path, kept: &str) -> Result<f64> {
             origin.display()
         )));
     };
-    let rows = lines.count();
-    let Some(last) = kept.lines().last().filter(|_| rows > 0) else {
+    let Some((row, last)) = lines.enumerate().last() else {
         return Ok(0.0);
     };
     let field = last.split(',').nth(column).unwrap_or_default();
@@ -238,7 +237,7 @@ pub fn seconds_so_far(origin: &Path, kept: &str) -> Result<f64> {
         Error::InvalidArgument(format!(
             "{} line {}: seconds {field:?} is not a number",
             origin.display(),
-            rows + 1
+            row + 2
         ))
     })
 }
