@@ -159,17 +159,30 @@ BUILDERS = {"seed": SeedGenerator, "cgan": CganGenerator, "dcgan": DcganGenerato
 
 
 def load_generator(path, raw=False):
-    """The generator of a gan-gpu checkpoint, in eval mode, and its noise dimension: the
-    moving average of its weights (ema.generator.*) when the checkpoint holds one and
-    `raw` is false, as gan-gpu's own tools do, else its raw weights (generator.*)."""
+    """The generator of a gan-gpu checkpoint, in eval mode, its noise dimension and which
+    weights it holds: the moving average of its weights (ema.generator.*) when the
+    checkpoint holds one and `raw` is false, as gan-gpu's own tools do, else its raw
+    weights (generator.*). An export (`weights` metadata "ema") holds only the average,
+    under the generator's names, so `raw` is refused for it, as gan-gpu refuses it."""
     try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
         tensors = load_file(path)
     except (OSError, SafetensorError) as e:
         sys.exit(f"error: {path}: not a readable safetensors checkpoint: {e}")
+    file_holds = meta.get("weights", "raw")
+    if file_holds not in ("raw", "ema"):
+        sys.exit(f"error: {path}: metadata weights is {file_holds!r}, expected 'ema' or 'raw'")
     if not raw and any(k.startswith("ema.generator.") for k in tensors):
         tensors = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        used = "the moving average of the weights"
+    elif raw and file_holds == "ema":
+        sys.exit(
+            f"error: {path}: --raw: this file holds only the moving average of a generator's "
+            "weights (an export); give the training checkpoint for the raw ones"
+        )
+    else:
+        used = "the moving average of the weights" if file_holds == "ema" else "the raw weights"
     model = meta.get("model", "seed")  # files from before models had names are `seed`
     if model not in BUILDERS:
         sys.exit(
@@ -180,7 +193,7 @@ def load_generator(path, raw=False):
         generator = BUILDERS[model](tensors).eval()
     except KeyError as e:
         sys.exit(f"error: {path}: no tensor generator.{e.args[0]}: not a {model} generator")
-    return generator, generator.dense.in_features
+    return generator, generator.dense.in_features, used
 
 
 def main():
@@ -200,7 +213,7 @@ def main():
     )
     args = p.parse_args()
 
-    generator, noise_dim = load_generator(args.checkpoint, args.raw)
+    generator, noise_dim, used = load_generator(args.checkpoint, args.raw)
     if args.noise:
         z = torch.from_numpy(np.fromfile(args.noise, dtype="<f4").reshape(-1, noise_dim))
     else:
@@ -228,7 +241,10 @@ def main():
             "atol 1e-5 + rtol 1e-4"
         )
         sys.exit(1 if bad.any() else 0)
-    print(f"{len(images)} digits {images.shape[1:]}, values in [{images.min():.3f}, {images.max():.3f}]")
+    print(
+        f"{len(images)} digits {images.shape[1:]} drawn with {used}, "
+        f"values in [{images.min():.3f}, {images.max():.3f}]"
+    )
     if args.out:
         np.save(args.out, images[..., 0])
         print(f"saved {args.out}")

@@ -17,7 +17,7 @@ use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
 use gan_gpu::io::progress::{step_bar, with_classifier_bar};
 use gan_gpu::model::load::Weights;
 use gan_gpu::model::sample::{Digits, sample_command};
-use gan_gpu::model::{MODELS, kind};
+use gan_gpu::model::{DEFAULT_MODEL, MODELS, kind};
 use gan_gpu::onnx::{BatchSize, export_onnx};
 use gan_gpu::selftest::first_use::FirstUseArgs;
 use gan_gpu::train::config::CHANGEABLE_ON_RESUME;
@@ -85,8 +85,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Digits per side of the page's grid (one forward pass draws grid x grid)
-        #[arg(long, default_value_t = 8)]
-        grid: usize,
+        /// [default: a row per digit for a class-conditional generator (10), else 8]
+        #[arg(long)]
+        grid: Option<usize>,
         /// Use the raw generator weights (`generator.*`), not their moving average
         /// (`ema.generator.*`, the default; a checkpoint without one gives its raw weights)
         #[arg(long)]
@@ -118,10 +119,10 @@ enum Command {
     Eval(EvalArgs),
     /// Draw a run's loss.csv as an SVG chart: FID over iterations when it was measured
     Plot {
-        /// The run folder (holding loss.csv)
-        #[arg(long, value_name = "DIR")]
-        run: PathBuf,
-        /// Output file [default: DIR/fid.svg or DIR/losses.svg]
+        /// The run folder (holding loss.csv); several `--run`s draw their FIDs on one chart
+        #[arg(long, value_name = "DIR", required = true)]
+        run: Vec<PathBuf>,
+        /// Output file [default: DIR/fid.svg or DIR/losses.svg; needed for several runs]
         #[arg(long, value_name = "FILE.svg")]
         out: Option<PathBuf>,
     },
@@ -139,7 +140,7 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// The model whose training step is timed
-        #[arg(long, default_value = "seed", value_parser = model_names())]
+        #[arg(long, default_value = DEFAULT_MODEL.name, value_parser = model_names())]
         model: String,
     },
     /// Show one training iteration as the adapter runs it: every dispatch with its kernel,
@@ -148,7 +149,7 @@ enum Command {
         #[command(flatten)]
         adapter: AdapterArgs,
         /// The model whose training iteration is shown
-        #[arg(long, default_value = "seed", value_parser = model_names())]
+        #[arg(long, default_value = DEFAULT_MODEL.name, value_parser = model_names())]
         model: String,
         /// Kernel settings to plan with [default: GAN_GPU_KERNELS, else auto]
         #[arg(long, value_enum)]
@@ -246,7 +247,8 @@ struct EvalArgs {
      checkpoint, exit status 130 or 143."
 ))]
 struct TrainArgs {
-    /// The model to train [default: seed] (fixed for a run)
+    /// The model to train [default: cgan; `seed` is the corrected Keras GAN without classes]
+    /// (fixed for a run)
     #[arg(long, value_parser = model_names())]
     model: Option<String>,
     /// Executor: `auto` uses the wgpu adapter when it is a real GPU, else the CPU executor
@@ -255,7 +257,7 @@ struct TrainArgs {
     #[command(flatten)]
     adapter: AdapterArgs,
     /// Training iterations, one discriminator and one generator step each [default: the
-    /// model's: 50000 for seed and cgan, 10000 for dcgan; with --resume: the run's own]
+    /// model's: 50000 for cgan and seed, 10000 for dcgan; with --resume: the run's own]
     /// (may change on --resume)
     #[arg(long, value_name = "N")]
     iterations: Option<u64>,
@@ -448,7 +450,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             run_eval(args)?
         }
         Command::Plot { run, out } => {
-            let out = gan_gpu::train::plot::plot_run(&run, out.as_deref())?;
+            let out = match (run.as_slice(), out) {
+                ([one], out) => gan_gpu::train::plot::plot_run(one, out.as_deref())?,
+                (runs, Some(out)) => {
+                    gan_gpu::train::plot::plot_runs(runs, &out)?;
+                    out
+                }
+                (_, None) => anyhow::bail!(
+                    "--out: {} runs to draw on one chart; say which file to write",
+                    run.len()
+                ),
+            };
             println!("wrote {}", out.display());
         }
         Command::Bench {

@@ -132,7 +132,12 @@ fn bad_checkpoints_are_clear_errors() {
 }
 
 fn train_tiny(run: &Path) {
-    let out = run_cli(&[
+    train_tiny_with(run, &[]);
+}
+
+/// `train_tiny` with more flags, such as another `--model`.
+fn train_tiny_with(run: &Path, extra: &[&str]) {
+    let mut args = vec![
         "train",
         "--device",
         "cpu",
@@ -144,7 +149,9 @@ fn train_tiny(run: &Path) {
         "1",
         "--out",
         run.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(extra);
+    let out = run_cli(&args);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -332,7 +339,7 @@ fn a_class_conditional_run_draws_the_digits_asked_for() {
         assert_clean_error(&out, &[needle]);
     }
     let seed_run = dir.path().join("seed");
-    train_tiny(&seed_run);
+    train_tiny_with(&seed_run, &["--model", "seed"]);
     let seed_ckpt = seed_run.join("checkpoint.safetensors");
     let out = run_cli(&[
         "sample",
@@ -435,8 +442,8 @@ fn help_states_the_real_defaults_and_limits() {
         (
             "--iterations",
             format!(
-                "the model's: {} for seed and cgan, {} for dcgan",
-                iterations("seed"),
+                "the model's: {} for cgan and seed, {} for dcgan",
+                iterations("cgan"),
                 iterations("dcgan")
             ),
         ),
@@ -587,8 +594,8 @@ fn checkpoints_keep_raw_and_ema_weights_and_the_tools_use_the_ema_unless_raw() {
     }
 }
 
-/// `--ema-decay 0` keeps no average; such a checkpoint, and one from before the average
-/// existed (the bundled demo generator), draws with its raw weights and says why.
+/// `--ema-decay 0` keeps no average; such a checkpoint draws with its raw weights and says
+/// why. The bundled demo generator holds the average alone.
 /// `--ema-decay` outside [0, 1) is refused, and so is changing it on resume.
 #[test]
 fn without_a_moving_average_the_tools_fall_back_to_the_raw_weights_and_say_so() {
@@ -616,9 +623,24 @@ fn without_a_moving_average_the_tools_fall_back_to_the_raw_weights_and_say_so() 
     let (by_raw, _) = idx_bytes(dir.path(), "raw", &ckpt_path, &["--raw"]);
     assert_eq!(by_default, by_raw);
 
+    // The bundled demo generator is the default model's full run, exported: its moving
+    // average alone, so --raw is refused by name.
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/demo-generator.safetensors");
+    let file = gan_gpu::io::checkpoint::load_checkpoint(&demo).unwrap();
+    assert_eq!(file.metadata["model"], gan_gpu::model::DEFAULT_MODEL.name);
+    assert_eq!(file.metadata["weights"], "ema");
+    assert_eq!(file.metadata["iteration"], "50000");
     let (_, said) = idx_bytes(dir.path(), "demo", &demo, &[]);
-    assert!(said.contains("holds no moving average"), "{said}");
+    assert!(said.contains("moving average"), "{said}");
+    let out = run_cli(&[
+        "sample",
+        "--checkpoint",
+        demo.to_str().unwrap(),
+        "--out",
+        "x.png",
+        "--raw",
+    ]);
+    assert_clean_error(&out, &["--raw", "only the moving average"]);
 
     for bad in ["1", "-0.5", "nan"] {
         let out = run_cli(&[

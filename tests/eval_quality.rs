@@ -238,10 +238,52 @@ fn training_with_eval_every_adds_quality_columns() {
     assert!(
         svg.starts_with("<svg")
             && svg.contains("FID over training")
-            && svg.contains("FID of the moving average"),
+            && svg.contains("FID, moving average"),
         "{svg}"
     );
     assert!(!Path::new(&run.join("losses.svg")).exists());
+
+    // Several runs go on one chart, each series named after its folder; it needs --out.
+    let other = run.with_file_name("other-run");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::copy(run.join("loss.csv"), other.join("loss.csv")).unwrap();
+    let both = other.join("both.svg");
+    let out = run_cli(&[
+        "plot",
+        "--run",
+        run.to_str().unwrap(),
+        "--run",
+        other.to_str().unwrap(),
+        "--out",
+        both.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&both).unwrap();
+    let name = run.file_name().unwrap().to_str().unwrap();
+    for series in [
+        format!("{name}: FID, raw weights"),
+        format!("{name}: FID, moving average"),
+        "other-run: FID, raw weights".to_string(),
+        "other-run: FID, moving average".to_string(),
+    ] {
+        assert!(svg.contains(&series), "{series} missing: {svg}");
+    }
+    let out = run_cli(&[
+        "plot",
+        "--run",
+        run.to_str().unwrap(),
+        "--run",
+        other.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--out"),
+        "{stderr}"
+    );
 }
 
 /// `eval` of a class-conditional checkpoint reports how often each requested digit is

@@ -259,7 +259,7 @@ fn exported_generator_matches_the_cpu_executor_in_onnxruntime() {
     // Fresh checkpoints of every model at a dynamic batch (a prime count) and at a fixed
     // one (dcgan's BatchNorm in inference mode: its running statistics, which differ from
     // any batch's own, so a translation that normalised by the batch would not match),
-    // and the demo generator, trained for 8,000 iterations, whose weights are far from
+    // and the demo generator (cgan, 50,000 iterations), whose weights are far from
     // their initial values.
     let cases = [
         (seed.clone(), "dynamic", 37),
@@ -531,6 +531,20 @@ fn pytorch_script_rebuilds_the_generator_from_the_checkpoint() {
         assert!(stdout.contains("matches"), "{stdout}");
         eprintln!("{}: {}", checkpoint.display(), stdout.trim());
     }
+    // An export holds only the moving average: the script says so for --raw, as gan-gpu
+    // does, rather than drawing the average under the raw weights' name.
+    let refused = Command::new(&python)
+        .arg(&script)
+        .arg(DEMO_GENERATOR)
+        .args(["--raw", "--count", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("--raw: this file holds only the moving average"),
+        "{stderr}"
+    );
 }
 
 /// The file the CLI writes is the model, decodable, with the checkpoint's weights as
@@ -543,9 +557,10 @@ fn the_onnx_file_holds_the_checkpoint_weights_under_their_names() {
     let exported = export_cli(&checkpoint, &out, "dynamic");
     assert!(exported.status.success(), "{exported:?}");
     let stdout = String::from_utf8_lossy(&exported.stdout);
+    // The demo is the default model's full run, exported with its moving average.
     assert!(
         stdout.contains(
-            "the seed generator, the raw weights: the checkpoint holds no moving average"
+            "the cgan generator after 50000 iterations, the moving average of the weights"
         ) && stdout.contains("batch dynamic"),
         "{stdout}"
     );

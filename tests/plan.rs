@@ -205,7 +205,10 @@ fn the_table_ends_with_the_totals() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.starts_with("training iteration of seed (batch 100)"),
+        text.starts_with(&format!(
+            "training iteration of {} (batch 100)",
+            gan_gpu::model::DEFAULT_MODEL.name
+        )),
         "{text}"
     );
     let totals = text.lines().find(|l| l.starts_with("totals: ")).unwrap();
@@ -224,7 +227,7 @@ fn an_unknown_model_is_refused_by_name() {
     assert!(stderr.contains("nosuch") && stderr.contains("seed") && stderr.contains("cgan"));
     let e = kind("nosuch").unwrap_err().to_string();
     assert!(
-        e.contains("unknown model \"nosuch\"") && e.contains("seed, dcgan, cgan"),
+        e.contains("unknown model \"nosuch\"") && e.contains("cgan, seed, dcgan"),
         "{e}"
     );
 }

@@ -50,10 +50,10 @@ fn peak_during(f: impl FnOnce()) -> usize {
     PEAK.load(Ordering::SeqCst) - before
 }
 
-/// The default model's generator with freshly initialised weights.
+/// The seed model's generator (no classes to choose) with freshly initialised weights.
 fn random_generator() -> StoredGenerator {
     use rand::SeedableRng;
-    let kind = gan_gpu::model::MODELS[0];
+    let kind = &gan_gpu::model::seed::SEED;
     let (graph, _) = kind.generator_graph(1, 100).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let tensors = graph

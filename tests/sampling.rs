@@ -45,7 +45,7 @@ fn noise_far_into_a_stream_matches_its_block() {
 
 fn random_generator(noise_dim: usize) -> StoredGenerator {
     use rand::SeedableRng;
-    let kind = gan_gpu::model::MODELS[0];
+    let kind = &gan_gpu::model::seed::SEED;
     let (graph, _) = kind.generator_graph(1, noise_dim).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let tensors = graph

@@ -41,13 +41,14 @@ fn losses(rows: &[LossRow]) -> Vec<Vec<f32>> {
     rows.iter().map(|r| r.values.clone()).collect()
 }
 
-/// A default run (seed 0, batch 100) must keep behaving as the seed's model always has.
+/// A `seed` run with the default settings (seed 0, batch 100) must keep behaving as the
+/// seed's model always has (it was the default model then).
 /// These rows were logged by the trainer before models became data (commit ee62e35);
 /// that change reproduced them bit for bit. The tolerance admits a CPU GEMM that sums in
 /// another order; any change to the model, its initialisation, the batches or the noise
 /// moves them by orders of magnitude more.
 #[test]
-fn the_default_model_keeps_its_losses() {
+fn the_seed_model_keeps_its_losses() {
     const PINNED: [(u64, [f32; 5]); 5] = [
         (1, [0.7078633, 0.6918781, 0.69385344, 0.49290156, 0.4993643]),
         (
@@ -67,6 +68,7 @@ fn the_default_model_keeps_its_losses() {
         log_every: 1,
         sample_every: 1000,
         checkpoint_every: 1000,
+        model: "seed".into(),
         ..TrainConfig::default()
     };
     let report = train(&options(dir.path(), config)).unwrap();
@@ -80,6 +82,20 @@ fn the_default_model_keeps_its_losses() {
             );
         }
     }
+}
+
+/// The default model is `cgan`, but a run saved before models had names (its config has
+/// no `model`) was the seed's, and resumes as the seed's.
+#[test]
+fn a_config_without_a_model_is_the_seed_model() {
+    assert_eq!(
+        TrainConfig::default().model,
+        gan_gpu::model::DEFAULT_MODEL.name
+    );
+    let mut json = serde_json::to_value(TrainConfig::default()).unwrap();
+    json.as_object_mut().unwrap().remove("model");
+    let old: TrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.model, "seed");
 }
 
 #[test]

@@ -103,22 +103,26 @@ fn assert_png(path: &Path) -> (u32, u32) {
     (info.width, info.height)
 }
 
-/// The generator bundled for demos, trained for 8,000 iterations.
+/// The generator bundled for demos: the default model after its full run (moving average).
 const DEMO_GENERATOR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/docs/demo-generator.safetensors"
 );
 
-fn export(checkpoint: &Path, site: &Path, grid: usize) {
-    let exported = run_cli(&[
+/// `export-web` of `checkpoint` into `site`, with `--grid` when given.
+fn export(checkpoint: &Path, site: &Path, grid: Option<usize>) {
+    let grid = grid.map(|g| g.to_string());
+    let mut args = vec![
         "export-web",
         "--checkpoint",
         checkpoint.to_str().unwrap(),
         "--out",
         site.to_str().unwrap(),
-        "--grid",
-        &grid.to_string(),
-    ]);
+    ];
+    if let Some(grid) = &grid {
+        args.extend(["--grid", grid]);
+    }
+    let exported = run_cli(&args);
     assert!(exported.status.success(), "{exported:?}");
 }
 
@@ -146,7 +150,7 @@ fn a_trained_checkpoint_exports_to_a_complete_site() {
     ]);
     assert!(trained.status.success(), "{trained:?}");
     let checkpoint = run.join("checkpoint.safetensors");
-    export(&checkpoint, &site, 8);
+    export(&checkpoint, &site, None);
 
     for shader in Shader::ALL {
         let copied =
@@ -173,11 +177,14 @@ fn a_trained_checkpoint_exports_to_a_complete_site() {
     let (a, b) = (weights_of(&exported), weights_of(&checkpoint));
     assert_eq!((a.kind.name, a.noise_dim), (b.kind.name, b.noise_dim));
     assert_eq!(a.tensors, b.tensors);
+    assert_eq!((a.iteration, b.iteration), (Some(3), Some(3)));
 
     let plan: Value =
         serde_json::from_slice(&std::fs::read(site.join("plan.json")).unwrap()).unwrap();
     assert_eq!(plan["format"], "gan-gpu-web-plan-v1");
-    assert_eq!(plan["batch"], 64);
+    // Without --grid, a row per digit for a class-conditional model (the default one).
+    let side = gan_gpu::model::DEFAULT_MODEL.classes.unwrap_or(8);
+    assert_eq!(plan["batch"], side * side);
     let buffers = plan["buffers"].as_array().unwrap();
     let mut tensors: Vec<&str> = buffers
         .iter()
@@ -229,7 +236,7 @@ fn drive(
     // Screenshots stay in cargo's test scratch folder; docs/web-page.png is a copy.
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(out_name);
     std::fs::create_dir_all(&out).unwrap();
-    export(checkpoint, &site, grid);
+    export(checkpoint, &site, Some(grid));
     let stored = weights_of(&site.join("generator.safetensors"));
     let noise = normal_noise(11, 0, grid * grid * stored.noise_dim);
     std::fs::write(
@@ -256,7 +263,7 @@ fn drive(
 
 #[test]
 fn exported_page_matches_the_cpu_executor_in_headless_chromium() {
-    let Some((result, stored, noise, out)) = drive(Path::new(DEMO_GENERATOR), 8, "web-export")
+    let Some((result, stored, noise, out)) = drive(Path::new(DEMO_GENERATOR), 10, "web-export")
     else {
         return;
     };
@@ -459,7 +466,7 @@ fn a_dcgan_page_uses_the_running_statistics_and_matches_the_cpu_executor() {
     assert!(trained.status.success(), "{trained:?}");
     let checkpoint = run.join("checkpoint.safetensors");
     let site = dir.path().join("site");
-    export(&checkpoint, &site, 3);
+    export(&checkpoint, &site, Some(3));
     let plan: Value =
         serde_json::from_slice(&std::fs::read(site.join("plan.json")).unwrap()).unwrap();
     let plan_text = plan.to_string();

@@ -16,7 +16,7 @@ use crate::io::checkpoint::load_checkpoint;
 use crate::model::IMAGE_SIDE;
 use crate::model::classifier::{CLASSES, FEATURES};
 use crate::model::load::{Weights, load_generator};
-use crate::model::sample::{Digits, not_conditional, sample_stored};
+use crate::model::sample::{Digits, check_room_for, not_conditional, sample_stored};
 
 /// A sample counts as confidently classified above this probability.
 pub const CONFIDENT: f32 = 0.9;
@@ -170,6 +170,7 @@ pub fn evaluate(
             weights,
         } => {
             let stored = load_generator(path, &load_checkpoint(path)?, weights)?;
+            check_room_for(count)?;
             let labels = match (stored.kind.classes, digits) {
                 (Some(classes), digits) => {
                     Some(digits.unwrap_or(Digits::All).labels(count, classes)?.0)

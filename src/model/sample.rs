@@ -148,6 +148,16 @@ pub fn sample_chunks(
     Ok(())
 }
 
+/// Refuses a `--count` whose digits would not fit in this machine's memory, before
+/// anything of that size (such as their labels) is allocated.
+pub fn check_room_for(count: usize) -> Result<()> {
+    check_memory(
+        || format!("--count {count}"),
+        &format!("holding {count} generated digits"),
+        bytes_for(count as u64, (PIXELS * size_of::<f32>()) as u64),
+    )
+}
+
 /// `count` digits from a checkpoint's generator on `runtime`, with noise stream 0 of
 /// `seed` (and, for a class-conditional generator, `labels`), in memory: refused, naming
 /// `--count`, when they would not fit.
@@ -158,11 +168,7 @@ pub fn sample_stored(
     seed: u64,
     labels: Option<&[u32]>,
 ) -> Result<Vec<f32>> {
-    check_memory(
-        || format!("--count {count}"),
-        &format!("holding {count} generated digits"),
-        bytes_for(count as u64, (PIXELS * size_of::<f32>()) as u64),
-    )?;
+    check_room_for(count)?;
     if let Some(labels) = labels
         && labels.len() != count
     {

@@ -9,7 +9,13 @@ use crate::limits::{check_dimension, graph_bytes, human_bytes, memory_limit};
 use crate::model::{ModelConfig, ModelKind, kind, sample::SAMPLE_GRID};
 
 fn default_model() -> String {
-    crate::model::MODELS[0].name.to_string()
+    crate::model::DEFAULT_MODEL.name.to_string()
+}
+
+/// The model of a config.json or checkpoint written before models had names: there was
+/// only the seed's.
+fn unnamed_model() -> String {
+    crate::model::seed::SEED.name.to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,8 +31,8 @@ pub struct TrainConfig {
     pub log_every: u64,
     pub sample_every: u64,
     pub checkpoint_every: u64,
-    /// The model (`--model`); runs from before models had names are the default one.
-    #[serde(default = "default_model")]
+    /// The model (`--model`); runs from before models had names are `seed`'s.
+    #[serde(default = "unnamed_model")]
     pub model: String,
     /// Decay of the moving average of the generator's weights (`--ema-decay`, 0: none);
     /// runs from before it existed get the default, which changes nothing they trained.

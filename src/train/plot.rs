@@ -25,10 +25,42 @@ pub fn plot_run(run: &Path, out: Option<&Path>) -> Result<PathBuf> {
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| run.join(if chart.fid { "fid.svg" } else { "losses.svg" }));
-    let svg = render_svg(&chart)
-        .map_err(|e| Error::InvalidArgument(format!("drawing {}: {e}", out.display())))?;
-    write_atomically(&out, &[svg.as_bytes()])?;
+    write_chart(&chart, &out)?;
     Ok(out)
+}
+
+/// Draws the FIDs of several runs on one chart to `out`, each series named after its
+/// run folder, so that runs of different models compare at a glance. Every run must have
+/// measured FID (`train --eval-every`).
+pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<()> {
+    let mut series = Vec::new();
+    for run in runs {
+        let loss_csv = run.join("loss.csv");
+        let (header, columns) = read_columns(&loss_csv)?;
+        let one = chart(&loss_csv, &header, &columns)?;
+        if !one.fid {
+            return Err(Error::InvalidArgument(format!(
+                "{} has no fid column: only runs trained with --eval-every plot together",
+                loss_csv.display()
+            )));
+        }
+        let name = run.file_name().map_or_else(
+            || run.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        series.extend(
+            one.series
+                .into_iter()
+                .map(|(what, points)| (format!("{name}: {what}"), points)),
+        );
+    }
+    write_chart(&Chart { fid: true, series }, out)
+}
+
+fn write_chart(chart: &Chart, out: &Path) -> Result<()> {
+    let svg = render_svg(chart)
+        .map_err(|e| Error::InvalidArgument(format!("drawing {}: {e}", out.display())))?;
+    write_atomically(out, &[svg.as_bytes()])
 }
 
 /// The chart of a loss.csv's columns (`header`, `columns` as [`read_columns`] returns
@@ -41,12 +73,12 @@ pub fn chart(loss_csv: &Path, header: &[String], columns: &[Vec<f64>]) -> Result
     let fid = column("fid").is_some();
     let series: Vec<(String, Vec<(f64, f64)>)> = match column("fid") {
         Some(fid) => {
-            let mut series = vec![("FID to the MNIST test set".into(), points(iterations, fid))];
+            let mut series = vec![("FID, raw weights".into(), points(iterations, fid))];
             // The moving average's, where it was evaluated.
             if let Some(ema) = column("ema_fid").map(|c| points(iterations, c))
                 && !ema.is_empty()
             {
-                series.push(("FID of the moving average".into(), ema));
+                series.push(("FID, moving average".into(), ema));
             }
             series
         }
@@ -102,12 +134,22 @@ pub fn render_svg(chart: &Chart) -> Result<String, String> {
             .x_desc("iteration")
             .draw()
             .map_err(|e| e.to_string())?;
-        let colors = [BLUE, RED, GREEN];
-        for ((name, points), color) in chart.series.iter().zip(colors) {
-            plot.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+        // A run's moving average shares its raw series' colour, drawn thicker.
+        let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        let mut run = 0;
+        for (i, (name, points)) in chart.series.iter().enumerate() {
+            let average = name.ends_with("moving average");
+            if i > 0 && !average {
+                run += 1;
+            }
+            let style = palette[run % palette.len()].stroke_width(if average { 4 } else { 2 });
+            // Dots at the measurements, so that a series of one point shows too.
+            plot.draw_series(points.iter().map(|&p| Circle::new(p, 3, style.filled())))
+                .map_err(|e| e.to_string())?;
+            plot.draw_series(LineSeries::new(points.clone(), style))
                 .map_err(|e| e.to_string())?
                 .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         }
         plot.configure_series_labels()
             .background_style(WHITE.mix(0.8))

@@ -31,6 +31,9 @@ use crate::model::{GeneratorNodes, IMAGE_SIDE, ModelConfig, ModelKind, PIXELS};
 /// Version tag of `plan.json`; `web/gan.js` refuses any other.
 pub const PLAN_FORMAT: &str = "gan-gpu-web-plan-v1";
 pub const WEIGHTS_FILE: &str = "generator.safetensors";
+
+/// Digits per side of the page's grid for a generator without classes.
+pub const DEFAULT_GRID: usize = 8;
 pub const PLAN_FILE: &str = "plan.json";
 
 /// The page, its scripts and its style, as kept in `web/`.
@@ -145,15 +148,18 @@ impl ExportSummary {
 /// Writes the site for the generator in `checkpoint` into `out` (created if missing;
 /// other files there are left alone). The plan is recorded on `runtime`'s adapter, which
 /// must plan for browsers ([`Runtime::for_browser`]); `grid` x `grid` digits are drawn per
-/// forward pass, with `weights` (see [`load_generator`]).
+/// forward pass (by default a row per class of a class-conditional generator, else
+/// [`DEFAULT_GRID`]), with `weights` (see [`load_generator`]).
 pub fn export_web(
     runtime: &Runtime,
     checkpoint: &Path,
     out: &Path,
-    grid: usize,
+    grid: Option<usize>,
     weights: Weights,
 ) -> Result<ExportSummary> {
-    if !(1..=32).contains(&grid) {
+    if let Some(grid) = grid
+        && !(1..=32).contains(&grid)
+    {
         return Err(Error::InvalidArgument(format!(
             "--grid {grid}: expected 1 to 32 digits per side"
         )));
@@ -166,6 +172,7 @@ pub fn export_web(
     }
     let ckpt = load_checkpoint(checkpoint)?;
     let stored = load_generator(checkpoint, &ckpt, weights)?;
+    let grid = grid.unwrap_or_else(|| stored.kind.classes.unwrap_or(DEFAULT_GRID));
     let (graph, generator) = stored.graph(grid * grid)?;
     let plan = record_plan(runtime, &graph, &generator, stored.kind, grid)?;
 
@@ -189,19 +196,23 @@ pub fn export_web(
         .map_err(|e| Error::InvalidArgument(format!("cannot encode the plan: {e}")))?;
     write(PLAN_FILE, &plan_json)?;
 
+    // A checkpoint with only the generator: `gan-gpu sample` reads it too.
+    let mut metadata = BTreeMap::from([
+        (FORMAT_KEY.to_string(), FORMAT.to_string()),
+        (MODEL_KEY.to_string(), stored.kind.name.to_string()),
+        (NOISE_DIM_KEY.to_string(), stored.noise_dim.to_string()),
+        (
+            WEIGHTS_KEY.to_string(),
+            stored.weights.used.key().to_string(),
+        ),
+        ("source".to_string(), checkpoint.display().to_string()),
+    ]);
+    if let Some(iteration) = stored.iteration {
+        metadata.insert("iteration".to_string(), iteration.to_string());
+    }
     let generator_only = Checkpoint {
         tensors: stored.tensors.clone(),
-        metadata: BTreeMap::from([
-            // A checkpoint with only the generator: `gan-gpu sample` reads it too.
-            (FORMAT_KEY.to_string(), FORMAT.to_string()),
-            (MODEL_KEY.to_string(), stored.kind.name.to_string()),
-            (NOISE_DIM_KEY.to_string(), stored.noise_dim.to_string()),
-            (
-                WEIGHTS_KEY.to_string(),
-                stored.weights.used.key().to_string(),
-            ),
-            ("source".to_string(), checkpoint.display().to_string()),
-        ]),
+        metadata,
     };
     let weights_path = out.join(WEIGHTS_FILE);
     save_checkpoint(&weights_path, &generator_only)?;
