@@ -33,7 +33,7 @@ use plans::Plan;
 /// One line of the report: a kernel at one shape, or one part of a training iteration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// The plan it comes from ("GAN step", "classifier step", "awkward dense", ...).
+    /// The plan it comes from (a model's name, "classifier step", "awkward dense", ...).
     pub plan: &'static str,
     pub what: String,
     pub shape: String,
@@ -79,7 +79,7 @@ impl Check {
         self.detail = Some(detail);
     }
 
-    /// "conv2d weight grad 100x13x13x32 k3x3 s2x2 -> 6x6x64 (GAN step)".
+    /// "conv2d weight grad 100x13x13x32 k3x3 s2x2 -> 6x6x64 (cgan)".
     pub fn name(&self) -> String {
         format!("{} {} ({})", self.what, self.shape, self.plan)
     }
