@@ -24,6 +24,10 @@
 //                       4 images per step, split into `k_slices` slices of `k_chunk` quad
 //                       rows. With more than one slice each writes its slice of a partial
 //                       [k_slices][rows*out_c] buffer that `conv_reduce_slices` sums.
+// conv_forward* and conv_input_grad* may also write f(result) into `act_dst` (binding 5),
+// the activation that follows the layer (ACT, ALPHA: the same formulas as
+// elementwise.wgsl's act_forward), saving that kernel's dispatch and its read of the
+// result; the result itself is still written, for the activation's gradient.
 // Variants by channel counts (the launcher picks):
 //   `_vec4`       every channel axis read and written as vec4; tile 8 rows x 16 columns.
 //                 Needs in_c and out_c % 4 == 0 (input grad: out_c % 4 == 0, in_c % 4 == 0
@@ -72,6 +76,14 @@ const FLAG_ACCUMULATE: u32 = 2u;
 const LANES: vec4<u32> = vec4(0u, 1u, 2u, 3u);
 
 override WG: u32 = 64u;
+// The fused activation: 0 relu, 1 leaky relu (slope ALPHA), 2 tanh, 3 sigmoid, 4 none.
+override ACT: u32 = 4u;
+override ALPHA: f32 = 0.0;
+const RELU: u32 = 0u;
+const LEAKY_RELU: u32 = 1u;
+const TANH: u32 = 2u;
+const SIGMOID: u32 = 3u;
+const TANH_CLAMP: f32 = 15.0;
 
 @group(0) @binding(0) var<uniform> params: Params;
 // forward: x, w, bias, y. input grad: dy, w, bias, dx. weight grad: x, dy, dw.
@@ -84,6 +96,8 @@ override WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read> bias_v4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst_v4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> act_dst: array<f32>;
+@group(0) @binding(5) var<storage, read_write> act_dst_v4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dw_dst: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dw_dst_v4: array<vec4<f32>>;
 // conv_reduce_slices: partial sums, dw.
@@ -95,8 +109,29 @@ fn row_tile(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * groups.x) * WG + lid;
 }
 
+// The fused activation (elementwise.wgsl's `forward`, with ALPHA for params.value).
+fn activate(x: vec4<f32>) -> vec4<f32> {
+    let zero = vec4(0.0);
+    switch ACT {
+        case RELU: {
+            return max(x, zero);
+        }
+        case LEAKY_RELU: {
+            return select(ALPHA * x, x, x >= zero);
+        }
+        case TANH: {
+            return tanh(clamp(x, vec4(-TANH_CLAMP), vec4(TANH_CLAMP)));
+        }
+        default: {
+            let e = exp(-abs(x));
+            return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= zero);
+        }
+    }
+}
+
 // Writes the 4 x 4 block acc (column p: pixel rows[p], components: channels n0..n0+3)
-// where the pixel row is live and the channel exists, adding bias and the old value.
+// where the pixel row is live and the channel exists, adding bias and the old value,
+// and its activation where one is fused.
 fn store_block(acc: mat4x4<f32>, rows: vec4<u32>, live: vec4<bool>, n0: u32, n_len: u32) {
     let with_bias = (params.flags & FLAG_BIAS) != 0u;
     let accumulate = (params.flags & FLAG_ACCUMULATE) != 0u;
@@ -113,6 +148,9 @@ fn store_block(acc: mat4x4<f32>, rows: vec4<u32>, live: vec4<bool>, n0: u32, n_l
                     v += dst[o];
                 }
                 dst[o] = v;
+                if (ACT <= SIGMOID) {
+                    act_dst[o] = activate(vec4(v)).x;
+                }
             }
         }
     }
@@ -133,6 +171,9 @@ fn store_block_v4(acc: mat4x4<f32>, rows: vec4<u32>, live: vec4<bool>, n0: u32, 
                 v += dst_v4[o];
             }
             dst_v4[o] = v;
+            if (ACT <= SIGMOID) {
+                act_dst_v4[o] = activate(v);
+            }
         }
     }
 }

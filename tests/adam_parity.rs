@@ -9,7 +9,7 @@ mod golden;
 use common::assert_close;
 use gan_gpu::cpu::{AdamConfig, adam_step};
 use gan_gpu::gpu::testing::test_context;
-use gan_gpu::gpu::{Dispatch, GpuContext};
+use gan_gpu::gpu::{Dispatch, GpuBuffer, GpuContext};
 use gan_gpu::kernels::adam::{AdamParams, AdamStep, adam_update};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -34,7 +34,7 @@ fn grads(len: usize, seed: u64) -> Vec<f32> {
 
 /// p, m, v after each step: sqrt and the division may differ by an ulp or two on a GPU
 /// (WGSL allows 2.5 ulp for division), and a GPU may fuse the moment updates into FMAs.
-fn check_state(ctx: &GpuContext, shape: &str, bufs: &[wgpu::Buffer; 3], want: [&[f32]; 3]) {
+fn check_state(ctx: &GpuContext, shape: &str, bufs: &[GpuBuffer; 3], want: [&[f32]; 3]) {
     for ((name, buf), want) in ["p", "m", "v"].iter().zip(bufs).zip(want) {
         let got: Vec<f32> = ctx.read(buf, want.len()).unwrap();
         assert_close(&format!("adam {name}"), shape, &got, want, 1e-7, 1e-5);
@@ -93,12 +93,12 @@ fn one_step_uniform_serves_several_tensors() {
             ]
         })
         .collect();
-    let bufs: Vec<[wgpu::Buffer; 3]> = cpu
+    let bufs: Vec<[GpuBuffer; 3]> = cpu
         .iter()
         .map(|[p, m, v]| [ctx.upload("p", p), ctx.upload("m", m), ctx.upload("v", v)])
         .collect();
     let gs: Vec<Vec<f32>> = lens.iter().map(|&n| grads(n, n as u64)).collect();
-    let g_bufs: Vec<wgpu::Buffer> = gs.iter().map(|g| ctx.upload("g", g)).collect();
+    let g_bufs: Vec<GpuBuffer> = gs.iter().map(|g| ctx.upload("g", g)).collect();
     let dispatches: Vec<Dispatch> = (0..lens.len())
         .map(|i| {
             let [p, m, v] = &bufs[i];

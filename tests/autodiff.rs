@@ -5,8 +5,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use gan_gpu::cpu::Activation;
 use gan_gpu::graph::cpu_exec::CpuExecutor;
-use gan_gpu::graph::{Buf, Dataset, Executor, NodeId, RandomStreams, lower};
+use gan_gpu::graph::{
+    Buf, Dataset, Executor, Graph, InputSource, Instr, NodeId, RandomStreams, lower,
+};
 use gan_gpu::model::seed::SEED;
 use gan_gpu::model::{MODELS, Model, ModelConfig, ModelKind};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -145,4 +148,72 @@ fn the_discriminator_step_does_not_touch_the_generator() {
         .filter(|i| matches!(i, gan_gpu::graph::Instr::Noise { .. }))
         .count();
     assert_eq!(noise_draws, 1);
+}
+
+/// A sum's input borrows the sum's gradient buffer only where the sum is its only use:
+/// here `h` feeds two sums and `e` one. The backward pass copies into `h`'s gradient (it
+/// gets two contributions), lends `e` and `s` the sums' buffers, and every parameter's
+/// gradient still matches central differences.
+#[test]
+fn sums_lend_their_gradient_only_to_single_use_inputs() {
+    let mut g = Graph::default();
+    let x = g.input("x", InputSource::External, vec![4, 3]);
+    let h = g.dense("h", x, 5).unwrap();
+    let e = g.dense("e", x, 5).unwrap();
+    let s = g.add("s", h, e).unwrap();
+    let t = g.add("t", s, h).unwrap();
+    let h2 = g.activation("tanh", t, Activation::Tanh);
+    let logit = g.dense("out", h2, 1).unwrap();
+    let loss = g.bce_with_logits("loss", logit, 1.0).unwrap();
+    let params = g.params();
+    let backward = lower::backward(&g, &[loss], &params).unwrap();
+    let copies: Vec<Buf> = backward
+        .iter()
+        .filter_map(|i| match i {
+            Instr::Accumulate { dst, .. } => Some(*dst),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        copies,
+        vec![Buf::Grad(h); 2],
+        "only h, used twice, gets copies (one from each sum)"
+    );
+
+    let mut exec = CpuExecutor::new(&g, Vec::new(), None, RandomStreams { seed: 1 });
+    let mut rng = StdRng::seed_from_u64(5);
+    for (id, values) in g.init_params(&mut rng) {
+        exec.write(Buf::Value(id), &values).unwrap();
+    }
+    let inputs: Vec<f32> = (0..12).map(|_| rng.random_range(-1.0..1.0)).collect();
+    exec.write(Buf::Value(x), &inputs).unwrap();
+    let forward = lower::forward(&g, &[loss], &HashSet::new());
+    let mut grad_plan = forward.clone();
+    grad_plan.extend(backward);
+    let (forward, grad_plan) = (
+        exec.compile(&forward).unwrap(),
+        exec.compile(&grad_plan).unwrap(),
+    );
+    exec.run(grad_plan, 0).unwrap();
+    for p in params {
+        let grad = exec.read(Buf::Grad(p)).unwrap();
+        let value = exec.read(Buf::Value(p)).unwrap();
+        for i in 0..value.len() {
+            let mut loss_at = |delta: f32| {
+                let mut shifted = value.clone();
+                shifted[i] += delta;
+                exec.write(Buf::Value(p), &shifted).unwrap();
+                exec.run(forward, 0).unwrap();
+                f64::from(exec.read(Buf::Value(loss)).unwrap()[0])
+            };
+            let numeric = (loss_at(1e-3) - loss_at(-1e-3)) / 2e-3;
+            exec.write(Buf::Value(p), &value).unwrap();
+            let analytic = f64::from(grad[i]);
+            assert!(
+                (numeric - analytic).abs() <= 5e-4 + 0.02 * analytic.abs(),
+                "{}[{i}]: analytic {analytic:.6e}, finite difference {numeric:.6e}",
+                g.nodes[p].name
+            );
+        }
+    }
 }

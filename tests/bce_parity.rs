@@ -9,8 +9,8 @@ mod golden;
 
 use common::assert_close;
 use gan_gpu::cpu::bce_with_logits;
-use gan_gpu::gpu::GpuContext;
 use gan_gpu::gpu::testing::test_context;
+use gan_gpu::gpu::{GpuBuffer, GpuContext};
 use gan_gpu::kernels::bce::{self, BceOptions, Labels};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -208,7 +208,7 @@ fn rejects_empty_batches_and_short_buffers() {
         ctx.storage("b", 400),
         ctx.storage("s", 8),
     );
-    let run = |count, stats: &wgpu::Buffer, options| {
+    let run = |count, stats: &GpuBuffer, options| {
         bce::bce_with_logits(&ctx, &a, Labels::Constant(1.0), count, &b, stats, options)
             .err()
             .map(|e| e.to_string())

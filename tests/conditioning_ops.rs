@@ -9,7 +9,7 @@ mod common;
 use common::assert_close;
 use gan_gpu::cpu::{add, embedding_backward, embedding_forward, row_dot, row_dot_backward};
 use gan_gpu::gpu::testing::test_context;
-use gan_gpu::gpu::{Dispatch, GpuContext};
+use gan_gpu::gpu::{Dispatch, GpuBuffer, GpuContext};
 use gan_gpu::kernels::{combine, embedding};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -152,7 +152,7 @@ fn cpu_row_dot_and_add_gradients_match_finite_differences() {
     assert!(add(&a, &b[1..]).is_err());
 }
 
-fn nan_buffer(ctx: &GpuContext, what: &str, n: usize) -> wgpu::Buffer {
+fn nan_buffer(ctx: &GpuContext, what: &str, n: usize) -> GpuBuffer {
     ctx.upload(what, &vec![f32::NAN; n.max(1)])
 }
 
@@ -160,7 +160,7 @@ fn run(ctx: &GpuContext, d: Dispatch, what: &str) {
     ctx.run(&[&d], what).unwrap();
 }
 
-fn label_buffer(ctx: &GpuContext, ids: &[u32]) -> wgpu::Buffer {
+fn label_buffer(ctx: &GpuContext, ids: &[u32]) -> GpuBuffer {
     let bits: Vec<f32> = ids.iter().map(|&l| f32::from_bits(l)).collect();
     ctx.upload("labels", if bits.is_empty() { &[0.0] } else { &bits })
 }

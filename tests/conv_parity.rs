@@ -14,7 +14,7 @@ use common::assert_close;
 use gan_gpu::cpu;
 use gan_gpu::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use gan_gpu::gpu::testing::test_context;
-use gan_gpu::gpu::{Dispatch, GpuContext};
+use gan_gpu::gpu::{Dispatch, GpuBuffer, GpuContext};
 use gan_gpu::graph::Op;
 use gan_gpu::kernels::conv;
 use gan_gpu::kernels::gemm::{self, GemmShape, GemmVariant, gemm_flops};
@@ -85,8 +85,8 @@ impl Layer {
     fn gpu(
         &self,
         ctx: &GpuContext,
-        [x, w, b, dy]: [&wgpu::Buffer; 4],
-        [y, dx, dw]: [&wgpu::Buffer; 3],
+        [x, w, b, dy]: [&GpuBuffer; 4],
+        [y, dx, dw]: [&GpuBuffer; 3],
         accumulate: bool,
     ) -> gan_gpu::Result<[Vec<Dispatch>; 3]> {
         Ok(match self {
@@ -129,7 +129,7 @@ fn check(ctx: &GpuContext, layer: Layer, accumulate: bool, seed: u64) {
     );
     let mut want = layer.cpu(&x, &w, &b, &dy);
     let out_lens = [n.y, n.x, n.w];
-    let outputs: Vec<wgpu::Buffer> = (0..3)
+    let outputs: Vec<GpuBuffer> = (0..3)
         .map(|i| {
             if accumulate {
                 let base = random(&mut rng, out_lens[i]);
@@ -617,5 +617,94 @@ fn gan_layer_throughput() {
             "{name:30} forward {} | input grad {} | weight grad {}",
             rates[0], rates[1], rates[2]
         );
+    }
+}
+
+/// A fused activation writes exactly what the separate pass would: the layer's output is
+/// the unfused kernel's, bit for bit, and the activation output is the element-wise
+/// kernel's on it, bit for bit, for every activation and every forward entry point (vec4,
+/// scalar-x, scalar, narrow; tiles that do not divide).
+#[test]
+fn fused_activations_match_the_separate_pass() {
+    let Some(ctx) = test_context("fused activation parity") else {
+        return;
+    };
+    let same = ConvTranspose2dGeometry::keras_same;
+    let layers = [
+        Layer::Conv(Conv2dGeometry::same(2, 6, 5, 32, 17, 3, 3, 1, 1)),
+        Layer::Conv(Conv2dGeometry::valid(2, 9, 7, 7, 17, 3, 3, 2, 2)),
+        Layer::Conv(Conv2dGeometry::valid(3, 9, 9, 1, 32, 3, 3, 2, 2)),
+        Layer::Conv(Conv2dGeometry::valid(2, 7, 5, 8, 12, 3, 3, 2, 2)),
+        Layer::ConvT(same(2, 3, 4, 12, 8, 5, 5, 2, 2, None)),
+        Layer::ConvT(same(2, 4, 4, 32, 1, 5, 5, 2, 2, None)),
+        Layer::ConvT(same(3, 4, 5, 17, 3, 5, 5, 3, 3, None)),
+        Layer::ConvT(same(2, 3, 3, 4, 7, 3, 3, 2, 2, None)),
+        Layer::ConvT(same(0, 3, 3, 4, 4, 3, 3, 2, 2, None)),
+    ];
+    let acts = [
+        cpu::Activation::Relu,
+        cpu::Activation::LeakyRelu(0.2),
+        cpu::Activation::Tanh,
+        cpu::Activation::Sigmoid,
+    ];
+    for (i, layer) in layers.into_iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(500 + i as u64);
+        let n = layer.lens();
+        // Scaled so that tanh and sigmoid see their saturated ends too.
+        let scaled = |rng: &mut StdRng, len| random(rng, len).iter().map(|v| 4.0 * v).collect();
+        let (x, w, b): (Vec<f32>, Vec<f32>, Vec<f32>) = (
+            scaled(&mut rng, n.x),
+            random(&mut rng, n.w),
+            random(&mut rng, n.b),
+        );
+        let [x, w, b] = [&x, &w, &b].map(|v| ctx.upload("fused test input", v));
+        for act in acts {
+            let [y, fused_y, fused_out, separate_out] =
+                [(); 4].map(|_| ctx.nan_filled("fused test output", n.y));
+            let e = conv::Epilogue {
+                act,
+                out: &fused_out,
+            };
+            let (mut dispatches, fused) = match layer {
+                Layer::Conv(g) => (
+                    conv::conv2d_forward(&ctx, &g, &x, &w, Some(&b), &y, false).unwrap(),
+                    conv::conv2d_forward_activated(&ctx, &g, &x, &w, Some(&b), &fused_y, e),
+                ),
+                Layer::ConvT(g) => (
+                    conv::conv_transpose2d_forward(&ctx, &g, &x, &w, Some(&b), &y, false).unwrap(),
+                    conv::conv_transpose2d_forward_activated(
+                        &ctx,
+                        &g,
+                        &x,
+                        &w,
+                        Some(&b),
+                        &fused_y,
+                        e,
+                    ),
+                ),
+            };
+            dispatches.extend(fused.unwrap());
+            dispatches.push(
+                gan_gpu::kernels::elementwise::activation_forward(
+                    &ctx,
+                    act,
+                    &y,
+                    &separate_out,
+                    n.y,
+                )
+                .unwrap(),
+            );
+            let all: Vec<&Dispatch> = dispatches.iter().collect();
+            ctx.run(&all, "fused activation parity").unwrap();
+            let read = |buf: &GpuBuffer| ctx.read::<f32>(buf, n.y).unwrap();
+            let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let desc = format!("{layer:?} {act:?}");
+            assert_eq!(bits(read(&fused_y)), bits(read(&y)), "{desc}: output");
+            assert_eq!(
+                bits(read(&fused_out)),
+                bits(read(&separate_out)),
+                "{desc}: activation"
+            );
+        }
     }
 }

@@ -68,7 +68,7 @@ fn check_against_recorded(model: &'static str, kernels: KernelChoice, name: &str
         )
         .unwrap();
     let compiled = exec.compile(&step).unwrap();
-    let (dispatches, origins) = exec.plan_dispatches(compiled).unwrap();
+    let (dispatches, sources) = exec.plan_dispatches(compiled).unwrap();
 
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(
@@ -78,11 +78,20 @@ fn check_against_recorded(model: &'static str, kernels: KernelChoice, name: &str
     );
     let (mut flops, mut bytes, mut longest, mut flagged, mut running) = (0.0, 0.0, 0, 0, 0);
     let mut gemms = 0;
-    for ((row, d), &origin) in rows.iter().zip(dispatches).zip(origins) {
+    let (mut adam_dispatches, mut adam_groups) = (0, std::collections::HashSet::new());
+    for ((row, d), sources) in rows.iter().zip(dispatches).zip(sources) {
         let at = format!("{model}/{name} row {}", row["index"]);
         assert_eq!(row["entry"], d.kernel.entry, "{at}");
         assert_eq!(row["shader"], d.kernel.shader.file_name(), "{at}");
-        assert_eq!(u64_of(&row["instruction"]) as usize, origin, "{at}");
+        assert_eq!(u64_of(&row["instruction"]) as usize, sources.start, "{at}");
+        assert_eq!(u64_of(&row["instructions"]) as usize, sources.len(), "{at}");
+        for instr in &step[sources.clone()] {
+            if let Instr::Adam { group, .. } = instr {
+                adam_groups.insert(*group);
+            }
+        }
+        adam_dispatches +=
+            (d.kernel.shader.file_name() == "adam.wgsl" && d.workgroups() > 0) as usize;
         let groups: Vec<u32> = row["groups"]
             .as_array()
             .unwrap()
@@ -122,7 +131,7 @@ fn check_against_recorded(model: &'static str, kernels: KernelChoice, name: &str
         assert_eq!(problems.contains(&"long loop"), long, "{at}");
         assert_eq!(problems.len(), narrow as usize + long as usize, "{at}");
 
-        if let Instr::Gemm { m, n, k, .. } = step[origin] {
+        if let Instr::Gemm { m, n, k, .. } = step[sources.start] {
             assert_eq!(footprint.flops, 2.0 * (m * n * k) as f64, "{at}: 2mnk");
             gemms += 1;
         }
@@ -137,6 +146,12 @@ fn check_against_recorded(model: &'static str, kernels: KernelChoice, name: &str
     assert!(
         gemms >= 4,
         "{model}/{name}: the dense layers' GEMMs are in the plan"
+    );
+    // Parameters are packed, so each optimizer group's Adam steps are one dispatch.
+    assert_eq!(
+        adam_dispatches,
+        adam_groups.len(),
+        "{model}/{name}: one Adam dispatch per optimizer group"
     );
 
     let totals = &report["totals"];

@@ -7,8 +7,8 @@ mod common;
 
 use common::assert_close;
 use gan_gpu::cpu::{SoftmaxCeOutput, softmax_cross_entropy, softmax_rows};
-use gan_gpu::gpu::GpuContext;
 use gan_gpu::gpu::testing::test_context;
+use gan_gpu::gpu::{GpuBuffer, GpuContext};
 use gan_gpu::kernels::softmax_ce::{self, SoftmaxCeOptions};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -443,7 +443,7 @@ fn gpu_rejects_bad_shapes() {
         ctx.storage("d", 40),
         ctx.storage("s", 8),
     );
-    let ce = |batch, classes, d: &wgpu::Buffer, s: &wgpu::Buffer| {
+    let ce = |batch, classes, d: &GpuBuffer, s: &GpuBuffer| {
         let options = SoftmaxCeOptions::default();
         softmax_ce::softmax_cross_entropy(&ctx, &x, &y, batch, classes, d, s, options)
             .err()

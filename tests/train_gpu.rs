@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use gan_gpu::cpu::{AdamConfig, adam_step};
+use gan_gpu::cpu::{AdamConfig, adam_step, ema_step};
 use gan_gpu::data::{Split, default_data_dir, load_mnist};
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::graph::cpu_exec::CpuExecutor;
@@ -100,6 +100,12 @@ fn one_iteration_matches(gan: Model) {
         .into_iter()
         .map(|id| (id, cpu.read(Buf::Value(id)).unwrap()))
         .collect();
+    let averages: Vec<(usize, usize, Vec<f32>)> = gan
+        .ema
+        .iter()
+        .flat_map(|ema| &ema.pairs)
+        .map(|&(source, average)| (source, average, cpu.read(Buf::Value(average)).unwrap()))
+        .collect();
     gpu.run(plan, 0).unwrap();
     cpu.run(plan, 0).unwrap();
     let mut failures = Vec::new();
@@ -141,6 +147,29 @@ fn one_iteration_matches(gan: Model) {
                 "updated {name}: {bad} of {} elements differ",
                 w_gpu.len()
             ));
+        }
+    }
+    // The moving averages, from the GPU's own updated weights (packed weights share one
+    // dispatch; this checks that every tensor's slot lines up with its source's).
+    let decay = gan.ema.as_ref().map_or(0.0, |ema| ema.decay);
+    for (source, average, mut expected) in averages {
+        let name = &gan.graph.nodes[average].name;
+        ema_step(
+            decay,
+            0,
+            &gpu.read(Buf::Value(source)).unwrap(),
+            &mut expected,
+        )
+        .unwrap();
+        let got = gpu.read(Buf::Value(average)).unwrap();
+        let bad = (0..got.len())
+            .filter(|&i| {
+                let diff = (got[i] - expected[i]).abs();
+                diff.is_nan() || diff > 1e-6 * (1.0 + expected[i].abs())
+            })
+            .count();
+        if bad > 0 {
+            failures.push(format!("{name}: {bad} of {} elements differ", got.len()));
         }
     }
     // BatchNorm's running statistics (the moving averages of the weights follow the

@@ -16,7 +16,7 @@ use crate::gpu::dispatch::{PASSES_PER_RUN, SUBMISSIONS_PER_RUN};
 use crate::gpu::{Footprint, KernelSettings};
 use crate::graph::describe::{describe, layer_label};
 use crate::graph::runtime::Runtime;
-use crate::graph::{Dataset, Executor, RandomStreams};
+use crate::graph::{Dataset, Executor, Graph, Instr, RandomStreams};
 use crate::model::{DEFAULT_EMA_DECAY, ModelConfig, ModelKind, PIXELS};
 
 /// A dispatch moving more bytes or doing more FLOPs than these is big enough to fill a
@@ -36,12 +36,16 @@ const NOISE_DIM: usize = 100;
 pub struct PlanRow {
     /// Position in the plan (0-based).
     pub index: usize,
-    /// Position of the instruction it was recorded for in the training step.
+    /// Position of the instruction it was recorded for in the training step (the first,
+    /// when it runs several: a merged run of Adam or moving-average steps).
     pub instruction: usize,
+    /// How many instructions it runs.
+    pub instructions: usize,
     /// The instruction, e.g. `conv2d weight grad`, and its shape.
     pub what: String,
     pub shape: String,
-    /// The graph node whose value or gradient the instruction writes.
+    /// The graph node whose value or gradient the instruction writes; for a merged run,
+    /// the common prefix of its nodes' names and `*`.
     pub layer: String,
     /// Shader file and entry point.
     pub shader: &'static str,
@@ -133,14 +137,14 @@ pub fn plan(runtime: &Runtime, model: &'static ModelKind) -> Result<PlanReport> 
         .iter()
         .zip(origins)
         .enumerate()
-        .map(|(index, (d, &instruction))| {
-            let instr = &step[instruction];
-            let (what, shape) = describe(graph, instr);
-            let layer = layer_label(graph, instr);
+        .map(|(index, (d, sources))| {
+            let run = &step[sources.clone()];
+            let (what, shape, layer) = describe_run(graph, run);
             let workgroups = d.workgroups();
             PlanRow {
                 index,
-                instruction,
+                instruction: sources.start,
+                instructions: run.len(),
                 what,
                 shape,
                 layer,
@@ -176,6 +180,37 @@ pub fn plan(runtime: &Runtime, model: &'static ModelKind) -> Result<PlanReport> 
         rows,
         totals,
     })
+}
+
+/// What a dispatch runs, its shape and its layer: one instruction's; for a layer with its
+/// activation fused, the layer's with the activation named; for a merged run of steps
+/// (same kind, one per tensor) the total length over the tensor count and the common
+/// prefix of the tensors' names.
+fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, String) {
+    let (what, shape) = describe(graph, &run[0]);
+    let layer = layer_label(graph, &run[0]);
+    if run.len() == 1 {
+        return (what, shape, layer);
+    }
+    if let [_, Instr::Activation { act, .. }] = run {
+        return (format!("{what} + {act:?}"), shape, layer);
+    }
+    let elements: usize = run
+        .iter()
+        .map(|instr| match instr {
+            Instr::Adam { len, .. } | Instr::Ema { len, .. } => *len,
+            _ => 0,
+        })
+        .sum();
+    let labels: Vec<String> = run.iter().map(|i| layer_label(graph, i)).collect();
+    let mut prefix = labels[0].as_str();
+    for label in &labels[1..] {
+        while !label.starts_with(prefix) {
+            prefix = prefix.rsplit_once('.').map_or("", |(head, _)| head);
+        }
+    }
+    let shape = format!("{elements} in {} tensors", run.len());
+    (what, shape, format!("{prefix}.*"))
 }
 
 fn dims(v: [u32; 3]) -> String {

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod pipeline;
 pub mod settings;
 
+pub use buffer::{GpuBuffer, PackLayout};
 pub use context::{AdapterRequest, BackendChoice, GpuContext, PowerPreference};
 pub use dispatch::{Dispatch, Footprint};
 pub use pipeline::{Binding, Kernel, KernelSpec, Shader};

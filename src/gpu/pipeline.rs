@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuBuffer, GpuContext};
 
 /// One WGSL kernel family (one file in `shaders/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,7 +114,7 @@ pub struct Kernel {
 /// A bind group with the buffers it binds, in binding order.
 pub struct BoundBuffers {
     pub group: wgpu::BindGroup,
-    pub buffers: Vec<wgpu::Buffer>,
+    pub buffers: Vec<GpuBuffer>,
 }
 
 type CacheKey = (Shader, &'static str, Vec<(&'static str, u64)>);
@@ -249,13 +249,13 @@ impl GpuContext {
     }
 
     /// A bind group for `kernel` binding `buffers` in order.
-    pub fn bind(&self, kernel: &Kernel, buffers: &[&wgpu::Buffer]) -> BoundBuffers {
+    pub fn bind(&self, kernel: &Kernel, buffers: &[&GpuBuffer]) -> BoundBuffers {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
             .map(|(i, buffer)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: buffer.as_entire_binding(),
+                resource: buffer.binding(),
             })
             .collect();
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

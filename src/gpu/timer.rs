@@ -99,7 +99,7 @@ impl GpuContext {
         let mut encoder = self.record(dispatches, reps, Some(&queries));
         encoder.resolve_query_set(&queries, 0..2, &resolved, 0);
         self.submit(encoder, "benchmark")?;
-        let ticks: Vec<u64> = self.read(&resolved, 2)?;
+        let ticks: Vec<u64> = self.read(&crate::gpu::GpuBuffer::whole(resolved), 2)?;
         if ticks[1] < ticks[0] {
             return Err(Error::Gpu {
                 context: "reading benchmark timestamps".into(),

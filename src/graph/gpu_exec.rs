@@ -5,12 +5,15 @@
 //! the few per-step uniforms (noise and batch streams, Adam's step) and replays the
 //! dispatches into one compute pass and one queue submission. Nothing is read back
 //! during a step; the dataset lives on the GPU as packed u8 and batches are gathered there.
+//! An executor with optimizers packs the parameters (`gpu_exec/packs.rs`), so that an
+//! optimizer group's Adam steps are one dispatch.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::cpu::{AdamConfig, DropoutMask};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, GpuContext};
+use crate::gpu::{Dispatch, GpuBuffer, GpuContext};
 use crate::graph::cpu_exec::adam_step_number;
 use crate::graph::{Buf, Dataset, Executor, Graph, Instr, NodeId, RandomStreams, Snapshot};
 use crate::kernels::adam::{AdamStep, adam_update};
@@ -22,6 +25,9 @@ use crate::kernels::noise::{NoiseKind, NoiseStream, dropout, noise};
 use crate::kernels::softmax_ce::{self, SoftmaxCeOptions};
 use crate::kernels::{combine, conv, elementwise, embedding, gather, gemm};
 
+mod packs;
+use packs::Packs;
+
 /// A per-step random stream of a compiled plan.
 enum StreamUse {
     Noise { slot: u32 },
@@ -30,20 +36,21 @@ enum StreamUse {
 
 struct Plan {
     dispatches: Vec<Dispatch>,
-    /// The instruction (index into the compiled list) each dispatch was recorded for.
-    origins: Vec<usize>,
+    /// The instructions (indices into the compiled list) each dispatch was recorded for:
+    /// one, or a run of Adam or moving-average steps merged into one dispatch.
+    sources: Vec<Range<usize>>,
     streams: Vec<(NoiseStream, StreamUse)>,
     optimizers: Vec<usize>,
     /// The moving averages (indices into the executor's) the plan steps.
     emas: Vec<usize>,
     /// This step's dataset row numbers, drawn once and read by both `DataBatch` and
     /// `DataLabels` (so images and labels are the same rows).
-    batch_indices: Option<(usize, wgpu::Buffer)>,
+    batch_indices: Option<(usize, GpuBuffer)>,
 }
 
 struct GpuDataset {
-    bytes: wgpu::Buffer,
-    labels: Option<wgpu::Buffer>,
+    bytes: GpuBuffer,
+    labels: Option<GpuBuffer>,
     rows: usize,
     row_len: usize,
 }
@@ -59,10 +66,14 @@ struct PendingSnapshot {
 pub struct GpuExecutor {
     ctx: Arc<GpuContext>,
     graph: Graph,
-    values: Vec<Option<wgpu::Buffer>>,
-    grads: Vec<Option<wgpu::Buffer>>,
-    adam_m: Vec<Option<wgpu::Buffer>>,
-    adam_v: Vec<Option<wgpu::Buffer>>,
+    values: Vec<Option<GpuBuffer>>,
+    grads: Vec<Option<GpuBuffer>>,
+    adam_m: Vec<Option<GpuBuffer>>,
+    adam_v: Vec<Option<GpuBuffer>>,
+    /// Each packed node's place in the packs (parameters and the moving averages of
+    /// parameters, which lie at their source's place in the averages' pack).
+    pack_index: Vec<Option<usize>>,
+    packs: Option<Packs>,
     optimizers: Vec<AdamStep>,
     /// One step uniform per moving-average decay.
     emas: Vec<EmaStep>,
@@ -106,6 +117,8 @@ impl GpuExecutor {
             grads: vec![None; n],
             adam_m: vec![None; n],
             adam_v: vec![None; n],
+            pack_index: vec![None; n],
+            packs: None,
             optimizers,
             emas: Vec::new(),
             dataset,
@@ -113,6 +126,9 @@ impl GpuExecutor {
             plans: Vec::new(),
             pending: std::collections::VecDeque::new(),
         };
+        if !exec.optimizers.is_empty() {
+            exec.pack_parameters();
+        }
         for id in 0..n {
             let root = exec.graph.storage(id);
             exec.buffer(Buf::Value(root));
@@ -139,9 +155,9 @@ impl GpuExecutor {
     /// was recorded for, as one [`Executor::run`] replays them: into
     /// [`crate::gpu::dispatch::PASSES_PER_RUN`] compute pass and
     /// [`crate::gpu::dispatch::SUBMISSIONS_PER_RUN`] queue submission.
-    pub fn plan_dispatches(&self, plan: usize) -> Result<(&[Dispatch], &[usize])> {
+    pub fn plan_dispatches(&self, plan: usize) -> Result<(&[Dispatch], &[Range<usize>])> {
         let plan = self.plan(plan)?;
-        Ok((&plan.dispatches, &plan.origins))
+        Ok((&plan.dispatches, &plan.sources))
     }
 
     fn plan(&self, plan: usize) -> Result<&Plan> {
@@ -151,12 +167,12 @@ impl GpuExecutor {
     }
 
     /// The buffer holding the value of node `id` (shared by views of one storage).
-    pub fn value_buffer(&self, id: NodeId) -> Option<&wgpu::Buffer> {
+    pub fn value_buffer(&self, id: NodeId) -> Option<&GpuBuffer> {
         self.values.get(self.graph.storage(id))?.as_ref()
     }
 
     /// The buffer behind `buf`, allocated (zeroed) on first use.
-    fn buffer(&mut self, buf: Buf) -> wgpu::Buffer {
+    fn buffer(&mut self, buf: Buf) -> GpuBuffer {
         let (slots, kind, id) = match buf {
             Buf::Value(id) => (&mut self.values, "value", id),
             Buf::Grad(id) => (&mut self.grads, "grad", id),
@@ -170,7 +186,7 @@ impl GpuExecutor {
             .clone()
     }
 
-    fn moments(&mut self, param: NodeId) -> (wgpu::Buffer, wgpu::Buffer) {
+    fn moments(&mut self, param: NodeId) -> (GpuBuffer, GpuBuffer) {
         let node = &self.graph.nodes[param];
         let bytes = node.len() as u64 * 4;
         let m = self.adam_m[param]
@@ -184,7 +200,7 @@ impl GpuExecutor {
 
     /// The plan's batch-index buffer, with the dispatch that fills it each step recorded
     /// on first use.
-    fn batch_indices(&self, plan: &mut Plan, batch: usize) -> Result<wgpu::Buffer> {
+    fn batch_indices(&self, plan: &mut Plan, batch: usize) -> Result<GpuBuffer> {
         if let Some((drawn, indices)) = &plan.batch_indices {
             if *drawn != batch {
                 return Err(Error::InvalidArgument(format!(
@@ -236,6 +252,41 @@ impl GpuExecutor {
         plan.dispatches.push(d);
         plan.streams.push((s, StreamUse::Noise { slot }));
         Ok(())
+    }
+
+    /// A convolution (or transposed one) followed by an activation of its output, as one
+    /// dispatch that writes both; says whether `instrs` starts with such a pair.
+    fn compile_fused_activation(&mut self, instrs: &[Instr], plan: &mut Plan) -> Result<bool> {
+        let [conv, Instr::Activation { act, x, y: out, .. }, ..] = instrs else {
+            return Ok(false);
+        };
+        let (input, w, b, y) = match *conv {
+            Instr::Conv2d {
+                x: input, w, b, y, ..
+            }
+            | Instr::ConvTranspose2d {
+                x: input, w, b, y, ..
+            } if y == *x => (input, w, b, y),
+            _ => return Ok(false),
+        };
+        let ctx = Arc::clone(&self.ctx);
+        let [input, w, y, out] = [input, w, y, *out].map(|buf| self.buffer(buf));
+        let b = b.map(|b| self.buffer(b));
+        let e = conv::Epilogue {
+            act: *act,
+            out: &out,
+        };
+        let dispatches = match conv {
+            Instr::Conv2d { geom, .. } => {
+                conv::conv2d_forward_activated(&ctx, geom, &input, &w, b.as_ref(), &y, e)?
+            }
+            Instr::ConvTranspose2d { geom, .. } => {
+                conv::conv_transpose2d_forward_activated(&ctx, geom, &input, &w, b.as_ref(), &y, e)?
+            }
+            _ => unreachable!("matched above"),
+        };
+        plan.dispatches.extend(dispatches);
+        Ok(true)
     }
 
     fn compile_instr(&mut self, instr: &Instr, plan: &mut Plan) -> Result<()> {
@@ -632,7 +683,7 @@ impl GpuExecutor {
                 let [x, gamma, dy] = [x, gamma, dy].map(|b| self.buffer(b));
                 let [dx, dgamma, dbeta] =
                     [dx, dgamma, dbeta].map(|t| t.map(|(b, acc)| (self.buffer(b), acc)));
-                fn target(t: &Option<(wgpu::Buffer, bool)>) -> Option<(&wgpu::Buffer, bool)> {
+                fn target(t: &Option<(GpuBuffer, bool)>) -> Option<(&GpuBuffer, bool)> {
                     t.as_ref().map(|(b, a)| (b, *a))
                 }
                 let shape = BatchNormShape {
@@ -674,13 +725,7 @@ impl GpuExecutor {
             } => {
                 let source = self.buffer(Buf::Value(source));
                 let average = self.buffer(Buf::Value(average));
-                let at = match self.emas.iter().position(|e| e.decay == decay) {
-                    Some(at) => at,
-                    None => {
-                        self.emas.push(EmaStep::new(ctx, decay));
-                        self.emas.len() - 1
-                    }
-                };
+                let at = self.ema_step(decay);
                 plan.dispatches
                     .push(ema_update(ctx, &self.emas[at], &source, &average, len)?);
                 if !plan.emas.contains(&at) {
@@ -710,15 +755,24 @@ impl Executor for GpuExecutor {
     fn compile(&mut self, instrs: &[Instr]) -> Result<usize> {
         let mut plan = Plan {
             dispatches: Vec::new(),
-            origins: Vec::new(),
+            sources: Vec::new(),
             streams: Vec::new(),
             optimizers: Vec::new(),
             emas: Vec::new(),
             batch_indices: None,
         };
-        for (i, instr) in instrs.iter().enumerate() {
-            self.compile_instr(instr, &mut plan)?;
-            plan.origins.resize(plan.dispatches.len(), i);
+        let mut i = 0;
+        while i < instrs.len() {
+            let mut run = self.merged_run(&instrs[i..]);
+            if run > 1 {
+                self.compile_merged(&instrs[i..i + run], &mut plan)?;
+            } else if self.compile_fused_activation(&instrs[i..], &mut plan)? {
+                run = 2;
+            } else {
+                self.compile_instr(&instrs[i], &mut plan)?;
+            }
+            plan.sources.resize(plan.dispatches.len(), i..i + run);
+            i += run;
         }
         self.ctx.check("compiling a plan")?;
         self.plans.push(plan);
@@ -797,7 +851,13 @@ impl Executor for GpuExecutor {
         let mut offset = 0;
         for (&b, &len) in bufs.iter().zip(&lens) {
             let source = self.buffer(b);
-            encoder.copy_buffer_to_buffer(&source, 0, &staging, offset, (len * 4) as u64);
+            encoder.copy_buffer_to_buffer(
+                source.raw(),
+                source.offset(),
+                &staging,
+                offset,
+                (len * 4) as u64,
+            );
             offset += (len * 4) as u64;
         }
         self.ctx.submit(encoder, "copying a snapshot")?;

@@ -5,7 +5,8 @@
 //! [`backward`]'s one `match`: conv2d's input gradient is a transposed conv and the
 //! reverse, dense gradients are GEMMs with a transposed operand.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 use crate::cpu::Activation;
 use crate::error::{Error, Result};
@@ -449,14 +450,10 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
             )));
         }
     }
-    let mut written: HashSet<NodeId> = HashSet::new();
-    // First write into a gradient buffer overwrites, later ones accumulate.
-    let mut target = |n: NodeId| {
-        let root = graph.storage(n);
-        (Buf::Grad(root), !written.insert(root))
-    };
+    let grads = RefCell::new(GradBuffers::new(graph, &needs));
+    let target = |n: NodeId| grads.borrow_mut().target(n);
     let v = |n: NodeId| Buf::Value(graph.storage(n));
-    let g = |n: NodeId| Buf::Grad(graph.storage(n));
+    let g = |n: NodeId| grads.borrow().grad(n);
     let mut out = Vec::new();
     for id in (0..graph.nodes.len()).rev() {
         if !needs[id] {
@@ -494,7 +491,7 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                     )));
                 }
                 let channels = *node.shape.last().unwrap_or(&1);
-                let mut want = |n: NodeId| needs[n].then(|| target(n));
+                let want = |n: NodeId| needs[n].then(|| target(n));
                 let (dx, dgamma, dbeta) = (want(x), want(gamma), want(beta));
                 out.push(Instr::BatchNormGrad {
                     x: v(x),
@@ -551,7 +548,7 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
             }
             Op::Add { a, b } => {
                 for input in [a, b] {
-                    if needs[input] {
+                    if needs[input] && !grads.borrow_mut().lend(input, id) {
                         let (dst, accumulate) = target(input);
                         out.push(Instr::Accumulate {
                             src: g(id),
@@ -704,6 +701,77 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
     Ok(out)
 }
 
+/// Where each node's gradient lives during one backward pass. The first write into a
+/// gradient buffer overwrites, later ones accumulate. A sum's gradient is its inputs'
+/// gradient too, so an input whose only use is the sum borrows the sum's buffer instead
+/// of getting a copy: nothing else adds into it, and nothing reads the sum's gradient
+/// after the sum's own backward step.
+struct GradBuffers<'g> {
+    graph: &'g Graph,
+    written: HashSet<NodeId>,
+    /// Storage root -> the root whose gradient buffer it uses.
+    borrowed: HashMap<NodeId, NodeId>,
+    /// Storage root -> how many gradient contributions it receives in this pass.
+    contributions: HashMap<NodeId, usize>,
+}
+
+impl<'g> GradBuffers<'g> {
+    fn new(graph: &'g Graph, needs: &[bool]) -> Self {
+        let mut contributions = HashMap::new();
+        for (id, node) in graph.nodes.iter().enumerate() {
+            if !needs[id] || matches!(node.op, Op::Reshape { .. }) {
+                continue;
+            }
+            for input in node.op.inputs() {
+                if needs[input] {
+                    *contributions.entry(graph.storage(input)).or_insert(0) += 1;
+                }
+            }
+        }
+        GradBuffers {
+            graph,
+            written: HashSet::new(),
+            borrowed: HashMap::new(),
+            contributions,
+        }
+    }
+
+    fn root(&self, n: NodeId) -> NodeId {
+        let mut root = self.graph.storage(n);
+        while let Some(&to) = self.borrowed.get(&root) {
+            root = to;
+        }
+        root
+    }
+
+    fn grad(&self, n: NodeId) -> Buf {
+        Buf::Grad(self.root(n))
+    }
+
+    /// The buffer to write `n`'s gradient into, and whether to add to it.
+    fn target(&mut self, n: NodeId) -> (Buf, bool) {
+        let root = self.root(n);
+        (Buf::Grad(root), !self.written.insert(root))
+    }
+
+    /// Makes `input`'s gradient the buffer of `sum`'s when `input` is not a parameter or
+    /// state (their gradients are read after the pass) and the sum is its only use; says
+    /// whether it did.
+    fn lend(&mut self, input: NodeId, sum: NodeId) -> bool {
+        let root = self.graph.storage(input);
+        let leaf = matches!(
+            self.graph.nodes[root].op,
+            Op::Input(_) | Op::Param(_) | Op::State(_)
+        );
+        let to = self.root(sum);
+        if leaf || root == to || self.contributions.get(&root) != Some(&1) {
+            return false;
+        }
+        self.borrowed.insert(root, to);
+        true
+    }
+}
+
 /// An Adam step for each parameter in `params`, with optimizer state `group`.
 pub fn adam(graph: &Graph, params: &[NodeId], group: usize) -> Vec<Instr> {
     params
@@ -716,8 +784,13 @@ pub fn adam(graph: &Graph, params: &[NodeId], group: usize) -> Vec<Instr> {
         .collect()
 }
 
-/// A moving-average step for each (source, average) pair, once per training iteration.
+/// A moving-average step for each (source, average) pair, once per training iteration:
+/// the averages of parameters first, in creation order (the order the wgpu executor packs
+/// parameters in, so that they run as one dispatch), then the others. The steps are
+/// independent, so the order changes no value.
 pub fn ema(graph: &Graph, pairs: &[(NodeId, NodeId)], decay: f32) -> Vec<Instr> {
+    let mut pairs = pairs.to_vec();
+    pairs.sort_by_key(|&(source, _)| (!matches!(graph.nodes[source].op, Op::Param(_)), source));
     pairs
         .iter()
         .map(|&(source, average)| Instr::Ema {

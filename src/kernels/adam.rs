@@ -2,16 +2,17 @@
 //!
 //! Design: an [`AdamStep`] owns the one uniform of per-step scalars (alpha for step t,
 //! 1 - beta1, 1 - beta2, epsilon) shared by every parameter tensor of an optimizer.
-//! [`adam_update`] records one dispatch per tensor against it (plus a small constant
-//! uniform with the tensor's length). Each training step calls [`AdamStep::set_step`]
-//! once (a queue write, ordered before the next submit) and replays the same dispatches.
+//! [`adam_update`] records one dispatch over a flat range against it (plus a small
+//! constant uniform with the range's length): one tensor, or a whole optimizer group whose
+//! tensors share packed buffers. Each training step calls [`AdamStep::set_step`] once (a
+//! queue write, ordered before the next submit) and replays the same dispatches.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::cpu::adam::AdamConfig;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/adam.wgsl`: the per-step scalars.
@@ -62,7 +63,7 @@ impl AdamParams {
 /// The per-step uniform of one optimizer, shared by all its [`adam_update`] dispatches.
 pub struct AdamStep {
     pub config: AdamConfig,
-    uniform: wgpu::Buffer,
+    uniform: GpuBuffer,
 }
 
 impl AdamStep {
@@ -75,12 +76,11 @@ impl AdamStep {
     /// Makes the next submitted dispatches run step t (1-based).
     pub fn set_step(&self, ctx: &GpuContext, t: u32) -> Result<()> {
         let params = AdamParams::for_step(&self.config, t)?;
-        ctx.queue
-            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&params));
+        ctx.write(&self.uniform, std::slice::from_ref(&params));
         Ok(())
     }
 
-    pub fn uniform(&self) -> &wgpu::Buffer {
+    pub fn uniform(&self) -> &GpuBuffer {
         &self.uniform
     }
 }
@@ -90,10 +90,10 @@ impl AdamStep {
 pub fn adam_update(
     ctx: &GpuContext,
     step: &AdamStep,
-    p: &wgpu::Buffer,
-    g: &wgpu::Buffer,
-    m: &wgpu::Buffer,
-    v: &wgpu::Buffer,
+    p: &GpuBuffer,
+    g: &GpuBuffer,
+    m: &GpuBuffer,
+    v: &GpuBuffer,
     len: usize,
 ) -> Result<Dispatch> {
     let shape_error = |message: String| Error::Shape {

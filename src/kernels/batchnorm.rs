@@ -12,7 +12,9 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSettings, KernelSpec, Shader};
+use crate::gpu::{
+    Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSettings, KernelSpec, Shader,
+};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/batchnorm.wgsl`.
@@ -124,7 +126,7 @@ impl Launch<'_> {
         })
     }
 
-    fn check(&self, name: &str, buffer: &wgpu::Buffer, n: usize) -> Result<()> {
+    fn check(&self, name: &str, buffer: &GpuBuffer, n: usize) -> Result<()> {
         if buffer.size() < n as u64 * 4 {
             return Err(shape_error(format!(
                 "{name} holds {} bytes, {n} f32 need {}",
@@ -135,7 +137,7 @@ impl Launch<'_> {
         Ok(())
     }
 
-    fn scratch(&self, what: &str, floats: usize) -> wgpu::Buffer {
+    fn scratch(&self, what: &str, floats: usize) -> GpuBuffer {
         self.ctx
             .storage(&format!("batch norm {what}"), floats.max(1) as u64 * 4)
     }
@@ -145,7 +147,7 @@ impl Launch<'_> {
         &self,
         entry: &'static str,
         bindings: &'static [Binding],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[&GpuBuffer],
         grid: [u32; 3],
     ) -> Result<Dispatch> {
         let kernel = self.ctx.kernel(&KernelSpec {
@@ -207,11 +209,11 @@ impl Launch<'_> {
     /// buffers (returned), the running statistics moved when the flags say so.
     fn moments(
         &self,
-        x: &wgpu::Buffer,
-        running: (&wgpu::Buffer, &wgpu::Buffer),
-        partials: &wgpu::Buffer,
+        x: &GpuBuffer,
+        running: (&GpuBuffer, &GpuBuffer),
+        partials: &GpuBuffer,
         out: &mut Vec<Dispatch>,
-    ) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    ) -> Result<(GpuBuffer, GpuBuffer)> {
         let c = self.params.channels as usize;
         let (mean, var) = (
             self.scratch("batch mean", c),
@@ -240,12 +242,12 @@ impl Launch<'_> {
 pub fn batch_norm_forward(
     ctx: &GpuContext,
     shape: BatchNormShape,
-    x: &wgpu::Buffer,
-    gamma: &wgpu::Buffer,
-    beta: &wgpu::Buffer,
-    mean: &wgpu::Buffer,
-    var: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: &GpuBuffer,
+    gamma: &GpuBuffer,
+    beta: &GpuBuffer,
+    mean: &GpuBuffer,
+    var: &GpuBuffer,
+    y: &GpuBuffer,
     momentum: Option<f32>,
 ) -> Result<Vec<Dispatch>> {
     let flags = if momentum.is_some() {
@@ -288,7 +290,7 @@ pub fn batch_norm_forward(
 }
 
 /// Where one gradient of [`batch_norm_backward`] goes, and whether it adds to it.
-pub type GradTarget<'a> = Option<(&'a wgpu::Buffer, bool)>;
+pub type GradTarget<'a> = Option<(&'a GpuBuffer, bool)>;
 
 /// The training-mode gradients given dy: dx, dgamma, dbeta, each where given (written, or
 /// added with its flag), the batch statistics recomputed from x.
@@ -296,9 +298,9 @@ pub type GradTarget<'a> = Option<(&'a wgpu::Buffer, bool)>;
 pub fn batch_norm_backward(
     ctx: &GpuContext,
     shape: BatchNormShape,
-    x: &wgpu::Buffer,
-    gamma: &wgpu::Buffer,
-    dy: &wgpu::Buffer,
+    x: &GpuBuffer,
+    gamma: &GpuBuffer,
+    dy: &GpuBuffer,
     dx: GradTarget<'_>,
     dgamma: GradTarget<'_>,
     dbeta: GradTarget<'_>,

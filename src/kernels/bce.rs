@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/bce.wgsl`.
@@ -31,7 +31,7 @@ pub enum Labels<'a> {
     /// The same label for every sample (the GAN's all-real 1 and all-fake 0).
     Constant(f32),
     /// One label per sample, `count` f32.
-    Buffer(&'a wgpu::Buffer),
+    Buffer(&'a GpuBuffer),
 }
 
 /// How the results are written.
@@ -61,11 +61,11 @@ impl Default for BceOptions {
 /// [mean loss, mean sigmoid(logits)]. Matches `cpu::bce::bce_with_logits`.
 pub fn bce_with_logits(
     ctx: &GpuContext,
-    logits: &wgpu::Buffer,
+    logits: &GpuBuffer,
     labels: Labels<'_>,
     count: usize,
-    dlogits: &wgpu::Buffer,
-    stats: &wgpu::Buffer,
+    dlogits: &GpuBuffer,
+    stats: &GpuBuffer,
     options: BceOptions,
 ) -> Result<Dispatch> {
     let shape_error = |message: String| Error::Shape {

@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/combine.wgsl`.
@@ -39,8 +39,8 @@ enum Grid {
 fn launch(
     ctx: &GpuContext,
     entry: &'static str,
-    y: (&str, &wgpu::Buffer, usize),
-    inputs: &[(&str, &wgpu::Buffer, usize)],
+    y: (&str, &GpuBuffer, usize),
+    inputs: &[(&str, &GpuBuffer, usize)],
     len: usize,
     cols: usize,
     grid: Grid,
@@ -52,7 +52,7 @@ fn launch(
             "{len}x{cols} does not fit u32 indices"
         )));
     };
-    let all: Vec<(&str, &wgpu::Buffer, usize)> =
+    let all: Vec<(&str, &GpuBuffer, usize)> =
         std::iter::once(y).chain(inputs.iter().copied()).collect();
     for (i, &(name, buffer, n)) in all.iter().enumerate() {
         if n > u32::MAX as usize || buffer.size() < n as u64 * 4 {
@@ -115,9 +115,9 @@ fn launch(
 /// y = a + b over `len` elements.
 pub fn add(
     ctx: &GpuContext,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    y: &GpuBuffer,
     len: usize,
 ) -> Result<Dispatch> {
     let inputs = [("a", a, len), ("b", b, len)];
@@ -136,8 +136,8 @@ pub fn add(
 /// dst = src, or dst += src with `accumulate`, over `len` elements.
 pub fn accumulate(
     ctx: &GpuContext,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
+    src: &GpuBuffer,
+    dst: &GpuBuffer,
     len: usize,
     accumulate: bool,
 ) -> Result<Dispatch> {
@@ -157,9 +157,9 @@ pub fn accumulate(
 /// `y [rows]` = the row-wise dot products of a and b `[rows, cols]`.
 pub fn row_dot(
     ctx: &GpuContext,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    y: &GpuBuffer,
     rows: usize,
     cols: usize,
 ) -> Result<Dispatch> {
@@ -181,9 +181,9 @@ pub fn row_dot(
 #[allow(clippy::too_many_arguments)]
 pub fn row_dot_grad(
     ctx: &GpuContext,
-    dy: &wgpu::Buffer,
-    other: &wgpu::Buffer,
-    dx: &wgpu::Buffer,
+    dy: &GpuBuffer,
+    other: &GpuBuffer,
+    dx: &GpuBuffer,
     rows: usize,
     cols: usize,
     accumulate: bool,

@@ -20,12 +20,14 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::cpu::Activation;
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::gpu::pipeline::grid_1d;
 use crate::gpu::{
-    Binding, Dispatch, Footprint, GpuContext, Kernel, KernelSettings, KernelSpec, Shader,
+    Binding, Dispatch, Footprint, GpuBuffer, GpuContext, Kernel, KernelSettings, KernelSpec, Shader,
 };
+use crate::kernels::elementwise::act_code;
 
 /// Twin of `Params` in `shaders/conv.wgsl`.
 #[repr(C)]
@@ -186,7 +188,18 @@ const FWD_BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::Read,
     Binding::ReadWrite,
+    Binding::ReadWrite,
 ];
+
+/// The shader's `ACT` when no activation is fused.
+const NO_ACTIVATION: u32 = 4;
+
+/// An activation fused into a forward kernel's store: f(result) is also written to `out`.
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub act: Activation,
+    pub out: &'a GpuBuffer,
+}
 const WGRAD_BINDINGS: &[Binding] = &[
     Binding::Uniform,
     Binding::Read,
@@ -227,7 +240,38 @@ fn kernel(
     })
 }
 
-fn check_buffer(op: &'static str, what: &str, buf: &wgpu::Buffer, len: usize) -> Result<()> {
+/// A forward or input-gradient kernel, with `epilogue`'s activation fused or none, and
+/// the buffer its activation output binds (a one-vec4 stand-in when there is none: WebGPU
+/// forbids binding one buffer twice where either binding is written).
+fn kernel_with_epilogue(
+    ctx: &GpuContext,
+    op: &'static str,
+    entry: &'static str,
+    epilogue: Option<Epilogue>,
+    out_len: usize,
+) -> Result<(Arc<Kernel>, GpuBuffer)> {
+    let (act, alpha, out) = match epilogue {
+        Some(e) => {
+            check_buffer(op, "activation output", e.out, out_len)?;
+            let (code, alpha) = act_code(e.act);
+            (code.unwrap_or(NO_ACTIVATION), alpha, e.out.clone())
+        }
+        None => (NO_ACTIVATION, 0.0, ctx.storage("no fused activation", 16)),
+    };
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Conv,
+        entry,
+        bindings: FWD_BINDINGS,
+        constants: &[
+            ("WG", workgroup(ctx) as f64),
+            ("ACT", act as f64),
+            ("ALPHA", alpha as f64),
+        ],
+    })?;
+    Ok((kernel, out))
+}
+
+fn check_buffer(op: &'static str, what: &str, buf: &GpuBuffer, len: usize) -> Result<()> {
     if buf.size() < (len * 4) as u64 {
         return Err(Error::Shape {
             op,
@@ -256,16 +300,12 @@ fn flags(bias: bool, accumulate: bool) -> u32 {
 
 /// Whether a kernel may read these channels as vec4: a multiple of 4, in a buffer that
 /// holds at least one vec4 (an empty batch is bound as 4 bytes).
-fn vec4_ok(channels: usize, buf: &wgpu::Buffer) -> bool {
+fn vec4_ok(channels: usize, buf: &GpuBuffer) -> bool {
     channels > 0 && channels.is_multiple_of(4) && buf.size() >= 16
 }
 
 /// Entry point and register tile (rows, columns) of the forward kernel for `s`.
-fn forward_kernel(
-    s: &ConvShape,
-    x: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-) -> (&'static str, (usize, usize)) {
+fn forward_kernel(s: &ConvShape, x: &GpuBuffer, w: &GpuBuffer) -> (&'static str, (usize, usize)) {
     match (vec4_ok(s.out_c, w), vec4_ok(s.in_c, x)) {
         (true, true) => ("conv_forward_vec4", VEC4_TILE),
         (true, false) => ("conv_forward_scalar_x", VEC4_TILE),
@@ -275,8 +315,8 @@ fn forward_kernel(
 
 fn input_grad_kernel(
     s: &ConvShape,
-    dy: &wgpu::Buffer,
-    w: &wgpu::Buffer,
+    dy: &GpuBuffer,
+    w: &GpuBuffer,
 ) -> (&'static str, (usize, usize)) {
     if !(vec4_ok(s.out_c, dy) && w.size() >= 16) {
         ("conv_input_grad", SCALAR_TILE)
@@ -291,8 +331,8 @@ fn input_grad_kernel(
 
 fn weight_grad_kernel(
     s: &ConvShape,
-    x: &wgpu::Buffer,
-    dy: &wgpu::Buffer,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
 ) -> (&'static str, (usize, usize)) {
     match (vec4_ok(s.out_c, dy), vec4_ok(s.in_c, x)) {
         (true, true) => ("conv_weight_grad_vec4", VEC4_TILE),
@@ -328,11 +368,12 @@ fn forward(
     ctx: &GpuContext,
     op: &'static str,
     s: &ConvShape,
-    x: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    bias: Option<&wgpu::Buffer>,
-    y: &wgpu::Buffer,
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    y: &GpuBuffer,
     accumulate: bool,
+    epilogue: Option<Epilogue>,
 ) -> Result<Vec<Dispatch>> {
     s.check_fits_u32()?;
     check_buffer(op, "input", x, s.input_len())?;
@@ -349,13 +390,14 @@ fn forward(
     // The tap loops hold the channel loop (a vec4 of channels per trip).
     let trips = (taps * s.in_c).div_ceil(4);
     check_loops(ctx, op, s.k_h + taps + trips)?;
-    let kernel = kernel(ctx, entry, FWD_BINDINGS)?;
+    let (kernel, act_out) = kernel_with_epilogue(ctx, op, entry, epilogue, s.output_len())?;
     let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
-    let bind_group = ctx.bind(&kernel, &[&uniform, x, w, bias.unwrap_or(w), y]);
+    let bind_group = ctx.bind(&kernel, &[&uniform, x, w, bias.unwrap_or(w), y, &act_out]);
     let (gx, gy) = row_grid(ctx, s.batch * s.out_h * s.out_w, tile.0)?;
     let gz = grid_dim(ctx, op, s.out_c.div_ceil(tile.1))?;
     let bias_len = if bias.is_some() { s.out_c } else { 0 };
     let (a, b, out) = (s.input_len(), s.weight_len(), s.output_len());
+    let act_bytes = if epilogue.is_some() { 4 * out } else { 0 };
     Ok(vec![Dispatch {
         kernel,
         bind_group,
@@ -364,7 +406,7 @@ fn forward(
             workgroup(ctx) as u32,
             trips,
             s.flops(),
-            ConvShape::bytes(a, b, out, bias_len, accumulate),
+            ConvShape::bytes(a, b, out, bias_len, accumulate) + act_bytes as f64,
         ),
     }])
 }
@@ -375,11 +417,12 @@ fn input_grad(
     ctx: &GpuContext,
     op: &'static str,
     s: &ConvShape,
-    dy: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    bias: Option<&wgpu::Buffer>,
-    dx: &wgpu::Buffer,
+    dy: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    dx: &GpuBuffer,
     accumulate: bool,
+    epilogue: Option<Epilogue>,
 ) -> Result<Vec<Dispatch>> {
     s.check_fits_u32()?;
     check_buffer(op, "upstream gradient", dy, s.output_len())?;
@@ -397,15 +440,16 @@ fn input_grad(
     // The valid taps of a phase class hold the channel loop (a vec4 per trip).
     let trips = taps * s.out_c.div_ceil(4);
     check_loops(ctx, op, taps_h + taps + trips)?;
-    let kernel = kernel(ctx, entry, FWD_BINDINGS)?;
+    let (kernel, act_out) = kernel_with_epilogue(ctx, op, entry, epilogue, s.input_len())?;
     let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
-    let bind_group = ctx.bind(&kernel, &[&uniform, dy, w, bias.unwrap_or(w), dx]);
+    let bind_group = ctx.bind(&kernel, &[&uniform, dy, w, bias.unwrap_or(w), dx, &act_out]);
     // The largest phase class sets the row grid; smaller ones leave a tail idle.
     let class_rows = s.batch * s.in_h.div_ceil(s.stride_h) * s.in_w.div_ceil(s.stride_w);
     let (gx, gy) = row_grid(ctx, class_rows, tile.0)?;
     let gz = grid_dim(ctx, op, s.stride_h * s.stride_w * s.in_c.div_ceil(tile.1))?;
     let bias_len = if bias.is_some() { s.in_c } else { 0 };
     let (a, b, out) = (s.output_len(), s.weight_len(), s.input_len());
+    let act_bytes = if epilogue.is_some() { 4 * out } else { 0 };
     Ok(vec![Dispatch {
         kernel,
         bind_group,
@@ -414,7 +458,7 @@ fn input_grad(
             workgroup(ctx) as u32,
             trips,
             s.flops(),
-            ConvShape::bytes(a, b, out, bias_len, accumulate),
+            ConvShape::bytes(a, b, out, bias_len, accumulate) + act_bytes as f64,
         ),
     }])
 }
@@ -466,9 +510,9 @@ fn weight_grad(
     ctx: &GpuContext,
     op: &'static str,
     s: &ConvShape,
-    x: &wgpu::Buffer,
-    dy: &wgpu::Buffer,
-    dw: &wgpu::Buffer,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
+    dw: &GpuBuffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     s.check_fits_u32()?;
@@ -551,32 +595,41 @@ fn weight_grad(
 pub fn conv2d_forward(
     ctx: &GpuContext,
     g: &Conv2dGeometry,
-    x: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    bias: Option<&wgpu::Buffer>,
-    y: &wgpu::Buffer,
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    y: &GpuBuffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     g.validate()?;
-    forward(
-        ctx,
-        "conv2d_forward",
-        &ConvShape::of_conv(g),
-        x,
-        w,
-        bias,
-        y,
-        accumulate,
-    )
+    let s = ConvShape::of_conv(g);
+    forward(ctx, "conv2d_forward", &s, x, w, bias, y, accumulate, None)
+}
+
+/// [`conv2d_forward`] (overwriting y) with the following activation fused: also writes
+/// f(y) into `epilogue.out`, as `elementwise::activation_forward` would.
+pub fn conv2d_forward_activated(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    y: &GpuBuffer,
+    epilogue: Epilogue,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::of_conv(g);
+    let op = "conv2d_forward";
+    forward(ctx, op, &s, x, w, bias, y, false, Some(epilogue))
 }
 
 /// dx = the input gradient of conv2d for upstream gradient dy (dx NHWC like x).
 pub fn conv2d_backward_input(
     ctx: &GpuContext,
     g: &Conv2dGeometry,
-    dy: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    dx: &wgpu::Buffer,
+    dy: &GpuBuffer,
+    w: &GpuBuffer,
+    dx: &GpuBuffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     g.validate()?;
@@ -590,6 +643,7 @@ pub fn conv2d_backward_input(
         None,
         dx,
         accumulate,
+        None,
     )
 }
 
@@ -597,9 +651,9 @@ pub fn conv2d_backward_input(
 pub fn conv2d_backward_weight(
     ctx: &GpuContext,
     g: &Conv2dGeometry,
-    x: &wgpu::Buffer,
-    dy: &wgpu::Buffer,
-    dw: &wgpu::Buffer,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
+    dw: &GpuBuffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     g.validate()?;
@@ -612,33 +666,42 @@ pub fn conv2d_backward_weight(
 pub fn conv_transpose2d_forward(
     ctx: &GpuContext,
     g: &ConvTranspose2dGeometry,
-    x: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    bias: Option<&wgpu::Buffer>,
-    y: &wgpu::Buffer,
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    y: &GpuBuffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     g.validate()?;
     let s = ConvShape::adjoint_of(g);
-    input_grad(
-        ctx,
-        "conv_transpose2d_forward",
-        &s,
-        x,
-        w,
-        bias,
-        y,
-        accumulate,
-    )
+    let op = "conv_transpose2d_forward";
+    input_grad(ctx, op, &s, x, w, bias, y, accumulate, None)
+}
+
+/// [`conv_transpose2d_forward`] (overwriting y) with the following activation fused: also
+/// writes f(y) into `epilogue.out`.
+pub fn conv_transpose2d_forward_activated(
+    ctx: &GpuContext,
+    g: &ConvTranspose2dGeometry,
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    y: &GpuBuffer,
+    epilogue: Epilogue,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::adjoint_of(g);
+    let op = "conv_transpose2d_forward";
+    input_grad(ctx, op, &s, x, w, bias, y, false, Some(epilogue))
 }
 
 /// dx = the input gradient of conv_transpose2d: the adjoint conv applied to dy.
 pub fn conv_transpose2d_backward_input(
     ctx: &GpuContext,
     g: &ConvTranspose2dGeometry,
-    dy: &wgpu::Buffer,
-    w: &wgpu::Buffer,
-    dx: &wgpu::Buffer,
+    dy: &GpuBuffer,
+    w: &GpuBuffer,
+    dx: &GpuBuffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     g.validate()?;
@@ -652,6 +715,7 @@ pub fn conv_transpose2d_backward_input(
         None,
         dx,
         accumulate,
+        None,
     )
 }
 
@@ -660,9 +724,9 @@ pub fn conv_transpose2d_backward_input(
 pub fn conv_transpose2d_backward_weight(
     ctx: &GpuContext,
     g: &ConvTranspose2dGeometry,
-    x: &wgpu::Buffer,
-    dy: &wgpu::Buffer,
-    dw: &wgpu::Buffer,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
+    dw: &GpuBuffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     g.validate()?;

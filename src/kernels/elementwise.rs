@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::cpu::activation::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/elementwise.wgsl`.
@@ -81,7 +81,7 @@ const SCALE: Op = Op {
 };
 
 /// The shader's `ACT` constant and its parameter (alpha) for `act`.
-fn act_code(act: Activation) -> (Option<u32>, f32) {
+pub(crate) fn act_code(act: Activation) -> (Option<u32>, f32) {
     match act {
         Activation::Relu => (Some(0), 0.0),
         Activation::LeakyRelu(alpha) => (Some(1), alpha),
@@ -95,7 +95,7 @@ fn act_code(act: Activation) -> (Option<u32>, f32) {
 fn launch(
     ctx: &GpuContext,
     op: &Op,
-    buffers: &[(&str, &wgpu::Buffer)],
+    buffers: &[(&str, &GpuBuffer)],
     len: usize,
     act: Option<u32>,
     value: f32,
@@ -137,7 +137,7 @@ fn launch(
         _pad: 0,
     };
     let uniform = ctx.uniform(&format!("{} params", op.name), &params);
-    let mut bound: Vec<&wgpu::Buffer> = vec![&uniform];
+    let mut bound: Vec<&GpuBuffer> = vec![&uniform];
     bound.extend(buffers.iter().map(|(_, b)| *b));
     let bind_group = ctx.bind(&kernel, &bound);
     let invocations = if vectorized { len32 / 4 } else { len32 };
@@ -155,8 +155,8 @@ fn launch(
 pub fn activation_forward(
     ctx: &GpuContext,
     act: Activation,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: &GpuBuffer,
+    y: &GpuBuffer,
     len: usize,
 ) -> Result<Dispatch> {
     let (code, alpha) = act_code(act);
@@ -177,10 +177,10 @@ pub fn activation_forward(
 pub fn activation_backward(
     ctx: &GpuContext,
     act: Activation,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-    dy: &wgpu::Buffer,
-    dx: &wgpu::Buffer,
+    x: &GpuBuffer,
+    y: &GpuBuffer,
+    dy: &GpuBuffer,
+    dx: &GpuBuffer,
     len: usize,
     accumulate: bool,
 ) -> Result<Dispatch> {
@@ -190,15 +190,15 @@ pub fn activation_backward(
 }
 
 /// buf[..len] = value (zeroing gradient accumulators, constant label vectors).
-pub fn fill(ctx: &GpuContext, buf: &wgpu::Buffer, len: usize, value: f32) -> Result<Dispatch> {
+pub fn fill(ctx: &GpuContext, buf: &GpuBuffer, len: usize, value: f32) -> Result<Dispatch> {
     launch(ctx, &FILL, &[("buf", buf)], len, None, value, false)
 }
 
 /// dst[..len] += src[..len].
 pub fn add_into(
     ctx: &GpuContext,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
+    src: &GpuBuffer,
+    dst: &GpuBuffer,
     len: usize,
 ) -> Result<Dispatch> {
     add_scaled_into(ctx, src, dst, len, 1.0)
@@ -207,8 +207,8 @@ pub fn add_into(
 /// dst[..len] += s·src[..len] (with s = 1 exactly dst + src).
 pub fn add_scaled_into(
     ctx: &GpuContext,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
+    src: &GpuBuffer,
+    dst: &GpuBuffer,
     len: usize,
     s: f32,
 ) -> Result<Dispatch> {
@@ -224,6 +224,6 @@ pub fn add_scaled_into(
 }
 
 /// buf[..len] *= s.
-pub fn scale(ctx: &GpuContext, buf: &wgpu::Buffer, len: usize, s: f32) -> Result<Dispatch> {
+pub fn scale(ctx: &GpuContext, buf: &GpuBuffer, len: usize, s: f32) -> Result<Dispatch> {
     launch(ctx, &SCALE, &[("buf", buf)], len, None, s, false)
 }

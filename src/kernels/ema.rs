@@ -3,16 +3,15 @@
 //!
 //! As for Adam ([`super::adam`]), an [`EmaStep`] owns the one uniform of per-step scalars
 //! (d and 1 - d of step t) shared by every tensor of the average; [`ema_update`] records
-//! one dispatch per tensor against it, and each training step calls [`EmaStep::set_step`]
-//! once. The kernel reads a flat range, so a group whose tensors share one buffer is one
-//! dispatch.
+//! one dispatch over a flat range against it (one tensor, or every tensor of a packed
+//! group), and each training step calls [`EmaStep::set_step`] once.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::cpu::ema_weights;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Step` in `shaders/ema.wgsl`.
@@ -54,7 +53,7 @@ impl EmaStepParams {
 /// The per-step uniform of one moving average.
 pub struct EmaStep {
     pub decay: f32,
-    uniform: wgpu::Buffer,
+    uniform: GpuBuffer,
 }
 
 impl EmaStep {
@@ -67,8 +66,7 @@ impl EmaStep {
     /// Makes the next submitted dispatches run step t (0-based).
     pub fn set_step(&self, ctx: &GpuContext, t: u64) {
         let params = EmaStepParams::for_step(self.decay, t);
-        ctx.queue
-            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&params));
+        ctx.write(&self.uniform, std::slice::from_ref(&params));
     }
 }
 
@@ -76,8 +74,8 @@ impl EmaStep {
 pub fn ema_update(
     ctx: &GpuContext,
     step: &EmaStep,
-    source: &wgpu::Buffer,
-    average: &wgpu::Buffer,
+    source: &GpuBuffer,
+    average: &GpuBuffer,
     len: usize,
 ) -> Result<Dispatch> {
     let shape_error = |message: String| Error::Shape { op: "ema", message };

@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/embedding.wgsl`.
@@ -32,9 +32,9 @@ const BINDINGS: &[Binding] = &[Uniform, Read, Read, ReadWrite];
 fn launch(
     ctx: &GpuContext,
     entry: &'static str,
-    labels: &wgpu::Buffer,
-    input: (&str, &wgpu::Buffer, usize),
-    output: (&str, &wgpu::Buffer, usize),
+    labels: &GpuBuffer,
+    input: (&str, &GpuBuffer, usize),
+    output: (&str, &GpuBuffer, usize),
     (batch, classes, dim): (usize, usize, usize),
     accumulate: bool,
 ) -> Result<Dispatch> {
@@ -94,9 +94,9 @@ fn launch(
 /// out += them.
 pub fn embedding_forward(
     ctx: &GpuContext,
-    table: &wgpu::Buffer,
-    labels: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    table: &GpuBuffer,
+    labels: &GpuBuffer,
+    out: &GpuBuffer,
     (batch, classes, dim): (usize, usize, usize),
     accumulate: bool,
 ) -> Result<Dispatch> {
@@ -114,9 +114,9 @@ pub fn embedding_forward(
 /// dtable [classes, dim] = Σ over the batch of dy [batch, dim] rows by label, or dtable += .
 pub fn embedding_backward(
     ctx: &GpuContext,
-    dy: &wgpu::Buffer,
-    labels: &wgpu::Buffer,
-    dtable: &wgpu::Buffer,
+    dy: &GpuBuffer,
+    labels: &GpuBuffer,
+    dtable: &GpuBuffer,
     (batch, classes, dim): (usize, usize, usize),
     accumulate: bool,
 ) -> Result<Dispatch> {

@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 
 /// Twin of `Params` in `shaders/gather.wgsl`.
 #[repr(C)]
@@ -42,12 +42,12 @@ const SPEC: KernelSpec<'static> = KernelSpec {
 /// `[batch, row_len]` f32 in [-1, 1].
 pub fn gather_rows(
     ctx: &GpuContext,
-    dataset: &wgpu::Buffer,
+    dataset: &GpuBuffer,
     rows: usize,
     row_len: usize,
-    indices: &wgpu::Buffer,
+    indices: &GpuBuffer,
     batch: usize,
-    out: &wgpu::Buffer,
+    out: &GpuBuffer,
 ) -> Result<Dispatch> {
     let shape_error = |message: String| Error::Shape {
         op: "gather_rows",
@@ -103,11 +103,11 @@ const LABELS_SPEC: KernelSpec<'static> = KernelSpec {
 /// uploaded with [`GpuContext::upload`], into `out` as `[batch]` u32.
 pub fn gather_labels(
     ctx: &GpuContext,
-    labels: &wgpu::Buffer,
+    labels: &GpuBuffer,
     rows: usize,
-    indices: &wgpu::Buffer,
+    indices: &GpuBuffer,
     batch: usize,
-    out: &wgpu::Buffer,
+    out: &GpuBuffer,
 ) -> Result<Dispatch> {
     let shape_error = |message: String| Error::Shape {
         op: "gather_labels",

@@ -10,7 +10,9 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSettings, KernelSpec, Shader};
+use crate::gpu::{
+    Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSettings, KernelSpec, Shader,
+};
 
 /// Twin of `Params` in `shaders/gemm.wgsl`.
 #[repr(C)]
@@ -127,10 +129,10 @@ fn dot_fits(shape: &GemmShape) -> bool {
 pub fn gemm(
     ctx: &GpuContext,
     shape: &GemmShape,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    bias: Option<&wgpu::Buffer>,
-    c: &wgpu::Buffer,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    c: &GpuBuffer,
     variant: GemmVariant,
 ) -> Result<Dispatch> {
     let &GemmShape {
@@ -293,7 +295,7 @@ pub fn gemm(
     // A vec4 view needs a binding of at least 16 bytes even where it is not read: a
     // shorter operand (k = 0, or a 1-3 element matrix) never takes the vec4 path, so a
     // placeholder stands in for its view.
-    let short = |buffer: &wgpu::Buffer| buffer.size() < 16;
+    let short = |buffer: &GpuBuffer| buffer.size() < 16;
     let placeholder =
         (short(operands.0) || short(operands.1)).then(|| ctx.storage("gemm vec4 placeholder", 16));
     let vec4_view = |buffer| {
@@ -336,12 +338,7 @@ fn gemm_dot(
     ctx: &GpuContext,
     shape: &GemmShape,
     params: &GemmParams,
-    (a, b, bias, c): (
-        &wgpu::Buffer,
-        &wgpu::Buffer,
-        Option<&wgpu::Buffer>,
-        &wgpu::Buffer,
-    ),
+    (a, b, bias, c): (&GpuBuffer, &GpuBuffer, Option<&GpuBuffer>, &GpuBuffer),
     shape_error: impl Fn(String) -> Error,
 ) -> Result<Dispatch> {
     let &GemmShape { m, n, k, .. } = shape;
@@ -406,7 +403,7 @@ fn swapped(p: &GemmParams) -> GemmParams {
 fn check_buffer(
     ctx: &GpuContext,
     name: &str,
-    buffer: &wgpu::Buffer,
+    buffer: &GpuBuffer,
     len: usize,
 ) -> std::result::Result<(), String> {
     let need = len as u64 * 4;
@@ -445,10 +442,10 @@ fn bias_grad_workgroups(ctx: &GpuContext) -> usize {
 /// of the same kernel sums into db: two stages, each short and wide.
 pub fn bias_grad(
     ctx: &GpuContext,
-    dy: &wgpu::Buffer,
+    dy: &GpuBuffer,
     rows: usize,
     cols: usize,
-    db: &wgpu::Buffer,
+    db: &GpuBuffer,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
     let shape_error = |message: String| Error::Shape {
@@ -503,11 +500,11 @@ fn bias_grad_workgroup(cols: usize) -> (u32, u32) {
 /// row c of out (+ out with `accumulate`).
 fn bias_grad_pass(
     ctx: &GpuContext,
-    dy: &wgpu::Buffer,
+    dy: &GpuBuffer,
     rows: usize,
     cols: usize,
     chunk_rows: usize,
-    out: &wgpu::Buffer,
+    out: &GpuBuffer,
     accumulate: bool,
 ) -> Result<Dispatch> {
     let shape_error = |message: String| Error::Shape {

@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::cpu::DropoutMask;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 
 /// Twin of `Params` in `shaders/noise.wgsl`.
 #[repr(C)]
@@ -73,15 +73,14 @@ impl NoiseParams {
 /// The uniform of one noise dispatch.
 pub struct NoiseStream {
     params: NoiseParams,
-    uniform: wgpu::Buffer,
+    uniform: GpuBuffer,
 }
 
 impl NoiseStream {
     /// Makes the next submitted runs of the dispatch draw stream `stream` (same seed).
     pub fn set_stream(&self, ctx: &GpuContext, stream: u64) {
         let params = self.params.with_stream(stream);
-        ctx.queue
-            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&params));
+        ctx.write(&self.uniform, std::slice::from_ref(&params));
     }
 
     /// The parameters it was created with.
@@ -96,7 +95,7 @@ pub fn noise(
     kind: NoiseKind,
     seed: u64,
     stream: u64,
-    out: &wgpu::Buffer,
+    out: &GpuBuffer,
     n: usize,
 ) -> Result<(Dispatch, NoiseStream)> {
     let shape_error = |message: String| Error::Shape {
@@ -152,8 +151,8 @@ pub fn dropout(
     mask: DropoutMask,
     seed: u64,
     stream: u64,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: &GpuBuffer,
+    y: &GpuBuffer,
     n: usize,
     accumulate: bool,
 ) -> Result<(Dispatch, NoiseStream)> {

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
-use crate::gpu::{Binding, Dispatch, Footprint, GpuContext, KernelSpec, Shader};
+use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/softmax_ce.wgsl`.
@@ -85,7 +85,7 @@ fn check_shape(
 fn check_buffer(
     op: &'static str,
     name: &str,
-    buffer: &wgpu::Buffer,
+    buffer: &GpuBuffer,
     len: usize,
     what: &str,
 ) -> Result<()> {
@@ -110,12 +110,12 @@ fn check_buffer(
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy(
     ctx: &GpuContext,
-    logits: &wgpu::Buffer,
-    labels: &wgpu::Buffer,
+    logits: &GpuBuffer,
+    labels: &GpuBuffer,
     batch: usize,
     classes: usize,
-    dlogits: &wgpu::Buffer,
-    stats: &wgpu::Buffer,
+    dlogits: &GpuBuffer,
+    stats: &GpuBuffer,
     options: SoftmaxCeOptions,
 ) -> Result<Dispatch> {
     const OP: &str = "softmax_cross_entropy";
@@ -168,10 +168,10 @@ pub fn softmax_cross_entropy(
 /// `classes` logits. An empty batch records nothing. Matches `cpu::softmax_ce::softmax_rows`.
 pub fn softmax(
     ctx: &GpuContext,
-    logits: &wgpu::Buffer,
+    logits: &GpuBuffer,
     batch: usize,
     classes: usize,
-    probs: &wgpu::Buffer,
+    probs: &GpuBuffer,
 ) -> Result<Dispatch> {
     const OP: &str = "softmax";
     let (batch32, classes32) = check_shape(ctx, OP, batch, classes, 1)?;

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::cpu::AdamConfig;
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, GpuContext, Shader};
+use crate::gpu::{Binding, GpuBuffer, GpuContext, Shader};
 use crate::graph::runtime::Runtime;
 use crate::graph::{Dataset, Executor, Graph, NodeId, RandomStreams, lower};
 use crate::io::atomic::write_atomically;
@@ -290,7 +290,7 @@ fn trainer_pipelines(
 /// Compiles the generator's forward pass on `ctx` and describes what it recorded: each
 /// buffer (weights by tensor name, uniforms with their bytes read back from the device)
 /// and each dispatch.
-// Buffers are map keys by identity: wgpu::Buffer hashes and compares by its id, which
+// Buffers are map keys by identity: GpuBuffer hashes and compares by its id, which
 // its interior mutability (mapping state) never changes.
 #[allow(clippy::mutable_key_type)]
 fn record_plan(
@@ -309,7 +309,7 @@ fn record_plan(
     ))?;
 
     // Name every buffer the executor owns; anything else a launcher made is scratch.
-    let mut known: HashMap<wgpu::Buffer, (String, Option<String>)> = HashMap::new();
+    let mut known: HashMap<GpuBuffer, (String, Option<String>)> = HashMap::new();
     for (id, node) in graph.nodes.iter().enumerate() {
         if let Some(buffer) = exec.value_buffer(id) {
             let tensor = generator.tensors().contains(&id).then(|| node.name.clone());
@@ -319,7 +319,7 @@ fn record_plan(
         }
     }
 
-    let mut index: HashMap<wgpu::Buffer, usize> = HashMap::new();
+    let mut index: HashMap<GpuBuffer, usize> = HashMap::new();
     let mut buffers = Vec::new();
     let mut dispatches = Vec::new();
     for d in exec.recorded_dispatches(plan)? {
