@@ -5,6 +5,7 @@
 //! kh·kw·cin (conv2d) or 2·(input pixels)·cin·kh·kw·cout (transposed), each gradient the
 //! same as its forward. Element-wise instructions report the bytes they must move.
 
+use crate::cpu::Activation;
 use crate::graph::describe::{bytes, describe, layer_label};
 use crate::graph::{Graph, Instr};
 
@@ -15,7 +16,8 @@ pub enum Work {
     Bytes(f64),
 }
 
-/// One instruction to time.
+/// One instruction to time, or a convolution with the activation that follows it (which
+/// the wgpu executor runs as one dispatch).
 pub struct Case {
     /// What the kernel computes, e.g. `conv2d weight grad`.
     pub kernel: String,
@@ -24,14 +26,27 @@ pub struct Case {
     /// Its shape, which also tells cases apart.
     pub shape: String,
     pub work: Work,
-    pub instr: Instr,
+    pub instrs: Vec<Instr>,
 }
 
-/// The distinct instructions of `plan`, in first-use order.
+/// The distinct instructions of `plan`, in first-use order, each convolution that an
+/// activation follows also with it.
 pub fn plan_cases(graph: &Graph, plan: &[Instr]) -> Vec<Case> {
     let mut cases: Vec<Case> = Vec::new();
-    for instr in plan {
+    for (at, instr) in plan.iter().enumerate() {
         let (kernel, shape) = describe(graph, instr);
+        if let Some(act) = fused_activation(instr, plan.get(at + 1)) {
+            let fused = format!("{kernel} + {act:?}");
+            if !cases.iter().any(|c| c.kernel == fused && c.shape == shape) {
+                cases.push(Case {
+                    kernel: fused,
+                    layer: layer_label(graph, instr),
+                    shape: shape.clone(),
+                    work: Work::Flops(instr.flops()),
+                    instrs: plan[at..at + 2].to_vec(),
+                });
+            }
+        }
         if cases.iter().any(|c| c.kernel == kernel && c.shape == shape) {
             continue;
         }
@@ -46,8 +61,19 @@ pub fn plan_cases(graph: &Graph, plan: &[Instr]) -> Vec<Case> {
             } else {
                 Work::Bytes(bytes(graph, instr))
             },
-            instr: instr.clone(),
+            instrs: vec![instr.clone()],
         });
     }
     cases
+}
+
+/// The activation that `next` applies to `instr`'s output, when `instr` is a convolution.
+fn fused_activation(instr: &Instr, next: Option<&Instr>) -> Option<Activation> {
+    let (Instr::Conv2d { y, .. } | Instr::ConvTranspose2d { y, .. }) = instr else {
+        return None;
+    };
+    match next {
+        Some(Instr::Activation { act, x, .. }) if x == y => Some(*act),
+        _ => None,
+    }
 }

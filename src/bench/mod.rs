@@ -169,7 +169,7 @@ fn time_cases(
     rows: &mut Vec<BenchRow>,
 ) -> Result<()> {
     for case in cases {
-        let plan = exec.compile(std::slice::from_ref(&case.instr))?;
+        let plan = exec.compile(&case.instrs)?;
         let ms = sampling.time(exec, plan)?;
         let r = row(&case.kernel, &case.layer, &case.shape, on, ms, case.work);
         progress(&r);
