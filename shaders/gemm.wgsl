@@ -200,8 +200,9 @@ fn gemm_tiled(
 
 override REG_WG_X: u32 = 8u;
 override REG_WG_Y: u32 = 8u;
-// Rows and columns per invocation.
-const REG_TM: u32 = 16u;
+// Rows and columns per invocation. REG_TM is 4, 8 or 16 (`gan-gpu tune` picks per
+// shape); the rows it leaves out are constant-false branches that the compiler drops.
+override REG_TM: u32 = 16u;
 const REG_TN: u32 = 8u;
 
 // Eight columns of opB row p, or zeros when p >= k. `cols` holds what
@@ -294,7 +295,7 @@ fn register_store_row(acc: ptr<function, array<vec4<f32>, 32>>, r: u32, row0: u3
     store_4(row0 + r, col0 + 4u, 1u, (*acc)[2u * r + 1u]);
 }
 
-// The whole 16 x 8 tile of one invocation; the entry points differ only in the (constant)
+// The whole REG_TM x 8 tile of one invocation; the entry points differ only in the (constant)
 // load flags, which fold away.
 fn register_tile(wg: vec3<u32>, lid: vec3<u32>, vec4_a: bool, vec4_b: bool) {
     let row0 = (wg.y * REG_WG_Y + lid.y) * REG_TM;
@@ -323,35 +324,43 @@ fn register_tile(wg: vec3<u32>, lid: vec3<u32>, vec4_a: bool, vec4_b: bool) {
         register_row_step(&acc, 1u, register_a_quad(rows[1], p, vec4_a), b0, b1, b2, b3);
         register_row_step(&acc, 2u, register_a_quad(rows[2], p, vec4_a), b0, b1, b2, b3);
         register_row_step(&acc, 3u, register_a_quad(rows[3], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 4u, register_a_quad(rows[4], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 5u, register_a_quad(rows[5], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 6u, register_a_quad(rows[6], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 7u, register_a_quad(rows[7], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 8u, register_a_quad(rows[8], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 9u, register_a_quad(rows[9], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 10u, register_a_quad(rows[10], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 11u, register_a_quad(rows[11], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 12u, register_a_quad(rows[12], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 13u, register_a_quad(rows[13], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 14u, register_a_quad(rows[14], p, vec4_a), b0, b1, b2, b3);
-        register_row_step(&acc, 15u, register_a_quad(rows[15], p, vec4_a), b0, b1, b2, b3);
+        if (REG_TM > 4u) {
+            register_row_step(&acc, 4u, register_a_quad(rows[4], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 5u, register_a_quad(rows[5], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 6u, register_a_quad(rows[6], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 7u, register_a_quad(rows[7], p, vec4_a), b0, b1, b2, b3);
+        }
+        if (REG_TM > 8u) {
+            register_row_step(&acc, 8u, register_a_quad(rows[8], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 9u, register_a_quad(rows[9], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 10u, register_a_quad(rows[10], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 11u, register_a_quad(rows[11], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 12u, register_a_quad(rows[12], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 13u, register_a_quad(rows[13], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 14u, register_a_quad(rows[14], p, vec4_a), b0, b1, b2, b3);
+            register_row_step(&acc, 15u, register_a_quad(rows[15], p, vec4_a), b0, b1, b2, b3);
+        }
     }
     register_store_row(&acc, 0u, row0, col0);
     register_store_row(&acc, 1u, row0, col0);
     register_store_row(&acc, 2u, row0, col0);
     register_store_row(&acc, 3u, row0, col0);
-    register_store_row(&acc, 4u, row0, col0);
-    register_store_row(&acc, 5u, row0, col0);
-    register_store_row(&acc, 6u, row0, col0);
-    register_store_row(&acc, 7u, row0, col0);
-    register_store_row(&acc, 8u, row0, col0);
-    register_store_row(&acc, 9u, row0, col0);
-    register_store_row(&acc, 10u, row0, col0);
-    register_store_row(&acc, 11u, row0, col0);
-    register_store_row(&acc, 12u, row0, col0);
-    register_store_row(&acc, 13u, row0, col0);
-    register_store_row(&acc, 14u, row0, col0);
-    register_store_row(&acc, 15u, row0, col0);
+    if (REG_TM > 4u) {
+        register_store_row(&acc, 4u, row0, col0);
+        register_store_row(&acc, 5u, row0, col0);
+        register_store_row(&acc, 6u, row0, col0);
+        register_store_row(&acc, 7u, row0, col0);
+    }
+    if (REG_TM > 8u) {
+        register_store_row(&acc, 8u, row0, col0);
+        register_store_row(&acc, 9u, row0, col0);
+        register_store_row(&acc, 10u, row0, col0);
+        register_store_row(&acc, 11u, row0, col0);
+        register_store_row(&acc, 12u, row0, col0);
+        register_store_row(&acc, 13u, row0, col0);
+        register_store_row(&acc, 14u, row0, col0);
+        register_store_row(&acc, 15u, row0, col0);
+    }
 }
 
 @compute @workgroup_size(REG_WG_X, REG_WG_Y)

@@ -5,7 +5,9 @@
 //! builders, autodiff, the two executors and the runtime that picks between them), [`io`]
 //! and [`data`] (files and MNIST), [`model`] (models as data), [`eval`] (sample quality),
 //! [`train`] (the training loop), the front ends [`web`], [`onnx`] and [`mod@bench`], and
-//! [`selftest`], which checks every kernel on the user's adapter against the CPU reference.
+//! [`selftest`], which checks every kernel on the user's adapter against the CPU reference,
+//! and [`tune`] on top of both, which picks each kernel's settings on the user's adapter
+//! by measurement.
 
 pub mod bench;
 pub mod cpu;
@@ -22,6 +24,7 @@ pub mod model;
 pub mod onnx;
 pub mod selftest;
 pub mod train;
+pub mod tune;
 pub mod web;
 
 pub use error::{Error, Result};

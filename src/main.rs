@@ -158,6 +158,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time every tunable kernel's candidate settings at the model's shapes on this
+    /// adapter, keep the fastest that match the CPU reference, for train, bench and selftest
+    Tune {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// The model whose training step is tuned
+        #[arg(long, default_value = DEFAULT_MODEL.name, value_parser = model_names())]
+        model: String,
+        /// Kernel settings to tune from [default: GAN_GPU_KERNELS, else auto]
+        #[arg(long, value_enum)]
+        kernels: Option<KernelChoice>,
+        /// One timing per candidate instead of a median: a quick smoke run
+        #[arg(long)]
+        quick: bool,
+        /// One JSON report instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every kernel on this adapter against the CPU reference, at the GAN's and the
     /// classifier's exact shapes and at awkward ones, then whole training iterations
     Selftest {
@@ -488,6 +506,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let runtime = Runtime::new(DeviceChoice::Gpu, adapter.request()).with_kernels(kernels);
             bench::plan::command(&runtime, kind(&model)?, json)?
+        }
+        Command::Tune {
+            adapter,
+            model,
+            kernels,
+            quick,
+            json,
+        } => {
+            let runtime = Runtime::new(DeviceChoice::Gpu, adapter.request()).with_kernels(kernels);
+            gan_gpu::tune::command(&runtime, kind(&model)?, quick, json)?
         }
         Command::Selftest {
             adapter,

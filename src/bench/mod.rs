@@ -20,8 +20,8 @@ use serde::Serialize;
 
 use crate::cpu::AdamConfig;
 use crate::error::Result;
-use crate::gpu::KernelSettings;
 use crate::gpu::timer::median;
+use crate::gpu::{GpuContext, KernelSettings, Knobs};
 use crate::graph::runtime::Runtime;
 use crate::graph::{Buf, Dataset, Executor, Graph, InputSource, Instr, RandomStreams, lower};
 use crate::model::classifier::Classifier;
@@ -57,6 +57,10 @@ pub struct BenchRow {
     /// same run on the executor's threads (the `fp32 FMA peak` row).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_peak: Option<f64>,
+    /// GPU rows whose kernels run with tuned knobs (`gan-gpu tune`): the same work timed
+    /// with the built-in defaults in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_ms: Option<f64>,
 }
 
 pub struct BenchOptions {
@@ -96,6 +100,7 @@ fn row(case_kernel: &str, layer: &str, shape: &str, on: &Target, ms: f64, work: 
         fraction_of_gemm512: None,
         dispatches_per_iteration: None,
         fraction_of_peak: None,
+        default_ms: None,
     }
 }
 
@@ -108,7 +113,7 @@ struct Target<'a> {
 }
 
 /// A synthetic labelled dataset of 1000 random images.
-fn dataset(rng: &mut StdRng) -> Arc<Dataset> {
+pub(crate) fn dataset(rng: &mut StdRng) -> Arc<Dataset> {
     let rows = 1000;
     Arc::new(Dataset {
         bytes: (0..rows * PIXELS).map(|_| rng.random()).collect(),
@@ -122,7 +127,7 @@ fn dataset(rng: &mut StdRng) -> Arc<Dataset> {
 /// `seconds` (at most [`Sampling::MOST_RUNS`]), so that a millisecond kernel's median is
 /// taken over enough runs to outlast a thread's wake-up or a neighbour's burst.
 #[derive(Debug, Clone, Copy)]
-struct Sampling {
+pub(crate) struct Sampling {
     runs: usize,
     seconds: f64,
 }
@@ -130,7 +135,7 @@ struct Sampling {
 impl Sampling {
     const MOST_RUNS: usize = 200;
 
-    fn of(opts: &BenchOptions, runs: usize, seconds: f64) -> Self {
+    pub(crate) fn of(opts: &BenchOptions, runs: usize, seconds: f64) -> Self {
         if opts.quick {
             Sampling {
                 runs: 2,
@@ -148,7 +153,7 @@ impl Sampling {
     }
 
     /// Median milliseconds of `plan` on `exec`.
-    fn time(self, exec: &mut dyn Executor, plan: usize) -> Result<f64> {
+    pub(crate) fn time(self, exec: &mut dyn Executor, plan: usize) -> Result<f64> {
         let runs = if self.seconds > 0.0 {
             self.runs_for(exec.time_plan(plan, 1)?)
         } else {
@@ -169,13 +174,55 @@ fn time_cases(
     rows: &mut Vec<BenchRow>,
 ) -> Result<()> {
     for case in cases {
+        let ctx = on.runtime.gpu()?;
+        if let Some(ctx) = &ctx {
+            ctx.take_sites();
+        }
         let plan = exec.compile(&case.instrs)?;
         let ms = sampling.time(exec, plan)?;
-        let r = row(&case.kernel, &case.layer, &case.shape, on, ms, case.work);
+        let mut r = row(&case.kernel, &case.layer, &case.shape, on, ms, case.work);
+        if let Some(ctx) = &ctx {
+            let tuned = tuned_sites(ctx, ctx.take_sites().into_keys());
+            r.default_ms = with_defaults(ctx, &tuned, || {
+                let plan = exec.compile(&case.instrs)?;
+                sampling.time(exec, plan)
+            })?;
+        }
         progress(&r);
         rows.push(r);
     }
     Ok(())
+}
+
+/// The sites among `sites` whose knobs in use are not the defaults, with those knobs.
+fn tuned_sites(ctx: &GpuContext, sites: impl Iterator<Item = String>) -> Vec<(String, Knobs)> {
+    sites
+        .map(|site| {
+            let knobs = ctx.tuned(&site);
+            (site, knobs)
+        })
+        .filter(|(_, knobs)| *knobs != Knobs::default())
+        .collect()
+}
+
+/// `timing` run with the built-in defaults at the `tuned` sites (then restored): `None`
+/// where nothing is tuned.
+fn with_defaults(
+    ctx: &GpuContext,
+    tuned: &[(String, Knobs)],
+    mut timing: impl FnMut() -> Result<f64>,
+) -> Result<Option<f64>> {
+    if tuned.is_empty() {
+        return Ok(None);
+    }
+    for (site, _) in tuned {
+        ctx.set_knobs(site, Knobs::default());
+    }
+    let ms = timing();
+    for (site, knobs) in tuned {
+        ctx.set_knobs(site, *knobs);
+    }
+    ms.map(Some)
 }
 
 /// c = a·b for square matrices of side `s`, on random data.
@@ -210,6 +257,22 @@ fn square_gemm(on: &Target, s: usize, sampling: Sampling) -> Result<BenchRow> {
     Ok(row("gemm", "", &format!("{s}x{s}x{s} NN"), on, ms, work))
 }
 
+/// The model whose step the bench times and `tune` tunes, at `train`'s defaults, and its
+/// training step.
+pub(crate) fn timed_model(kind: &'static ModelKind) -> Result<(crate::model::Model, Vec<Instr>)> {
+    let model = kind.build(&ModelConfig {
+        batch: BATCH,
+        noise_dim: NOISE_DIM,
+        adam: AdamConfig::default(),
+        // Sampling at the training batch, so its own instructions (BatchNorm in
+        // inference mode) are timed at the step's shapes.
+        sample_batch: BATCH,
+        ema_decay: crate::model::DEFAULT_EMA_DECAY,
+    })?;
+    let step = model.train_step()?;
+    Ok((model, step))
+}
+
 /// Rows for one executor family: square GEMMs, the model's and the classifier's
 /// instructions, and the model's whole training step.
 fn bench_target(
@@ -231,16 +294,7 @@ fn bench_target(
     }
 
     let mut rng = StdRng::seed_from_u64(15);
-    let model = opts.model.build(&ModelConfig {
-        batch: BATCH,
-        noise_dim: NOISE_DIM,
-        adam: AdamConfig::default(),
-        // Sampling at the training batch, so its own instructions (BatchNorm in
-        // inference mode) are timed at the step's shapes.
-        sample_batch: BATCH,
-        ema_decay: crate::model::DEFAULT_EMA_DECAY,
-    })?;
-    let step = model.train_step()?;
+    let (model, step) = timed_model(opts.model)?;
     let mut exec = on.runtime.executor(
         &model.graph,
         model.optimizers(),
@@ -250,11 +304,23 @@ fn bench_target(
     for (id, values) in model.graph.init_params(&mut rng) {
         exec.write(Buf::Value(id), &values)?;
     }
+    let ctx = on.runtime.gpu()?;
+    if let Some(ctx) = &ctx {
+        ctx.take_sites();
+    }
     let plan = exec.compile(&step)?;
     exec.run(plan, 0)?;
     // Timed before the single instructions, which leave the buffers as no step would.
     let steps = Sampling::of(opts, 5, 2.0);
-    let step_row = train_step_row(exec.as_mut(), plan, &step, on, steps, &rows)?;
+    let mut step_row = train_step_row(exec.as_mut(), plan, &step, on, steps, &rows)?;
+    if let Some(ctx) = &ctx {
+        let tuned = tuned_sites(ctx, ctx.take_sites().into_keys());
+        step_row.default_ms = with_defaults(ctx, &tuned, || {
+            let defaults = exec.compile(&step)?;
+            exec.run(defaults, 0)?;
+            Ok(train_step_row(exec.as_mut(), defaults, &step, on, steps, &rows)?.median_ms)
+        })?;
+    }
     time_cases(
         exec.as_mut(),
         plan_cases(&model.graph, &step),
@@ -444,6 +510,10 @@ pub fn render(rows: &[BenchRow]) -> String {
         }
         if let Some(frac) = r.fraction_of_peak {
             out += &format!("  {frac:.2} of peak");
+        }
+        if let Some(ms) = r.default_ms {
+            let speedup = ms / r.median_ms;
+            out += &format!("  tuned; {ms:.3} ms with the defaults ({speedup:.2}x)");
         }
         out += "\n";
     }

@@ -81,6 +81,8 @@ pub struct PlanReport {
     pub model: &'static str,
     pub adapter: String,
     pub kernels: KernelSettings,
+    /// Where the launchers' knobs came from (`tuning: ...`).
+    pub tuning: String,
     pub batch: usize,
     pub rows: Vec<PlanRow>,
     pub totals: PlanTotals,
@@ -176,6 +178,7 @@ pub fn plan(runtime: &Runtime, model: &'static ModelKind) -> Result<PlanReport> 
         model: model.kind.name,
         adapter: ctx.info.name.clone(),
         kernels: ctx.kernel_settings(),
+        tuning: ctx.describe_tuning(),
         batch: BATCH,
         rows,
         totals,
@@ -224,11 +227,12 @@ fn dims(v: [u32; 3]) -> String {
 /// The table `gan-gpu plan` prints: a line per dispatch, then the totals and the rule.
 pub fn render(report: &PlanReport) -> String {
     let mut out = format!(
-        "training iteration of {} (batch {}) on {}, kernels {}\n",
+        "training iteration of {} (batch {}) on {}, kernels {}\n{}\n",
         report.model,
         report.batch,
         report.adapter,
-        report.kernels.name()
+        report.kernels.name(),
+        report.tuning
     );
     let layer = super::column_width(report.rows.iter().map(|r| r.layer.as_str()), 26);
     out += &format!(

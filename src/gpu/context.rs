@@ -4,11 +4,13 @@
 //! a shared sink and turn them into `Error`s at the next synchronisation point, so a bad
 //! dispatch surfaces as an error naming what we were doing, never as a panic or a hang.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::PipelineCache;
 use crate::gpu::settings::{self, KernelChoice, KernelSettings};
+use crate::gpu::tuning::{self, Knobs, Tuning, TuningKey, TuningSource};
 
 /// wgpu's power preference, as chosen with `--adapter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -148,6 +150,15 @@ pub struct GpuContext {
     /// The adapter's own loop cut-off, whatever the kernel settings.
     loop_limit: Option<usize>,
     sink: Arc<Mutex<ErrorSink>>,
+    tuning: Mutex<TuningState>,
+}
+
+/// The knobs launchers get, where they came from, and the sites consulted since
+/// [`GpuContext::take_sites`] last ran.
+struct TuningState {
+    active: BTreeMap<String, Knobs>,
+    source: TuningSource,
+    consulted: BTreeMap<String, Vec<Knobs>>,
 }
 
 impl GpuContext {
@@ -197,6 +208,11 @@ impl GpuContext {
             loop_limit: settings::loop_limit(info.device_type),
             info,
             sink,
+            tuning: Mutex::new(TuningState {
+                active: BTreeMap::new(),
+                source: TuningSource::Defaults("none loaded".into()),
+                consulted: BTreeMap::new(),
+            }),
         })
     }
 
@@ -216,7 +232,100 @@ impl GpuContext {
         self.kernel_choice = KernelChoice::Gpu;
         self.kernels = KernelSettings::Gpu;
         self.limits = wgpu::Limits::default();
+        self.use_tuning(
+            Tuning::default(),
+            TuningSource::Defaults("planned for a browser".into()),
+        );
         self
+    }
+
+    /// What a tuning table of this adapter is valid for.
+    pub fn tuning_key(&self) -> TuningKey {
+        TuningKey {
+            adapter: self.info.name.clone(),
+            backend: format!("{:?}", self.info.backend),
+            driver: format!("{} {}", self.info.driver, self.info.driver_info),
+            kernels: self.kernels.name().into(),
+            shaders: tuning::shader_hash(),
+        }
+    }
+
+    /// Uses the table kept for this adapter in the tuning file, where there is one
+    /// (`GAN_GPU_TUNING=off` keeps the defaults). A file that cannot be read leaves the
+    /// defaults too, with the reason in [`GpuContext::describe_tuning`]: a cache is never
+    /// worth failing a run for.
+    pub fn load_tuning(&self) {
+        if std::env::var_os("GAN_GPU_TUNING").is_some_and(|v| v == "off") {
+            let why = TuningSource::Defaults("GAN_GPU_TUNING=off".into());
+            return self.use_tuning(Tuning::default(), why);
+        }
+        let path = tuning::tuning_path();
+        match tuning::load(&path, &self.tuning_key()) {
+            Ok(Some(table)) => {
+                let sites = table.sites.len();
+                let changed = table.changed();
+                let source = TuningSource::Cache {
+                    path,
+                    sites,
+                    changed,
+                };
+                self.use_tuning(table, source);
+            }
+            Ok(None) => self.use_tuning(
+                Tuning::default(),
+                TuningSource::Defaults(format!(
+                    "{} holds no table for this adapter, driver and build; `gan-gpu tune` \
+                     measures one",
+                    path.display()
+                )),
+            ),
+            Err(e) => self.use_tuning(Tuning::default(), TuningSource::Defaults(e.to_string())),
+        }
+    }
+
+    /// Makes launchers use `table`'s knobs in plans built from now on.
+    pub fn use_tuning(&self, table: Tuning, source: TuningSource) {
+        let mut state = self.tuning.lock().unwrap();
+        state.active = table.sites.into_iter().map(|(k, s)| (k, s.knobs)).collect();
+        state.source = source;
+    }
+
+    /// Sets one site's knobs (the tuner's trials); `Knobs::default()` restores the
+    /// launcher's defaults there.
+    pub fn set_knobs(&self, site: &str, knobs: Knobs) {
+        let mut state = self.tuning.lock().unwrap();
+        if knobs == Knobs::default() {
+            state.active.remove(site);
+        } else {
+            state.active.insert(site.to_string(), knobs);
+        }
+    }
+
+    /// The knobs a launcher uses at `site` (its kernel and shape): the tuned ones, or
+    /// the defaults. `candidates` lists what else it could run with; the site and its
+    /// candidates are kept for [`GpuContext::take_sites`].
+    pub fn knobs(&self, site: &str, candidates: impl FnOnce() -> Vec<Knobs>) -> Knobs {
+        let mut state = self.tuning.lock().unwrap();
+        if !state.consulted.contains_key(site) {
+            state.consulted.insert(site.to_string(), candidates());
+        }
+        state.active.get(site).copied().unwrap_or_default()
+    }
+
+    /// The knobs in use at `site` (the defaults, all unset, where none are tuned).
+    pub fn tuned(&self, site: &str) -> Knobs {
+        let state = self.tuning.lock().unwrap();
+        state.active.get(site).copied().unwrap_or_default()
+    }
+
+    /// The sites launchers consulted since the last call, with their candidates.
+    pub fn take_sites(&self) -> BTreeMap<String, Vec<Knobs>> {
+        std::mem::take(&mut self.tuning.lock().unwrap().consulted)
+    }
+
+    /// Where the launchers' knobs come from, e.g. `tuning: 12 tuned kernels from ...`.
+    pub fn describe_tuning(&self) -> String {
+        self.tuning.lock().unwrap().source.describe()
     }
 
     pub fn has_timestamps(&self) -> bool {
@@ -225,17 +334,18 @@ impl GpuContext {
             .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
-    /// One line naming the adapter and the kernel settings, for logs and benchmark
-    /// headers.
+    /// One line naming the adapter, the kernel settings and their tuning, for logs and
+    /// benchmark headers.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({:?}, {:?}, driver {} {}; {})",
+            "{} ({:?}, {:?}, driver {} {}; {}; {})",
             self.info.name,
             self.info.backend,
             self.info.device_type,
             self.info.driver,
             self.info.driver_info,
-            self.describe_kernels()
+            self.describe_kernels(),
+            self.describe_tuning()
         )
     }
 

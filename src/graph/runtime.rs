@@ -104,6 +104,7 @@ impl Runtime {
         Ok(Arc::new(if self.for_browser {
             ctx.targeting_browser()
         } else {
+            ctx.load_tuning();
             ctx
         }))
     }

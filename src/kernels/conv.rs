@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::gpu::pipeline::grid_1d;
 use crate::gpu::{
-    Binding, Dispatch, Footprint, GpuBuffer, GpuContext, Kernel, KernelSettings, KernelSpec, Shader,
+    Binding, Dispatch, Footprint, GpuBuffer, GpuContext, Kernel, KernelSettings, KernelSpec, Knobs,
+    Shader,
 };
 use crate::kernels::elementwise::act_code;
 
@@ -220,23 +221,87 @@ const NARROW_TILE: (usize, usize) = (16, 4);
 
 /// Workgroup size: llvmpipe runs 8 invocations per SIMD step (8 and 16 measured the
 /// same); 64 (two warps, one wavefront) on real GPUs.
-fn workgroup(ctx: &GpuContext) -> usize {
+/// A site's tuned workgroup where it is one of [`WORKGROUPS`], else the settings' own.
+fn workgroup(ctx: &GpuContext, knobs: Knobs) -> usize {
+    match knobs.workgroup {
+        Some(wg) if WORKGROUPS.contains(&wg) => wg as usize,
+        _ => default_workgroup(ctx) as usize,
+    }
+}
+
+fn default_workgroup(ctx: &GpuContext) -> u32 {
     match ctx.kernel_settings() {
         KernelSettings::Software => 16,
         KernelSettings::Gpu => 64,
     }
 }
 
+/// The invocations a weight gradient's split aims for: enough to fill the device.
+fn default_split_target(ctx: &GpuContext) -> u32 {
+    match ctx.kernel_settings() {
+        KernelSettings::Software => 256,
+        KernelSettings::Gpu => 16384,
+    }
+}
+
+/// The workgroup sizes `gan-gpu tune` tries (powers of two, so a reduction's lanes
+/// still divide them).
+const WORKGROUPS: [u32; 4] = [16, 32, 64, 128];
+/// The invocation counts a weight gradient's split may aim for under tuning.
+const SPLIT_TARGETS: [u32; 5] = [64, 256, 1024, 4096, 16384];
+
+/// The knobs of `entry` at `s`, and what `gan-gpu tune` may try there: each workgroup
+/// size, and for a weight gradient each split target, one knob at a time.
+fn site_knobs(ctx: &GpuContext, entry: &str, s: &ConvShape, split: bool) -> Knobs {
+    let site = format!(
+        "{entry} {}x{}x{}x{} k{}x{} s{}x{} p{},{} -> {}x{}x{}",
+        s.batch,
+        s.in_h,
+        s.in_w,
+        s.in_c,
+        s.k_h,
+        s.k_w,
+        s.stride_h,
+        s.stride_w,
+        s.pad_top,
+        s.pad_left,
+        s.out_h,
+        s.out_w,
+        s.out_c
+    );
+    ctx.knobs(&site, || {
+        let mut candidates: Vec<Knobs> = WORKGROUPS
+            .iter()
+            .filter(|&&wg| wg != default_workgroup(ctx))
+            .map(|&wg| Knobs {
+                workgroup: Some(wg),
+                ..Knobs::default()
+            })
+            .collect();
+        if split {
+            let targets = SPLIT_TARGETS
+                .iter()
+                .filter(|&&target| target != default_split_target(ctx));
+            candidates.extend(targets.map(|&target| Knobs {
+                split_target: Some(target),
+                ..Knobs::default()
+            }));
+        }
+        candidates
+    })
+}
+
 fn kernel(
     ctx: &GpuContext,
     entry: &'static str,
     bindings: &'static [Binding],
+    wg: usize,
 ) -> Result<Arc<Kernel>> {
     ctx.kernel(&KernelSpec {
         shader: Shader::Conv,
         entry,
         bindings,
-        constants: &[("WG", workgroup(ctx) as f64)],
+        constants: &[("WG", wg as f64)],
     })
 }
 
@@ -249,6 +314,7 @@ fn kernel_with_epilogue(
     entry: &'static str,
     epilogue: Option<Epilogue>,
     out_len: usize,
+    wg: usize,
 ) -> Result<(Arc<Kernel>, GpuBuffer)> {
     let (act, alpha, out) = match epilogue {
         Some(e) => {
@@ -263,7 +329,7 @@ fn kernel_with_epilogue(
         entry,
         bindings: FWD_BINDINGS,
         constants: &[
-            ("WG", workgroup(ctx) as f64),
+            ("WG", wg as f64),
             ("ACT", act as f64),
             ("ALPHA", alpha as f64),
         ],
@@ -342,8 +408,8 @@ fn weight_grad_kernel(
 }
 
 /// (x, y) workgroups covering `rows` rows of `per_invocation` each.
-fn row_grid(ctx: &GpuContext, rows: usize, per_invocation: usize) -> Result<(u32, u32)> {
-    let groups = rows.div_ceil(per_invocation * workgroup(ctx));
+fn row_grid(ctx: &GpuContext, rows: usize, per_invocation: usize, wg: usize) -> Result<(u32, u32)> {
+    let groups = rows.div_ceil(per_invocation * wg);
     let groups = u32::try_from(groups).map_err(|_| Error::Shape {
         op: "conv",
         message: format!("{rows} rows need too many workgroups"),
@@ -386,14 +452,15 @@ fn forward(
         return Ok(Vec::new());
     }
     let (entry, tile) = forward_kernel(s, x, w);
+    let wg = workgroup(ctx, site_knobs(ctx, entry, s, false));
     let taps = s.k_h * s.k_w;
     // The tap loops hold the channel loop (a vec4 of channels per trip).
     let trips = (taps * s.in_c).div_ceil(4);
     check_loops(ctx, op, s.k_h + taps + trips)?;
-    let (kernel, act_out) = kernel_with_epilogue(ctx, op, entry, epilogue, s.output_len())?;
+    let (kernel, act_out) = kernel_with_epilogue(ctx, op, entry, epilogue, s.output_len(), wg)?;
     let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
     let bind_group = ctx.bind(&kernel, &[&uniform, x, w, bias.unwrap_or(w), y, &act_out]);
-    let (gx, gy) = row_grid(ctx, s.batch * s.out_h * s.out_w, tile.0)?;
+    let (gx, gy) = row_grid(ctx, s.batch * s.out_h * s.out_w, tile.0, wg)?;
     let gz = grid_dim(ctx, op, s.out_c.div_ceil(tile.1))?;
     let bias_len = if bias.is_some() { s.out_c } else { 0 };
     let (a, b, out) = (s.input_len(), s.weight_len(), s.output_len());
@@ -403,7 +470,7 @@ fn forward(
         bind_group,
         groups: [gx, gy, gz],
         footprint: Footprint::linear(
-            workgroup(ctx) as u32,
+            wg as u32,
             trips,
             s.flops(),
             ConvShape::bytes(a, b, out, bias_len, accumulate) + act_bytes as f64,
@@ -435,17 +502,18 @@ fn input_grad(
         return Ok(Vec::new());
     }
     let (entry, tile) = input_grad_kernel(s, dy, w);
+    let wg = workgroup(ctx, site_knobs(ctx, entry, s, false));
     let (taps_h, taps_w) = (s.k_h.div_ceil(s.stride_h), s.k_w.div_ceil(s.stride_w));
     let taps = taps_h * taps_w;
     // The valid taps of a phase class hold the channel loop (a vec4 per trip).
     let trips = taps * s.out_c.div_ceil(4);
     check_loops(ctx, op, taps_h + taps + trips)?;
-    let (kernel, act_out) = kernel_with_epilogue(ctx, op, entry, epilogue, s.input_len())?;
+    let (kernel, act_out) = kernel_with_epilogue(ctx, op, entry, epilogue, s.input_len(), wg)?;
     let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
     let bind_group = ctx.bind(&kernel, &[&uniform, dy, w, bias.unwrap_or(w), dx, &act_out]);
     // The largest phase class sets the row grid; smaller ones leave a tail idle.
     let class_rows = s.batch * s.in_h.div_ceil(s.stride_h) * s.in_w.div_ceil(s.stride_w);
-    let (gx, gy) = row_grid(ctx, class_rows, tile.0)?;
+    let (gx, gy) = row_grid(ctx, class_rows, tile.0, wg)?;
     let gz = grid_dim(ctx, op, s.stride_h * s.stride_w * s.in_c.div_ceil(tile.1))?;
     let bias_len = if bias.is_some() { s.in_c } else { 0 };
     let (a, b, out) = (s.output_len(), s.weight_len(), s.input_len());
@@ -455,7 +523,7 @@ fn input_grad(
         bind_group,
         groups: [gx, gy, gz],
         footprint: Footprint::linear(
-            workgroup(ctx) as u32,
+            wg as u32,
             trips,
             s.flops(),
             ConvShape::bytes(a, b, out, bias_len, accumulate) + act_bytes as f64,
@@ -465,20 +533,21 @@ fn input_grad(
 
 /// (slices, quad rows per slice) for a weight gradient: the reduction runs over quad rows
 /// (4 images x one output row); it is split until there are enough invocations to fill
-/// the device (256 on a software adapter, 16,384 on a real GPU), and wherever the
-/// adapter has a loop limit until each slice stays under it.
+/// the device (256 on a software adapter, 16,384 on a real GPU, or the site's tuned
+/// target), and wherever the adapter has a loop limit until each slice stays under it.
 fn weight_grad_split(
     ctx: &GpuContext,
     op: &'static str,
     s: &ConvShape,
     tile: (usize, usize),
+    knobs: Knobs,
 ) -> Result<(usize, usize)> {
     let quad_rows = (s.batch.div_ceil(4) * s.out_h).max(1);
     let invocations = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0) * s.out_c.div_ceil(tile.1);
-    let wanted = match ctx.kernel_settings() {
-        KernelSettings::Software => 256,
-        KernelSettings::Gpu => 16384,
-    };
+    let wanted = match knobs.split_target {
+        Some(target) if SPLIT_TARGETS.contains(&target) => target,
+        _ => default_split_target(ctx),
+    } as usize;
     let mut slices = (wanted / invocations.max(1)).clamp(1, quad_rows);
     if let Some(limit) = ctx.loop_limit() {
         let per_row = 1 + s.out_w;
@@ -523,14 +592,15 @@ fn weight_grad(
         return Ok(Vec::new());
     }
     let (entry, tile) = weight_grad_kernel(s, x, dy);
-    let (slices, chunk) = weight_grad_split(ctx, op, s, tile)?;
+    let knobs = site_knobs(ctx, entry, s, true);
+    let wg = workgroup(ctx, knobs);
+    let (slices, chunk) = weight_grad_split(ctx, op, s, tile, knobs)?;
     let uniform = ctx.uniform(op, &s.params(flags(false, accumulate), chunk, slices)?);
-    let kernel = kernel(ctx, entry, WGRAD_BINDINGS)?;
+    let kernel = kernel(ctx, entry, WGRAD_BINDINGS, wg)?;
     // One invocation per (row tile, column tile, slice), numbered in that order.
     let tiles = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0).max(1) * s.out_c.div_ceil(tile.1).max(1);
-    let (gx, gy) = row_grid(ctx, tiles * slices, 1)?;
+    let (gx, gy) = row_grid(ctx, tiles * slices, 1, wg)?;
     let len = s.weight_len();
-    let wg = workgroup(ctx) as u32;
     // Each invocation walks its slice's quad rows, each over the output row's pixels.
     let trips = chunk * s.out_w;
     let (inputs, flops) = (s.input_len() + s.output_len(), s.flops());
@@ -541,7 +611,7 @@ fn weight_grad(
             bind_group,
             groups: [gx, gy, 1],
             footprint: Footprint::linear(
-                wg,
+                wg as u32,
                 trips,
                 flops,
                 ConvShape::bytes(inputs, 0, len, 0, accumulate),
@@ -558,10 +628,10 @@ fn weight_grad(
         shader: Shader::Conv,
         entry: "conv_reduce_slices",
         bindings: REDUCE_BINDINGS,
-        constants: &[("WG", workgroup(ctx) as f64), ("RL", lanes as f64)],
+        constants: &[("WG", wg as f64), ("RL", lanes as f64)],
     })?;
     let reduce_group = ctx.bind(&reduce, &[&uniform, &parts, dw]);
-    let weights_per_group = workgroup(ctx) / lanes;
+    let weights_per_group = wg / lanes;
     let reduce_groups = u32::try_from(len.div_ceil(weights_per_group)).map_err(|_| overflow(s))?;
     let (rx, ry) = grid_1d(ctx, reduce_groups);
     Ok(vec![
@@ -570,7 +640,7 @@ fn weight_grad(
             bind_group,
             groups: [gx, gy, 1],
             footprint: Footprint::linear(
-                wg,
+                wg as u32,
                 trips,
                 flops,
                 ConvShape::bytes(inputs, 0, slices * len, 0, false),
@@ -582,7 +652,7 @@ fn weight_grad(
             bind_group: reduce_group,
             groups: [rx, ry, 1],
             footprint: Footprint::linear(
-                wg,
+                wg as u32,
                 slices.div_ceil(lanes).max(lanes.ilog2() as usize),
                 (slices * len) as f64,
                 ConvShape::bytes(slices * len, 0, len, 0, accumulate),

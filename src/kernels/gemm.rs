@@ -11,7 +11,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{
-    Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSettings, KernelSpec, Shader,
+    Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSettings, KernelSpec, Knobs, Shader,
 };
 
 /// Twin of `Params` in `shaders/gemm.wgsl`.
@@ -101,14 +101,18 @@ const GEMM_BINDINGS: &[Binding] = &[
 const TILED_WG: u32 = 16;
 const TILED_BK: u32 = 16;
 const TILED_SIDE: usize = TILED_WG as usize * 4;
+/// The K steps `gan-gpu tune` tries; 32 fills WebGPU's 16 KiB of workgroup memory.
+const TILED_BK_CHOICES: [u32; 3] = [8, 16, 32];
 
-/// `gemm_register*`: 8x8 invocations of 16x8 outputs (the tile is a shader const), so a
-/// 128x64 block. Measured on llvmpipe (8 invocations per SIMD op): a per-invocation load
-/// costs about as much as 8 scalar loads whatever its width, so each loaded value should
-/// feed many FMAs, and vec4 loads cut the load count by 4. 16x8 beat 8x8, 8x16, 16x16
-/// and 32x8 at 512^3; larger tiles spill without gaining.
+/// `gemm_register*`: 8x8 invocations of 16x8 outputs by default, so a 128x64 block.
+/// Measured on llvmpipe (8 invocations per SIMD op): a per-invocation load costs about
+/// as much as 8 scalar loads whatever its width, so each loaded value should feed many
+/// FMAs, and vec4 loads cut the load count by 4. 16x8 beat 8x8, 8x16, 16x16 and 32x8 at
+/// 512^3; larger tiles spill without gaining. Other shapes prefer fewer rows (`REG_TM`
+/// 4 or 8, which `gan-gpu tune` tries): a 100-row product wastes 28 of 128 rows.
 const REGISTER_WG: (u32, u32) = (8, 8);
-const REGISTER_BLOCK: (usize, usize) = (8 * 16, 8 * 8);
+const REGISTER_ROWS: u32 = 16;
+const REGISTER_ROW_CHOICES: [u32; 3] = [4, 8, 16];
 /// `gemm_register_thin*` (n < 8): 16 invocations of 4 rows x 1 column; small blocks so
 /// the 100 rows of a batch still spread over several workgroups (CPU threads).
 const THIN_WG: u32 = 16;
@@ -229,14 +233,30 @@ pub fn gemm(
             (false, false, true) => "gemm_register_vec4_b",
             (false, true, true) => "gemm_register_vec4_ab",
         };
+        let rows = if params.n < 8 {
+            REGISTER_ROWS
+        } else {
+            let site = format!("{entry} {}", site_shape(shape));
+            let knobs = ctx.knobs(&site, || {
+                choices(&REGISTER_ROW_CHOICES, REGISTER_ROWS, |rows| Knobs {
+                    tile_rows: Some(rows),
+                    ..Knobs::default()
+                })
+            });
+            chosen(knobs.tile_rows, &REGISTER_ROW_CHOICES, REGISTER_ROWS)
+        };
         let block = if params.n < 8 {
             THIN_BLOCK
         } else {
-            REGISTER_BLOCK
+            (
+                REGISTER_WG.1 as usize * rows as usize,
+                8 * REGISTER_WG.0 as usize,
+            )
         };
         let constants = vec![
             ("REG_WG_X", REGISTER_WG.0 as f64),
             ("REG_WG_Y", REGISTER_WG.1 as f64),
+            ("REG_TM", rows as f64),
             ("THIN_WG", THIN_WG as f64),
         ];
         let workgroup_size = if params.n < 8 {
@@ -254,17 +274,27 @@ pub fn gemm(
             k.div_ceil(4),
         )
     } else {
-        let constants = vec![("TILED_WG", TILED_WG as f64), ("TILED_BK", TILED_BK as f64)];
-        // Per K step: the step loop, two tile-load loops of 4 and the TILED_BK loop.
-        let per_step = 1 + 8 + TILED_BK as usize;
-        let iterations = k.div_ceil(TILED_BK as usize) * per_step;
+        let site = format!("gemm_tiled {}", site_shape(shape));
+        let knobs = ctx.knobs(&site, || {
+            choices(&TILED_BK_CHOICES, TILED_BK, |bk| Knobs {
+                k_step: Some(bk),
+                ..Knobs::default()
+            })
+        });
+        let bk = chosen(knobs.k_step, &TILED_BK_CHOICES, TILED_BK);
+        let constants = vec![("TILED_WG", TILED_WG as f64), ("TILED_BK", bk as f64)];
+        // Per K step: the step loop, two tile-load loops (bk x side elements over the
+        // workgroup's invocations) and the TILED_BK loop.
+        let loads = (bk as usize * TILED_SIDE).div_ceil((TILED_WG * TILED_WG) as usize);
+        let per_step = 1 + 2 * loads + bk as usize;
+        let iterations = k.div_ceil(bk as usize) * per_step;
         (
             "gemm_tiled",
             constants,
             (TILED_SIDE, TILED_SIDE),
             [TILED_WG, TILED_WG, 1],
             iterations,
-            k.div_ceil(TILED_BK as usize),
+            k.div_ceil(bk as usize),
         )
     };
     // llvmpipe silently stops an invocation's loops past its limit: refused instead.
@@ -553,4 +583,32 @@ fn bias_grad_pass(
             bytes: (4 * (rows * cols + c_passes * cols)) as f64,
         },
     })
+}
+
+/// A GEMM's shape as its tuning sites name it, e.g. `100x6272x100 NN`.
+fn site_shape(shape: &GemmShape) -> String {
+    let t = |transposed: bool| if transposed { 'T' } else { 'N' };
+    format!(
+        "{}x{}x{} {}{}",
+        shape.m,
+        shape.n,
+        shape.k,
+        t(shape.trans_a),
+        t(shape.trans_b)
+    )
+}
+
+/// One candidate per value other than the default, for `gan-gpu tune`.
+fn choices(values: &[u32], default: u32, knob: impl Fn(u32) -> Knobs) -> Vec<Knobs> {
+    values
+        .iter()
+        .filter(|&&v| v != default)
+        .map(|&v| knob(v))
+        .collect()
+}
+
+/// A tuned value where it is one the shader supports, else the default (a hand-edited
+/// cache cannot ask for a tile the kernel does not have).
+fn chosen(tuned: Option<u32>, allowed: &[u32], default: u32) -> u32 {
+    tuned.filter(|v| allowed.contains(v)).unwrap_or(default)
 }

@@ -12,7 +12,7 @@ pub mod first_use;
 pub mod plans;
 
 mod compare;
-mod instr;
+pub mod instr;
 mod step;
 
 use std::collections::HashSet;
