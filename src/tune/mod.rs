@@ -6,8 +6,8 @@
 //! ([`GpuContext::knobs`]): each case of the step is compiled once to learn which sites it
 //! consults. A candidate is checked first (the instruction on both executors from the
 //! same seeded inputs, as `selftest` does) and timed only if it matches; it replaces the
-//! default only when it is still faster in a second, interleaved timing of the two, so
-//! that a noisy first sample cannot keep a slower setting.
+//! default only when it is still faster in the median of three more interleaved timings
+//! of the two, so that a noisy first sample cannot keep a slower setting.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use crate::bench::cases::plan_cases;
 use crate::bench::{BenchOptions, Sampling, dataset, timed_model};
 use crate::error::Result;
 use crate::gpu::GpuContext;
+use crate::gpu::timer::median;
 use crate::gpu::tuning::{self, Knobs, TunedSite, Tuning, TuningSource};
 use crate::graph::cpu_exec::CpuExecutor;
 use crate::graph::gpu_exec::GpuExecutor;
@@ -31,6 +32,8 @@ use crate::selftest::{Check, instr};
 
 /// A candidate must beat the default by this fraction in both timings to replace it.
 const MARGIN: f64 = 0.03;
+/// Interleaved timings of the default and the best candidate before the candidate is kept.
+const SECOND_LOOK_ROUNDS: usize = 3;
 /// The seed of the inputs a candidate is checked on.
 const CHECK_SEED: u64 = 41;
 
@@ -186,9 +189,14 @@ fn tune_site(
     }
     let (mut knobs, mut tuned_ms) = (Knobs::default(), default_ms);
     if best.0 != Knobs::default() && best.1 < default_ms * (1.0 - MARGIN) {
-        // The second look, interleaved so that both see the same neighbours.
-        let again_default = time_with(Knobs::default(), gpu)?;
-        let again_best = time_with(best.0, gpu)?;
+        // The second look: rounds of both, interleaved so that both see the same
+        // neighbours, compared by their medians.
+        let (mut defaults, mut bests) = (Vec::new(), Vec::new());
+        for _ in 0..SECOND_LOOK_ROUNDS {
+            defaults.push(time_with(Knobs::default(), gpu)?);
+            bests.push(time_with(best.0, gpu)?);
+        }
+        let (again_default, again_best) = (median(&mut defaults), median(&mut bests));
         if again_best < again_default * (1.0 - MARGIN) {
             knobs = best.0;
             tuned_ms = best.1.max(again_best);
