@@ -23,6 +23,7 @@ use gan_gpu::selftest::first_use::FirstUseArgs;
 use gan_gpu::train::config::CHANGEABLE_ON_RESUME;
 use gan_gpu::train::signals::StopSignals;
 use gan_gpu::train::{ConfigFlags, InTrainingEval, OpenRun, Start, TrainOptions};
+use gan_gpu::tune::TuneWhen;
 use gan_gpu::web::export_web;
 
 #[derive(Parser)]
@@ -274,6 +275,14 @@ struct TrainArgs {
     device: DeviceChoice,
     #[command(flatten)]
     adapter: AdapterArgs,
+    /// Tune the adapter's kernels before training (`gan-gpu tune`, this run's shapes):
+    /// `auto` on a real GPU when the kept table lacks one of this run's kernels
+    #[arg(long, value_enum, default_value_t = TuneWhen::Auto)]
+    tune: TuneWhen,
+    /// The most seconds that tuning before training may take; kernels not reached keep
+    /// their defaults until a later run
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    tune_seconds: u64,
     /// Training iterations, one discriminator and one generator step each [default: the
     /// model's: 50000 for cgan and seed, 10000 for dcgan; with --resume: the run's own]
     /// (may change on --resume)
@@ -600,6 +609,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         out: out.clone(),
         stop: Arc::clone(&stop),
         quiet: false,
+        tune: (args.tune, args.tune_seconds),
     };
     // The folder and the settings first: refusing them must not wait for the classifier.
     let run = OpenRun::open(&opts)?;

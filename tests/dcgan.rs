@@ -15,6 +15,7 @@ use gan_gpu::io::checkpoint::load_checkpoint;
 use gan_gpu::model::load::{Weights, load_generator};
 use gan_gpu::model::sample::generate_stored;
 use gan_gpu::train::{ConfigFlags, LossRow, Start, TrainConfig, TrainOptions, TrainReport};
+use gan_gpu::tune::TuneWhen;
 
 fn options(out: &Path, start: Start) -> TrainOptions {
     TrainOptions {
@@ -23,6 +24,7 @@ fn options(out: &Path, start: Start) -> TrainOptions {
         out: out.to_path_buf(),
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
+        tune: (TuneWhen::Never, 0),
     }
 }
 

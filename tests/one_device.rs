@@ -12,6 +12,7 @@ use gan_gpu::gpu::AdapterRequest;
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::graph::runtime::{DeviceChoice, Runtime};
 use gan_gpu::train::{InTrainingEval, Start, TrainConfig, TrainOptions, train};
+use gan_gpu::tune::TuneWhen;
 
 /// The bundled training set beside a 200-image test set, so that the classifier's test
 /// accuracy and the FID reference stay quick on a software adapter.
@@ -77,6 +78,7 @@ fn gpu_training_with_eval_and_a_new_classifier_creates_one_device() {
 
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
+        tune: (TuneWhen::Never, 0),
     };
     let report = train(&runtime, &opts, Some(&mut eval)).unwrap();
     assert!(report.executor.contains("gpu"), "{}", report.executor);

@@ -15,6 +15,7 @@ use gan_gpu::model::cgan::CGAN;
 use gan_gpu::model::dcgan::DCGAN;
 use gan_gpu::model::seed::SEED;
 use gan_gpu::model::{EMA_PREFIX, MODELS, Model, ModelConfig, PIXELS};
+use gan_gpu::tune::TuneWhen;
 use rand::{SeedableRng, rngs::StdRng};
 
 /// Small enough for a quick trajectory on lavapipe.
@@ -279,6 +280,7 @@ fn a_resumed_gpu_run_continues_exactly() {
         out: dir.path().join(out),
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
+        tune: (TuneWhen::Never, 0),
     };
     let runtime = Runtime::new(DeviceChoice::Gpu, AdapterRequest::default());
     let whole = train(&runtime, &options("whole", 4, false), None).unwrap();

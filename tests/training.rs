@@ -9,6 +9,7 @@ use gan_gpu::data::default_data_dir;
 use gan_gpu::graph::runtime::Runtime;
 use gan_gpu::io::checkpoint::load_checkpoint;
 use gan_gpu::train::{ConfigFlags, LossRow, Start, TrainConfig, TrainOptions, TrainReport};
+use gan_gpu::tune::TuneWhen;
 
 fn options(out: &Path, config: TrainConfig) -> TrainOptions {
     TrainOptions {
@@ -17,6 +18,7 @@ fn options(out: &Path, config: TrainConfig) -> TrainOptions {
         out: out.to_path_buf(),
         stop: Arc::new(AtomicBool::new(false)),
         quiet: true,
+        tune: (TuneWhen::Never, 0),
     }
 }
 

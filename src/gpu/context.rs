@@ -4,8 +4,9 @@
 //! a shared sink and turn them into `Error`s at the next synchronisation point, so a bad
 //! dispatch surfaces as an error naming what we were doing, never as a panic or a hang.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::PipelineCache;
@@ -156,9 +157,13 @@ pub struct GpuContext {
 /// The knobs launchers get, where they came from, and the sites consulted since
 /// [`GpuContext::take_sites`] last ran.
 struct TuningState {
+    /// The table last put in use, as loaded or measured.
+    table: Tuning,
     active: BTreeMap<String, Knobs>,
     source: TuningSource,
-    consulted: BTreeMap<String, Vec<Knobs>>,
+    /// By thread: plans are recorded on the caller's thread, and two threads (tests)
+    /// may record on one context at once.
+    consulted: HashMap<ThreadId, BTreeMap<String, Vec<Knobs>>>,
 }
 
 impl GpuContext {
@@ -209,9 +214,10 @@ impl GpuContext {
             info,
             sink,
             tuning: Mutex::new(TuningState {
+                table: Tuning::default(),
                 active: BTreeMap::new(),
                 source: TuningSource::Defaults("none loaded".into()),
-                consulted: BTreeMap::new(),
+                consulted: HashMap::new(),
             }),
         })
     }
@@ -286,8 +292,24 @@ impl GpuContext {
     /// Makes launchers use `table`'s knobs in plans built from now on.
     pub fn use_tuning(&self, table: Tuning, source: TuningSource) {
         let mut state = self.tuning.lock().unwrap();
-        state.active = table.sites.into_iter().map(|(k, s)| (k, s.knobs)).collect();
+        state.active = table
+            .sites
+            .iter()
+            .map(|(k, s)| (k.clone(), s.knobs))
+            .collect();
+        state.table = table;
         state.source = source;
+    }
+
+    /// Where the knobs in use came from.
+    pub fn tuning_source(&self) -> TuningSource {
+        self.tuning.lock().unwrap().source.clone()
+    }
+
+    /// The table last put in use ([`GpuContext::use_tuning`]), whatever trials changed
+    /// since.
+    pub fn kept_tuning(&self) -> Tuning {
+        self.tuning.lock().unwrap().table.clone()
     }
 
     /// Sets one site's knobs (the tuner's trials); `Knobs::default()` restores the
@@ -306,8 +328,12 @@ impl GpuContext {
     /// candidates are kept for [`GpuContext::take_sites`].
     pub fn knobs(&self, site: &str, candidates: impl FnOnce() -> Vec<Knobs>) -> Knobs {
         let mut state = self.tuning.lock().unwrap();
-        if !state.consulted.contains_key(site) {
-            state.consulted.insert(site.to_string(), candidates());
+        let consulted = state
+            .consulted
+            .entry(std::thread::current().id())
+            .or_default();
+        if !consulted.contains_key(site) {
+            consulted.insert(site.to_string(), candidates());
         }
         state.active.get(site).copied().unwrap_or_default()
     }
@@ -318,12 +344,16 @@ impl GpuContext {
         state.active.get(site).copied().unwrap_or_default()
     }
 
-    /// The sites launchers consulted since the last call, with their candidates.
+    /// The sites launchers consulted on this thread since its last call, with their
+    /// candidates.
     pub fn take_sites(&self) -> BTreeMap<String, Vec<Knobs>> {
-        std::mem::take(&mut self.tuning.lock().unwrap().consulted)
+        let mut state = self.tuning.lock().unwrap();
+        let thread = std::thread::current().id();
+        state.consulted.remove(&thread).unwrap_or_default()
     }
 
-    /// Where the launchers' knobs come from, e.g. `tuning: 12 tuned kernels from ...`.
+    /// Where the launchers' knobs come from, e.g. `tuning: 12 kernels tuned (3 off their
+    /// defaults) from ...`.
     pub fn describe_tuning(&self) -> String {
         self.tuning.lock().unwrap().source.describe()
     }

@@ -155,16 +155,22 @@ pub fn load(path: &std::path::Path, key: &TuningKey) -> Result<Option<Tuning>> {
         .map(|(_, t)| t))
 }
 
-/// Keeps `tuning` for `key` at `path`, replacing that key's table and keeping every
-/// other adapter's; written atomically, so a crash leaves the old file whole.
-pub fn store(path: &std::path::Path, key: &TuningKey, tuning: &Tuning) -> Result<()> {
+/// Merges `tuning`'s sites into the table kept for `key` at `path` (its sites replace
+/// the same sites there; every other site, and every other adapter's table, stays), and
+/// returns the merged table. Written atomically, so a crash leaves the old file whole.
+pub fn store(path: &std::path::Path, key: &TuningKey, tuning: &Tuning) -> Result<Tuning> {
     let mut file = read_file(path)?;
-    file.tables.retain(|(k, _)| k != key);
-    file.tables.push((key.clone(), tuning.clone()));
+    let mut merged = match file.tables.iter().position(|(k, _)| k == key) {
+        Some(at) => file.tables.remove(at).1,
+        None => Tuning::default(),
+    };
+    merged.sites.extend(tuning.sites.clone());
+    file.tables.push((key.clone(), merged.clone()));
     file.tables.sort_by(|a, b| a.0.cmp(&b.0));
     let json = serde_json::to_vec_pretty(&file)
         .map_err(|e| Error::InvalidArgument(format!("tuning table: {e}")))?;
-    crate::io::atomic::write_atomically(path, &[&json])
+    crate::io::atomic::write_atomically(path, &[&json])?;
+    Ok(merged)
 }
 
 /// How the context's knobs came about, for logs and headers.
@@ -191,7 +197,7 @@ impl TuningSource {
                 sites,
                 changed,
             } => format!(
-                "tuning: {sites} tuned kernels ({changed} off their defaults) from {}",
+                "tuning: {sites} kernels tuned ({changed} off their defaults) from {}",
                 path.display()
             ),
             TuningSource::Measuring => "tuning: being measured".into(),

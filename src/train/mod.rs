@@ -31,6 +31,7 @@ use crate::limits::{bytes_for, check_memory};
 use crate::model::classifier::{CLASSES, FEATURES};
 use crate::model::sample::{Digits, SAMPLE_GRID, Sampler};
 use crate::model::{IMAGE_SIDE, Model, PIXELS};
+use crate::tune::TuneWhen;
 
 pub use config::{ConfigFlags, TrainConfig};
 pub use log::{LossRow, LossSchema};
@@ -68,6 +69,9 @@ pub struct TrainOptions {
     pub stop: Arc<AtomicBool>,
     /// Show a progress bar (on a terminal) or print plain log lines.
     pub quiet: bool,
+    /// Whether to tune the adapter's kernels first ([`crate::tune::before_training`]),
+    /// and for how many seconds at most.
+    pub tune: (TuneWhen, u64),
 }
 
 /// What `--eval-every` needs: the classifier (on the training runtime) and the test
@@ -195,6 +199,9 @@ fn run_loop(
     if let Some((ckpt, _)) = &open.resumed {
         state::check_resumable(&model, &run.checkpoint(), ckpt)?;
     }
+    let step = model.train_step()?;
+    let (tune_when, tune_seconds) = opts.tune;
+    crate::tune::before_training(runtime, &model, &step, tune_when, tune_seconds, opts.quiet)?;
     let mut exec = runtime.executor(
         &model.graph,
         model.optimizers(),
@@ -205,7 +212,7 @@ fn run_loop(
     if !opts.quiet {
         eprintln!("{executor_line}");
     }
-    let plan = exec.compile(&model.train_step()?)?;
+    let plan = exec.compile(&step)?;
     let sampler = Sampler::compile(exec.as_mut(), &model.graph, &model.sampler)?;
     let ema_sampler = match &model.ema {
         Some(ema) => Some(Sampler::compile(exec.as_mut(), &model.graph, &ema.sampler)?),

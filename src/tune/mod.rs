@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -22,11 +23,12 @@ use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::gpu::timer::median;
 use crate::gpu::tuning::{self, Knobs, TunedSite, Tuning, TuningSource};
+use crate::graph::Instr;
 use crate::graph::cpu_exec::CpuExecutor;
 use crate::graph::gpu_exec::GpuExecutor;
 use crate::graph::runtime::Runtime;
 use crate::graph::{Buf, Executor, RandomStreams};
-use crate::model::ModelKind;
+use crate::model::{Model, ModelKind};
 use crate::selftest::plans::Plan;
 use crate::selftest::{Check, instr};
 
@@ -57,26 +59,73 @@ pub struct TuneReport {
     pub key: String,
     pub path: String,
     pub sites: Vec<SiteReport>,
+    /// Sites left at their defaults because the run's time was up.
+    pub unreached: usize,
 }
 
-/// Tunes `model`'s training step on `runtime`'s adapter and stores the table; `progress`
-/// sees each site as it is done.
+/// Which sites a run tunes, and for how long.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TuneScope {
+    /// One timing per candidate instead of a median.
+    pub quick: bool,
+    /// Sites not started by then keep their defaults (and are tuned by a later run).
+    pub deadline: Option<Instant>,
+    /// Leave the sites the kept table already has alone.
+    pub only_missing: bool,
+}
+
+/// Tunes the training step of `model` (built at `bench`'s shapes, `train`'s defaults)
+/// on `runtime`'s adapter and stores the table; `progress` sees each site as it is done.
 pub fn tune(
     runtime: &Runtime,
     model: &'static ModelKind,
     quick: bool,
     progress: &mut dyn FnMut(&SiteReport, usize, usize),
 ) -> Result<TuneReport> {
+    let (built, step) = timed_model(model)?;
+    let scope = TuneScope {
+        quick,
+        ..TuneScope::default()
+    };
+    tune_model(runtime, &built, &step, scope, progress)
+}
+
+/// Tunes the sites of `step` (a training step of `built`) within `scope`, merges them into
+/// the kept table and stores it.
+pub fn tune_model(
+    runtime: &Runtime,
+    built: &Model,
+    step: &[Instr],
+    scope: TuneScope,
+    progress: &mut dyn FnMut(&SiteReport, usize, usize),
+) -> Result<TuneReport> {
     let ctx = runtime.require_gpu("tune")?;
+    let (kept, kept_source) = (ctx.kept_tuning(), ctx.tuning_source());
     // Every default is timed as the launchers' own, whatever a kept table says.
     ctx.use_tuning(Tuning::default(), TuningSource::Measuring);
+    let result = measure(runtime, &ctx, built, step, scope, &kept, progress);
+    // Nothing measured (an error, or every site already kept): as it was.
+    if result.as_ref().is_ok_and(|r| r.sites.is_empty()) || result.is_err() {
+        ctx.use_tuning(kept, kept_source);
+    }
+    result
+}
+
+fn measure(
+    runtime: &Runtime,
+    ctx: &Arc<GpuContext>,
+    built: &Model,
+    step: &[Instr],
+    scope: TuneScope,
+    kept: &Tuning,
+    progress: &mut dyn FnMut(&SiteReport, usize, usize),
+) -> Result<TuneReport> {
     let opts = BenchOptions {
-        quick,
+        quick: scope.quick,
         gpu: true,
         cpu: false,
-        model,
+        model: built.kind,
     };
-    let (built, step) = timed_model(model)?;
     let mut rng = StdRng::seed_from_u64(15);
     let data = dataset(&mut rng);
     let streams = RandomStreams { seed: 1 };
@@ -90,36 +139,50 @@ pub fn tune(
     for (id, values) in built.graph.init_params(&mut rng) {
         gpu.write(Buf::Value(id), &values)?;
     }
-    let plan = gpu.compile(&step)?;
+    let plan = gpu.compile(step)?;
     gpu.run(plan, 0)?;
 
     let sampling = Sampling::of(&opts, 7, 0.25);
-    let cases = plan_cases(&built.graph, &step);
+    let cases = plan_cases(&built.graph, step);
     let mut work = Vec::new();
     let mut seen = BTreeSet::new();
     for case in cases {
         ctx.take_sites();
         gpu.compile(&case.instrs)?;
         for (site, candidates) in ctx.take_sites() {
-            if seen.insert(site.clone()) {
+            let known = scope.only_missing && kept.sites.contains_key(&site);
+            if !known && seen.insert(site.clone()) {
                 work.push((site, candidates, case.instrs.clone()));
             }
         }
     }
 
+    let key = ctx.tuning_key();
+    let path = tuning::tuning_path();
+    if work.is_empty() {
+        return Ok(TuneReport {
+            adapter: ctx.info.name.clone(),
+            key: key.describe(),
+            path: path.display().to_string(),
+            sites: Vec::new(),
+            unreached: 0,
+        });
+    }
     let mut table = Tuning::default();
     let mut sites = Vec::new();
     let total = work.len();
     for (done, (site, candidates, instrs)) in work.into_iter().enumerate() {
-        let report = tune_site(
-            &ctx,
-            &mut gpu,
-            &mut cpu,
+        let Some(report) = tune_site(
+            ctx,
+            (&mut gpu, &mut cpu),
             &site,
             &candidates,
             &instrs,
-            sampling,
-        )?;
+            (sampling, scope.deadline),
+        )?
+        else {
+            break;
+        };
         table.sites.insert(
             site,
             TunedSite {
@@ -131,35 +194,37 @@ pub fn tune(
         progress(&report, done + 1, total);
         sites.push(report);
     }
-    let key = ctx.tuning_key();
-    let path = tuning::tuning_path();
-    tuning::store(&path, &key, &table)?;
+    let merged = tuning::store(&path, &key, &table)?;
     let source = TuningSource::Cache {
         path: path.clone(),
-        sites: table.sites.len(),
-        changed: table.changed(),
+        sites: merged.sites.len(),
+        changed: merged.changed(),
     };
-    ctx.use_tuning(table, source);
+    ctx.use_tuning(merged, source);
     Ok(TuneReport {
         adapter: ctx.info.name.clone(),
         key: key.describe(),
         path: path.display().to_string(),
+        unreached: total - sites.len(),
         sites,
     })
 }
 
 /// Times `instrs` (one case of the step) with each candidate at `site`, after checking
-/// it; leaves the context with the knobs kept.
-#[allow(clippy::too_many_arguments)]
+/// it; leaves the context with the knobs kept. `None` (the defaults left in place) when
+/// `deadline` passes first.
 fn tune_site(
     ctx: &GpuContext,
-    gpu: &mut GpuExecutor,
-    cpu: &mut CpuExecutor,
+    (gpu, cpu): (&mut GpuExecutor, &mut CpuExecutor),
     site: &str,
     candidates: &[Knobs],
-    instrs: &[crate::graph::Instr],
-    sampling: Sampling,
-) -> Result<SiteReport> {
+    instrs: &[Instr],
+    (sampling, deadline): (Sampling, Option<Instant>),
+) -> Result<Option<SiteReport>> {
+    let late = || deadline.is_some_and(|d| Instant::now() >= d);
+    if late() {
+        return Ok(None);
+    }
     let time_with = |knobs: Knobs, gpu: &mut GpuExecutor| -> Result<f64> {
         ctx.set_knobs(site, knobs);
         let plan = gpu.compile(instrs)?;
@@ -170,6 +235,10 @@ fn tune_site(
     let mut rejected = Vec::new();
     let mut tried = 0;
     for &knobs in candidates {
+        if late() {
+            ctx.set_knobs(site, Knobs::default());
+            return Ok(None);
+        }
         ctx.set_knobs(site, knobs);
         let failures: Vec<String> = instrs
             .iter()
@@ -187,7 +256,7 @@ fn tune_site(
             best = (knobs, ms);
         }
     }
-    let (mut knobs, mut tuned_ms) = (Knobs::default(), default_ms);
+    let (mut knobs, mut default_ms, mut tuned_ms) = (Knobs::default(), default_ms, default_ms);
     if best.0 != Knobs::default() && best.1 < default_ms * (1.0 - MARGIN) {
         // The second look: rounds of both, interleaved so that both see the same
         // neighbours, compared by their medians.
@@ -197,20 +266,20 @@ fn tune_site(
             bests.push(time_with(best.0, gpu)?);
         }
         let (again_default, again_best) = (median(&mut defaults), median(&mut bests));
+        // Reported from the second look, where both were timed alike.
         if again_best < again_default * (1.0 - MARGIN) {
-            knobs = best.0;
-            tuned_ms = best.1.max(again_best);
+            (knobs, default_ms, tuned_ms) = (best.0, again_default, again_best);
         }
     }
     ctx.set_knobs(site, knobs);
-    Ok(SiteReport {
+    Ok(Some(SiteReport {
         site: site.to_string(),
         knobs,
         default_ms,
         tuned_ms,
         tried,
         rejected,
-    })
+    }))
 }
 
 /// Checks every candidate of every site that `plan`'s instructions consult against the
@@ -246,6 +315,84 @@ pub fn check_candidates(ctx: &Arc<GpuContext>, plan: &Plan) -> Result<Vec<(Strin
         }
     }
     Ok(out)
+}
+
+/// When `train` tunes before its first step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TuneWhen {
+    /// On a real GPU, when the kept table lacks a kernel of this run
+    #[default]
+    Auto,
+    /// Also on a software adapter (slow there: minutes)
+    Always,
+    /// Never: the kept table, or the defaults
+    Never,
+}
+
+/// `train`'s first use of an adapter: with `when` allowing it, tunes the sites of `step`
+/// that the kept table lacks, for at most `seconds` (sites not reached keep their
+/// defaults and are tuned by the next run), with a progress bar unless `quiet`. Tuning
+/// never stops a run: a failure is reported and training goes on with what was kept.
+pub fn before_training(
+    runtime: &Runtime,
+    built: &Model,
+    step: &[Instr],
+    when: TuneWhen,
+    seconds: u64,
+    quiet: bool,
+) -> Result<()> {
+    let Some(ctx) = runtime.gpu()? else {
+        return Ok(());
+    };
+    if when == TuneWhen::Never || (when == TuneWhen::Auto && ctx.is_software()) {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let scope = TuneScope {
+        quick: false,
+        deadline: Some(started + Duration::from_secs(seconds)),
+        only_missing: when == TuneWhen::Auto,
+    };
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        crate::io::progress::step_bar("tuning kernels")
+    };
+    let result = tune_model(runtime, built, step, scope, &mut |site, done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!("tuning {}", site.site));
+    });
+    bar.finish_and_clear();
+    if quiet {
+        return Ok(());
+    }
+    match result {
+        Ok(report) if report.sites.is_empty() && report.unreached == 0 => {}
+        Ok(report) => eprintln!(
+            "tuning: {} of {} kernels measured in {:.0} s ({} off their defaults{}); kept in {}",
+            report.sites.len(),
+            report.sites.len() + report.unreached,
+            started.elapsed().as_secs_f64(),
+            report
+                .sites
+                .iter()
+                .filter(|s| s.knobs != Knobs::default())
+                .count(),
+            if report.unreached > 0 {
+                "; the rest at their defaults until a later run, see --tune-seconds"
+            } else {
+                ""
+            },
+            report.path
+        ),
+        Err(e) => eprintln!(
+            "tuning stopped ({e}); training with {}",
+            ctx.describe_tuning()
+        ),
+    }
+    Ok(())
 }
 
 /// `gan-gpu tune`: tunes, then prints each site (or one JSON report).
