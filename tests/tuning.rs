@@ -12,7 +12,7 @@ use gan_gpu::gpu::testing::test_context;
 use gan_gpu::gpu::tuning::{self, Knobs, TunedSite, Tuning};
 use gan_gpu::kernels::conv::conv2d_backward_weight;
 use gan_gpu::selftest::plans;
-use gan_gpu::tune::check_candidates;
+use gan_gpu::tune::{check_candidates, table};
 
 #[test]
 fn every_candidate_matches_the_cpu_reference() {
@@ -123,8 +123,8 @@ fn tables_are_kept_per_adapter_and_a_bad_file_is_named() {
         },
     );
     assert_eq!(tuning::load(&path, &key("a")).unwrap(), None);
-    tuning::store(&path, &key("a"), &table).unwrap();
-    tuning::store(&path, &key("b"), &Tuning::default()).unwrap();
+    table::store(&path, &key("a"), &table).unwrap();
+    table::store(&path, &key("b"), &Tuning::default()).unwrap();
     assert_eq!(tuning::load(&path, &key("a")).unwrap(), Some(table.clone()));
     assert_eq!(
         tuning::load(&path, &key("b")).unwrap(),
@@ -141,7 +141,7 @@ fn tables_are_kept_per_adapter_and_a_bad_file_is_named() {
         "{err}"
     );
     assert!(
-        tuning::store(&path, &key("a"), &table).is_err(),
+        table::store(&path, &key("a"), &table).is_err(),
         "a file it cannot read must not be overwritten"
     );
     assert_eq!(std::fs::read(&path).unwrap(), b"{ not json");

@@ -114,10 +114,11 @@ impl Tuning {
     }
 }
 
-/// The cache file: one table per [`TuningKey`].
+/// The cache file: one table per [`TuningKey`]. Read here; written only by `tune`
+/// (`crate::tune::table`), above the files layer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct TuningFile {
-    tables: Vec<(TuningKey, Tuning)>,
+pub struct TuningFile {
+    pub tables: Vec<(TuningKey, Tuning)>,
 }
 
 /// Where `tune` keeps its tables: `GAN_GPU_TUNING` when set (tests and CI use a
@@ -132,7 +133,8 @@ pub fn tuning_path() -> PathBuf {
         .join("tuning.json")
 }
 
-fn read_file(path: &std::path::Path) -> Result<TuningFile> {
+/// The file at `path`; a missing one holds no table.
+pub fn read_file(path: &std::path::Path) -> Result<TuningFile> {
     match std::fs::read(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TuningFile::default()),
         Err(e) => Err(Error::io(path, e)),
@@ -153,24 +155,6 @@ pub fn load(path: &std::path::Path, key: &TuningKey) -> Result<Option<Tuning>> {
         .into_iter()
         .find(|(k, _)| k == key)
         .map(|(_, t)| t))
-}
-
-/// Merges `tuning`'s sites into the table kept for `key` at `path` (its sites replace
-/// the same sites there; every other site, and every other adapter's table, stays), and
-/// returns the merged table. Written atomically, so a crash leaves the old file whole.
-pub fn store(path: &std::path::Path, key: &TuningKey, tuning: &Tuning) -> Result<Tuning> {
-    let mut file = read_file(path)?;
-    let mut merged = match file.tables.iter().position(|(k, _)| k == key) {
-        Some(at) => file.tables.remove(at).1,
-        None => Tuning::default(),
-    };
-    merged.sites.extend(tuning.sites.clone());
-    file.tables.push((key.clone(), merged.clone()));
-    file.tables.sort_by(|a, b| a.0.cmp(&b.0));
-    let json = serde_json::to_vec_pretty(&file)
-        .map_err(|e| Error::InvalidArgument(format!("tuning table: {e}")))?;
-    crate::io::atomic::write_atomically(path, &[&json])?;
-    Ok(merged)
 }
 
 /// How the context's knobs came about, for logs and headers.

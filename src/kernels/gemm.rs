@@ -237,12 +237,11 @@ pub fn gemm(
             REGISTER_ROWS
         } else {
             let site = format!("{entry} {}", site_shape(shape));
-            let knobs = ctx.knobs(&site, || {
-                choices(&REGISTER_ROW_CHOICES, REGISTER_ROWS, |rows| Knobs {
-                    tile_rows: Some(rows),
-                    ..Knobs::default()
-                })
-            });
+            let knob = |rows| Knobs {
+                tile_rows: Some(rows),
+                ..Knobs::default()
+            };
+            let knobs = tuned(ctx, &site, &REGISTER_ROW_CHOICES, REGISTER_ROWS, knob);
             chosen(knobs.tile_rows, &REGISTER_ROW_CHOICES, REGISTER_ROWS)
         };
         let block = if params.n < 8 {
@@ -275,12 +274,11 @@ pub fn gemm(
         )
     } else {
         let site = format!("gemm_tiled {}", site_shape(shape));
-        let knobs = ctx.knobs(&site, || {
-            choices(&TILED_BK_CHOICES, TILED_BK, |bk| Knobs {
-                k_step: Some(bk),
-                ..Knobs::default()
-            })
-        });
+        let knob = |bk| Knobs {
+            k_step: Some(bk),
+            ..Knobs::default()
+        };
+        let knobs = tuned(ctx, &site, &TILED_BK_CHOICES, TILED_BK, knob);
         let bk = chosen(knobs.k_step, &TILED_BK_CHOICES, TILED_BK);
         let constants = vec![("TILED_WG", TILED_WG as f64), ("TILED_BK", bk as f64)];
         // Per K step: the step loop, two tile-load loops (bk x side elements over the
@@ -598,13 +596,22 @@ fn site_shape(shape: &GemmShape) -> String {
     )
 }
 
-/// One candidate per value other than the default, for `gan-gpu tune`.
-fn choices(values: &[u32], default: u32, knob: impl Fn(u32) -> Knobs) -> Vec<Knobs> {
-    values
-        .iter()
-        .filter(|&&v| v != default)
-        .map(|&v| knob(v))
-        .collect()
+/// The knobs at `site`, whose candidates for `gan-gpu tune` are `knob` of each of
+/// `values` but the default.
+fn tuned(
+    ctx: &GpuContext,
+    site: &str,
+    values: &[u32],
+    default: u32,
+    knob: impl Fn(u32) -> Knobs,
+) -> Knobs {
+    ctx.knobs(site, || {
+        values
+            .iter()
+            .filter(|&&v| v != default)
+            .map(|&v| knob(v))
+            .collect()
+    })
 }
 
 /// A tuned value where it is one the shader supports, else the default (a hand-edited

@@ -9,6 +9,8 @@
 //! default only when it is still faster in the median of three more interleaved timings
 //! of the two, so that a noisy first sample cannot keep a slower setting.
 
+pub mod table;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -194,7 +196,7 @@ fn measure(
         progress(&report, done + 1, total);
         sites.push(report);
     }
-    let merged = tuning::store(&path, &key, &table)?;
+    let merged = table::store(&path, &key, &table)?;
     let source = TuningSource::Cache {
         path: path.clone(),
         sites: merged.sites.len(),
