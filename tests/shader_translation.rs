@@ -6,8 +6,9 @@
 //!
 //! The override constants are those of the pipelines the trainer's launchers actually
 //! create: the GAN's and the classifier's training steps are compiled on a wgpu context
-//! under each kernel setting, and every (shader, entry point, constants) in its pipeline
-//! cache is translated. Entry points the trainer never uses get their WGSL defaults. A
+//! under each kernel setting, each instruction also with every candidate `gan-gpu tune`
+//! may keep for it, and every (shader, entry point, constants) in its pipeline cache is
+//! translated. Entry points the trainer never uses get their WGSL defaults. A
 //! failure here is fixed in the shader.
 //!
 //! The HLSL gets a second compiler: glslang's HLSL front end (`glslangValidator -D`,
@@ -29,7 +30,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use gan_gpu::gpu::testing::REQUIRE_ADAPTER_ENV;
-use gan_gpu::gpu::{AdapterRequest, GpuContext, KernelChoice, KernelSettings, Shader};
+use gan_gpu::gpu::{AdapterRequest, GpuContext, KernelChoice, KernelSettings, Knobs, Shader};
 use gan_gpu::graph::Executor;
 use gan_gpu::graph::RandomStreams;
 use gan_gpu::graph::gpu_exec::GpuExecutor;
@@ -49,9 +50,12 @@ fn required(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| v == "1")
 }
 
-/// The (shader, entry, constants) of every pipeline the trainer builds under `choice`, or
-/// `None` without an adapter.
-fn trainer_pipelines(choice: KernelChoice) -> Option<BTreeSet<(&'static str, String, Constants)>> {
+/// Pipelines as (shader, entry, constants).
+type Pipelines = BTreeSet<(&'static str, String, Constants)>;
+
+/// The pipelines the trainer builds under `choice` with the defaults, and those with every
+/// tuning candidate as well, or `None` without an adapter.
+fn trainer_pipelines(choice: KernelChoice) -> Option<(Pipelines, Pipelines)> {
     let ctx = match GpuContext::new(&AdapterRequest::default()) {
         Ok(ctx) => Arc::new(ctx.with_kernels(choice)),
         Err(e) => {
@@ -65,6 +69,7 @@ fn trainer_pipelines(choice: KernelChoice) -> Option<BTreeSet<(&'static str, Str
     };
     let mut steps = plans::model_steps(100, 100).unwrap();
     steps.push(plans::classifier_step().unwrap());
+    let mut executors = Vec::new();
     for plan in steps {
         let mut exec = GpuExecutor::new(
             Arc::clone(&ctx),
@@ -75,24 +80,44 @@ fn trainer_pipelines(choice: KernelChoice) -> Option<BTreeSet<(&'static str, Str
         )
         .unwrap();
         exec.compile(&plan.instrs).unwrap();
+        executors.push((exec, plan));
     }
-    Some(
-        ctx.pipelines
-            .compiled()
-            .iter()
-            .map(|k| {
-                let constants = k
-                    .constants
-                    .iter()
-                    .map(|&(n, v)| (n.to_string(), v.to_bits()));
-                (
-                    k.shader.file_name(),
-                    k.entry.to_string(),
-                    constants.collect(),
-                )
-            })
-            .collect(),
-    )
+    let defaults = compiled(&ctx);
+    // And every candidate `tune` may keep for these instructions on some adapter.
+    for (exec, plan) in &mut executors {
+        for instr in &plan.instrs {
+            let one = std::slice::from_ref(instr);
+            ctx.take_sites();
+            exec.compile(one).unwrap();
+            for (site, candidates) in ctx.take_sites() {
+                for knobs in candidates {
+                    ctx.set_knobs(&site, knobs);
+                    exec.compile(one).unwrap();
+                }
+                ctx.set_knobs(&site, Knobs::default());
+            }
+        }
+    }
+    Some((defaults, compiled(&ctx)))
+}
+
+/// The (shader, entry, constants) of every pipeline `ctx` has built.
+fn compiled(ctx: &GpuContext) -> Pipelines {
+    ctx.pipelines
+        .compiled()
+        .iter()
+        .map(|k| {
+            let constants = k
+                .constants
+                .iter()
+                .map(|&(n, v)| (n.to_string(), v.to_bits()));
+            (
+                k.shader.file_name(),
+                k.entry.to_string(),
+                constants.collect(),
+            )
+        })
+        .collect()
 }
 
 fn parse(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
@@ -116,7 +141,7 @@ fn translations() -> Translations {
         (KernelChoice::Gpu, KernelSettings::Gpu),
         (KernelChoice::Software, KernelSettings::Software),
     ] {
-        let Some(pipelines) = trainer_pipelines(choice) else {
+        let Some((defaults, pipelines)) = trainer_pipelines(choice) else {
             break;
         };
         for (file, entry, constants) in &pipelines {
@@ -124,11 +149,11 @@ fn translations() -> Translations {
                 .unwrap_or_else(|| panic!("{file} has no entry point {entry}"))
                 .insert(constants.clone());
         }
-        by_setting.insert(format!("{setting:?}"), pipelines);
+        by_setting.insert(format!("{setting:?}"), defaults);
     }
     if let (Some(gpu), Some(software)) = (by_setting.get("Gpu"), by_setting.get("Software")) {
         // The switch works: the settings build different pipelines.
-        let has = |set: &BTreeSet<(&str, String, Constants)>, entry: &str, wg: Option<u64>| {
+        let has = |set: &Pipelines, entry: &str, wg: Option<u64>| {
             set.iter().any(|(_, e, c)| {
                 e == entry && wg.is_none_or(|wg| c.contains(&("WG".into(), (wg as f64).to_bits())))
             })
