@@ -1,9 +1,11 @@
 // Binary cross-entropy on logits (Keras BinaryCrossentropy(from_logits=True)), mean
 // over the batch, with its gradient and logging statistics in one pass.
 //
-// logits:  [count] f32 (the discriminator's outputs, one per sample)
+// logits:  [total] f32 (the discriminator's outputs, one per sample); the loss reads
+//          logits first .. first + count (part of a batch, e.g. the real half of [real; fake])
 // labels:  [count] f32 (bce_labels only; bce_constant uses params.label for every sample)
-// dlogits: [count] f32 = scale·(sigmoid(x) - z)/count, or += that when accumulate != 0
+// dlogits: [total] f32 = scale·(sigmoid(x) - z)/count in the loss's rows, or += that when
+//          accumulate != 0; the other rows get 0 (or keep their values with accumulate)
 // stats:   f32; stats[stats_offset] = mean loss, stats[stats_offset + 1] = mean sigmoid(x)
 //          (D's average belief that its inputs are real)
 // Per element l = max(x, 0) - x·z + log1p(exp(-|x|)) (TF's
@@ -23,9 +25,10 @@ struct Params {
     accumulate: u32,
     // Where in `stats` the two statistics go, so several losses share one buffer.
     stats_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // The loss's first row, and the rows of logits and dlogits (at least first + count).
+    first: u32,
+    total: u32,
+    _pad: u32,
 }
 
 override WG: u32 = 256u;
@@ -48,7 +51,8 @@ fn log1p_unit(u: f32) -> f32 {
 }
 
 // Loss and probability of one element, writing its gradient.
-fn element(i: u32, z: f32) -> vec2<f32> {
+fn element(row: u32, z: f32) -> vec2<f32> {
+    let i = params.first + row;
     let x = logits[i];
     let e = exp(-abs(x));
     // Stable sigmoid, the same branches as the CPU twin.
@@ -59,6 +63,18 @@ fn element(i: u32, z: f32) -> vec2<f32> {
     }
     dlogits[i] = g;
     return vec2(max(x, 0.0) - x * z + log1p_unit(e), p);
+}
+
+// Zeroes the rows of dlogits outside the loss's, unless they accumulate.
+fn clear_other_rows(lid: u32) {
+    if (params.accumulate != 0u) {
+        return;
+    }
+    for (var i = lid; i < params.total; i += WG) {
+        if (i < params.first || i >= params.first + params.count) {
+            dlogits[i] = 0.0;
+        }
+    }
 }
 
 // Adds up the invocations' partial (loss, probability) and writes the means.
@@ -84,6 +100,7 @@ fn bce_constant(@builtin(local_invocation_index) lid: u32) {
     for (var i = lid; i < params.count; i += WG) {
         sum += element(i, params.label);
     }
+    clear_other_rows(lid);
     reduce_and_store(lid, sum);
 }
 
@@ -93,5 +110,6 @@ fn bce_labels(@builtin(local_invocation_index) lid: u32) {
     for (var i = lid; i < params.count; i += WG) {
         sum += element(i, labels[i]);
     }
+    clear_other_rows(lid);
     reduce_and_store(lid, sum);
 }

@@ -2,7 +2,10 @@
 // the row-wise dot product of a projection discriminator with its gradient.
 //
 // add:            y[i] = a[i] + b[i]                  (flat, any layout; len elements)
-// accumulate:     y[i] = a[i], or y[i] += a[i] with ACCUMULATE
+// accumulate:     y[i] = a[i + offset], or y[i] += it with accumulate (a concat's gradient
+//                 reads its input's rows at an offset; an add's is offset 0)
+// concat:         y = a's `cols` words then b's (len words in all), copied as bits, so
+//                 labels (u32) travel as well as f32
 // row_dot:        y[r] = Σ_c a[r, c]·b[r, c]        (a, b [rows, cols] row-major; y [rows])
 // row_dot_grad:   y[r, c] = a[r]·b[r, c] (+ y)       (a = dy [rows], b = the other input)
 // add, accumulate and row_dot_grad map one invocation to one element (the grid may be
@@ -16,7 +19,8 @@ struct Params {
     cols: u32,
     // 1: add into y instead of overwriting it.
     accumulate: u32,
-    _pad: u32,
+    // accumulate: the first element of a to read.
+    offset: u32,
 }
 
 override WG: u32 = 64u;
@@ -25,6 +29,9 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y_bits: array<u32>;
+@group(0) @binding(2) var<storage, read> a_bits: array<u32>;
+@group(0) @binding(3) var<storage, read> b_bits: array<u32>;
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -58,7 +65,20 @@ fn accumulate(
 ) {
     let i = linear(gid, groups);
     if (i < params.len) {
-        store(i, a[i]);
+        store(i, a[i + params.offset]);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn concat(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = linear(gid, groups);
+    if (i < params.cols) {
+        y_bits[i] = a_bits[i];
+    } else if (i < params.len) {
+        y_bits[i] = b_bits[i - params.cols];
     }
 }
 

@@ -217,3 +217,103 @@ fn sums_lend_their_gradient_only_to_single_use_inputs() {
         }
     }
 }
+
+/// A concatenation hands each input its own rows of the gradient (an `Accumulate` from an
+/// offset), and a loss over some rows of a batch sends nothing to the others: two dense
+/// branches stacked into one batch, a loss on each half and one over all of it; every
+/// parameter's gradient matches central differences.
+#[test]
+fn concat_and_row_losses_match_finite_differences() {
+    let mut g = Graph::default();
+    let x = g.input("x", InputSource::External, vec![3, 4]);
+    let y = g.input("y", InputSource::External, vec![2, 4]);
+    let a = g.dense("a", x, 5).unwrap();
+    let b = g.dense("b", y, 5).unwrap();
+    let both = g.concat("both", a, b).unwrap();
+    assert_eq!(g.shape(both), [5, 5]);
+    let h = g.activation("tanh", both, Activation::Tanh);
+    let logit = g.dense("out", h, 1).unwrap();
+    let first = g.bce_with_logits_rows("first", logit, 1.0, 0..3).unwrap();
+    let second = g.bce_with_logits_rows("second", logit, 0.0, 3..5).unwrap();
+    let all = g.bce_with_logits("all", logit, 0.5).unwrap();
+    let losses = [first, second, all];
+    let params = g.params();
+    let backward = lower::backward(&g, &losses, &params).unwrap();
+    let offsets: Vec<usize> = backward
+        .iter()
+        .filter_map(|i| match i {
+            Instr::Accumulate { offset, .. } => Some(*offset),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offsets, [0, 15], "each branch reads its own rows");
+
+    let mut exec = CpuExecutor::new(&g, Vec::new(), None, RandomStreams { seed: 1 });
+    let mut rng = StdRng::seed_from_u64(6);
+    for (id, values) in g.init_params(&mut rng) {
+        exec.write(Buf::Value(id), &values).unwrap();
+    }
+    for (input, len) in [(x, 12), (y, 8)] {
+        let values: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+        exec.write(Buf::Value(input), &values).unwrap();
+    }
+    let forward = lower::forward(&g, &losses, &HashSet::new());
+    let mut grad_plan = forward.clone();
+    grad_plan.extend(backward);
+    let (forward, grad_plan) = (
+        exec.compile(&forward).unwrap(),
+        exec.compile(&grad_plan).unwrap(),
+    );
+    exec.run(grad_plan, 0).unwrap();
+    let total_loss = |exec: &mut CpuExecutor| {
+        exec.run(forward, 0).unwrap();
+        losses
+            .iter()
+            .map(|&l| f64::from(exec.read(Buf::Value(l)).unwrap()[0]))
+            .sum::<f64>()
+    };
+    for p in params {
+        let grad = exec.read(Buf::Grad(p)).unwrap();
+        let value = exec.read(Buf::Value(p)).unwrap();
+        for i in 0..value.len() {
+            let mut loss_at = |delta: f32| {
+                let mut shifted = value.clone();
+                shifted[i] += delta;
+                exec.write(Buf::Value(p), &shifted).unwrap();
+                total_loss(&mut exec)
+            };
+            let numeric = (loss_at(1e-3) - loss_at(-1e-3)) / 2e-3;
+            exec.write(Buf::Value(p), &value).unwrap();
+            let analytic = f64::from(grad[i]);
+            assert!(
+                (numeric - analytic).abs() <= 5e-4 + 0.02 * analytic.abs(),
+                "{}[{i}]: analytic {analytic:.6e}, finite difference {numeric:.6e}",
+                g.nodes[p].name
+            );
+        }
+    }
+}
+
+/// Shapes that cannot be stacked, and row ranges outside the batch, are refused by name.
+#[test]
+fn concat_and_row_losses_refuse_bad_shapes() {
+    let mut g = Graph::default();
+    let x = g.input("x", InputSource::External, vec![3, 4]);
+    let y = g.input("y", InputSource::External, vec![2, 5]);
+    let err = g.concat("both", x, y).unwrap_err().to_string();
+    assert!(
+        err.contains("both") && err.contains("[3, 4]") && err.contains("[2, 5]"),
+        "{err}"
+    );
+    let logit = g.dense("out", x, 1).unwrap();
+    for rows in [2..4, 1..1] {
+        let err = g
+            .bce_with_logits_rows("loss", logit, 1.0, rows.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("loss") && err.contains(&format!("{rows:?}")),
+            "{err}"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! BCE with logits on the GPU against the CPU reference and the TF-Keras golden vectors:
 //! constant and per-sample labels, huge logits, counts over several workgroup chunks,
-//! scale, accumulate and the stats offset.
+//! scale, accumulate, the stats offset, and a loss over some rows of a batch.
 
 mod common;
 #[path = "common/golden.rs"]
@@ -8,7 +8,7 @@ mod common;
 mod golden;
 
 use common::assert_close;
-use gan_gpu::cpu::bce_with_logits;
+use gan_gpu::cpu::{bce_constant_label_rows, bce_with_logits};
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::gpu::{GpuBuffer, GpuContext};
 use gan_gpu::kernels::bce::{self, BceOptions, Labels};
@@ -131,6 +131,7 @@ fn scale_accumulate_and_stats_offset() {
         scale: 0.5,
         accumulate: true,
         stats_offset: 3,
+        ..BceOptions::default()
     };
     let (dx, stats) = gpu_bce(&ctx, &x, None, 1.0, options, Some(&prior));
     let cpu = bce_with_logits(&x, &[1.0; 100]).unwrap();
@@ -276,4 +277,94 @@ proptest::proptest! {
             compare(&format!("count {count} seed {seed}"), &got, &x, &want_z, 1.0);
         }
     }
+}
+
+/// A loss over rows first..first + count of a batch of `total` (the discriminator's real
+/// or fake half of [real; fake]): the statistics of those rows, their gradient, and 0 in
+/// the other rows, or their prior values with accumulate; as the CPU twin does.
+#[test]
+fn a_loss_over_some_rows_matches_cpu() {
+    let Some(ctx) = test_context("bce rows") else {
+        return;
+    };
+    for (k, (first, count, total)) in [
+        (0, 100, 200),
+        (100, 100, 200),
+        (3, 1, 7),
+        (0, 256, 257),
+        (1, 4097, 4099),
+        (600, 5, 605),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x = logits(total, 70 + k as u64);
+        let prior: Vec<f32> = (0..total).map(|i| i as f32 * 0.01 - 0.5).collect();
+        for (label, accumulate) in [(1.0, false), (0.0, true)] {
+            let x_buf = ctx.upload("logits", &x);
+            let dx_buf = match accumulate {
+                true => ctx.upload("dlogits", &prior),
+                false => ctx.nan_filled("dlogits", total),
+            };
+            let stats = ctx.nan_filled("stats", 2);
+            let options = BceOptions {
+                accumulate,
+                first,
+                total: Some(total),
+                ..BceOptions::default()
+            };
+            let labels = Labels::Constant(label);
+            let d = bce::bce_with_logits(&ctx, &x_buf, labels, count, &dx_buf, &stats, options)
+                .unwrap();
+            ctx.run(&[&d], "bce rows").unwrap();
+            let mut want = prior.clone();
+            let rows = first..first + count;
+            let (loss, prob) =
+                bce_constant_label_rows(&x, label, rows, Some((&mut want, accumulate))).unwrap();
+            let shape = format!("rows {first}+{count} of {total}, label {label}, {accumulate}");
+            let got: Vec<f32> = ctx.read(&dx_buf, total).unwrap();
+            assert_close("bce rows dlogits", &shape, &got, &want, 1e-7, 1e-5);
+            let got: Vec<f32> = ctx.read(&stats, 2).unwrap();
+            assert_close("bce rows stats", &shape, &got, &[loss, prob], 1e-6, 1e-5);
+            if !accumulate {
+                let outside = got_outside(&ctx, &dx_buf, total, first, count);
+                assert!(outside.iter().all(|&g| g == 0.0), "{shape}: {outside:?}");
+            }
+        }
+    }
+    let x = ctx.upload("logits", &[0.5f32; 8]);
+    let options = BceOptions {
+        first: 5,
+        total: Some(8),
+        ..BceOptions::default()
+    };
+    let err = bce::bce_with_logits(
+        &ctx,
+        &x,
+        Labels::Constant(1.0),
+        4,
+        &ctx.nan_filled("d", 8),
+        &ctx.nan_filled("s", 2),
+        options,
+    )
+    .err()
+    .expect("rows 5..9 of 8 were accepted")
+    .to_string();
+    assert!(err.contains("5..9 of 8"), "{err}");
+}
+
+/// The rows of dlogits outside first..first + count.
+fn got_outside(
+    ctx: &GpuContext,
+    d: &GpuBuffer,
+    total: usize,
+    first: usize,
+    count: usize,
+) -> Vec<f32> {
+    let all: Vec<f32> = ctx.read(d, total).unwrap();
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| *i < first || *i >= first + count)
+        .map(|(_, &g)| g)
+        .collect()
 }

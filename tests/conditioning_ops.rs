@@ -1,13 +1,17 @@
 //! The ops a class-conditional GAN adds (embedding lookup and its table gradient,
 //! element-wise add and its copy-or-add gradient, row-wise dot product and its
-//! gradient): each CPU twin against plain f64 loops and central finite differences, and
+//! gradient, the batch concatenation of the discriminator's [real; fake] and its
+//! offset copy-or-add gradient): each CPU twin against plain f64 loops and central finite differences, and
 //! each WGSL kernel against its CPU twin on awkward shapes (0, 1, primes, non-multiples
 //! of the workgroup, the cgan's own layers), with NaN-prefilled outputs.
 
 mod common;
 
 use common::assert_close;
-use gan_gpu::cpu::{add, embedding_backward, embedding_forward, row_dot, row_dot_backward};
+use gan_gpu::cpu::{
+    accumulate_rows_into, add, concat_into, embedding_backward, embedding_forward, row_dot,
+    row_dot_backward,
+};
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::gpu::{Dispatch, GpuBuffer, GpuContext};
 use gan_gpu::kernels::{combine, embedding};
@@ -240,14 +244,14 @@ fn gpu_add_and_accumulate_match_the_cpu_twin() {
         let dst = nan_buffer(&ctx, "dst", len);
         run(
             &ctx,
-            combine::accumulate(&ctx, &ab, &dst, len, false).unwrap(),
+            combine::accumulate(&ctx, &ab, 0, &dst, len, false).unwrap(),
             "copy",
         );
         assert_eq!(ctx.read::<f32>(&dst, len).unwrap(), a, "copy {len}");
         let acc = ctx.upload("prior", &prior);
         run(
             &ctx,
-            combine::accumulate(&ctx, &ab, &acc, len, true).unwrap(),
+            combine::accumulate(&ctx, &ab, 0, &acc, len, true).unwrap(),
             "accumulate",
         );
         let want: Vec<f32> = prior.iter().zip(&a).map(|(p, x)| p + x).collect();
@@ -263,6 +267,72 @@ fn gpu_add_and_accumulate_match_the_cpu_twin() {
     };
     let err = err.to_string();
     assert!(err.contains("same buffer"), "{err}");
+}
+
+/// Concatenation copies bits (labels are u32 bits in f32 buffers, so a value like
+/// f32::from_bits(7), a denormal, must come through unchanged), and the gradient it passes
+/// back reads its input's rows from an offset.
+#[test]
+fn gpu_concat_and_offset_accumulate_match_the_cpu_twin() {
+    let Some(ctx) = test_context("concat parity") else {
+        return;
+    };
+    for (len_a, len_b) in [
+        (0, 5),
+        (5, 0),
+        (1, 1),
+        (3, 61),
+        (64, 65),
+        (1001, 7),
+        (78400, 78400),
+    ] {
+        let mut a = data(len_a, 4);
+        if let Some(first) = a.first_mut() {
+            *first = f32::from_bits(7);
+        }
+        let b: Vec<f32> = (0..len_b as u32).map(|i| f32::from_bits(i % 10)).collect();
+        let (ab, bb) = (ctx.upload("a", &a), ctx.upload("b", &b));
+        let len = len_a + len_b;
+        let y = nan_buffer(&ctx, "y", len);
+        run(
+            &ctx,
+            combine::concat(&ctx, &ab, len_a, &bb, len_b, &y).unwrap(),
+            "concat",
+        );
+        let mut want = vec![0.0; len];
+        concat_into(&a, &b, &mut want).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let got = ctx.read::<f32>(&y, len).unwrap();
+        assert_eq!(bits(&got), bits(&want), "concat {len_a} + {len_b}");
+
+        // The gradient of the second input: rows from offset len_a.
+        let src = data(len, 5);
+        let sb = ctx.upload("src", &src);
+        let prior = data(len_b, 6);
+        for accumulate in [false, true] {
+            let dst = match accumulate {
+                true => ctx.upload("prior", &prior),
+                false => nan_buffer(&ctx, "dst", len_b),
+            };
+            let d = combine::accumulate(&ctx, &sb, len_a, &dst, len_b, accumulate).unwrap();
+            run(&ctx, d, "offset accumulate");
+            let mut want = prior.clone();
+            accumulate_rows_into(&src, len_a, &mut want, accumulate).unwrap();
+            assert_eq!(
+                ctx.read::<f32>(&dst, len_b).unwrap(),
+                want,
+                "accumulate {len_b} from {len_a} ({accumulate})"
+            );
+        }
+    }
+    let x = ctx.upload("x", &[1.0f32; 8]);
+    let Err(err) = combine::accumulate(&ctx, &x, 5, &ctx.nan_filled("d", 4), 4, false) else {
+        panic!("a source of 8 read at 5..9 was accepted");
+    };
+    assert!(err.to_string().contains("src"), "{err}");
+    let mut short = [0.0; 4];
+    let err = accumulate_rows_into(&[1.0; 8], 5, &mut short, false).unwrap_err();
+    assert!(err.to_string().contains("5..9"), "{err}");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Binary cross-entropy on logits (Keras `BinaryCrossentropy(from_logits=True)`).
 
+use std::ops::Range;
+
 use super::activation::sigmoid;
 use super::check_len;
 use crate::error::{Error, Result};
@@ -47,6 +49,34 @@ pub fn bce_constant_label(
     dlogits: Option<(&mut [f32], bool)>,
 ) -> Result<(f32, f32)> {
     bce_into(logits, |_| label, dlogits)
+}
+
+/// [`bce_constant_label`] of the logits in `rows` only: dlogits, as long as the logits,
+/// gets the gradient in those rows and 0 in the others (which keep their values with
+/// accumulate), as for a loss that reads only those rows.
+pub fn bce_constant_label_rows(
+    logits: &[f32],
+    label: f32,
+    rows: Range<usize>,
+    dlogits: Option<(&mut [f32], bool)>,
+) -> Result<(f32, f32)> {
+    let Some(part) = logits.get(rows.clone()) else {
+        return Err(Error::Shape {
+            op: "bce_with_logits",
+            message: format!("rows {rows:?} of {} logits", logits.len()),
+        });
+    };
+    match dlogits {
+        None => bce_into(part, |_| label, None),
+        Some((d, accumulate)) => {
+            check_len("bce_with_logits", "dlogits", d.len(), logits.len())?;
+            if !accumulate {
+                d[..rows.start].fill(0.0);
+                d[rows.end..].fill(0.0);
+            }
+            bce_into(part, |_| label, Some((&mut d[rows], accumulate)))
+        }
+    }
 }
 
 fn bce_into(

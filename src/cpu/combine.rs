@@ -34,6 +34,36 @@ pub fn accumulate_into(src: &[f32], dst: &mut [f32], accumulate: bool) -> Result
     Ok(())
 }
 
+/// y = a followed by b: the batch-axis concatenation of two row-major tensors.
+pub fn concat_into(a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
+    check_len("concat", "y", y.len(), a.len() + b.len())?;
+    let (head, tail) = y.split_at_mut(a.len());
+    head.copy_from_slice(a);
+    tail.copy_from_slice(b);
+    Ok(())
+}
+
+/// `src[offset..offset + dst.len()]` into `dst`, or added to it: the gradient a
+/// concatenation passes to one input.
+pub fn accumulate_rows_into(
+    src: &[f32],
+    offset: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
+    let Some(part) = src.get(offset..offset.saturating_add(dst.len())) else {
+        return Err(Error::Shape {
+            op: "accumulate",
+            message: format!(
+                "elements {offset}..{} of a source of {}",
+                offset.saturating_add(dst.len()),
+                src.len()
+            ),
+        });
+    };
+    accumulate_into(part, dst, accumulate)
+}
+
 /// `y [rows]`: `y[r] = Σ_c a[r, c]·b[r, c]`, for a and b `[rows, cols]`, summed in column
 /// order.
 pub fn row_dot(a: &[f32], b: &[f32], cols: usize) -> Result<Vec<f32>> {

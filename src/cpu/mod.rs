@@ -42,9 +42,12 @@ pub use activation::{
 };
 pub use adam::{AdamConfig, adam_step};
 pub use batchnorm::{batch_moments, batch_norm_backward_into, batch_norm_forward_into};
-pub use bce::{BceOutput, bce_constant_label, bce_elementwise, bce_with_logits};
+pub use bce::{
+    BceOutput, bce_constant_label, bce_constant_label_rows, bce_elementwise, bce_with_logits,
+};
 pub use combine::{
-    accumulate_into, add, add_into, row_dot, row_dot_backward, row_dot_backward_into, row_dot_into,
+    accumulate_into, accumulate_rows_into, add, add_into, concat_into, row_dot, row_dot_backward,
+    row_dot_backward_into, row_dot_into,
 };
 pub use conv::{
     conv2d_backward_input, conv2d_backward_input_into, conv2d_backward_weight,

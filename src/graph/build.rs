@@ -8,6 +8,8 @@
 //! that already exists under its name is reused, which is how one discriminator is applied
 //! to the real and the fake batch with shared weights.
 
+use std::ops::Range;
+
 use crate::cpu::Activation;
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
@@ -546,7 +548,20 @@ impl Graph {
     /// Mean binary cross-entropy of logits [batch, 1] against a constant label. Its value
     /// is `[loss, mean sigmoid(logits)]`.
     pub fn bce_with_logits(&mut self, name: &str, logits: NodeId, label: f32) -> Result<NodeId> {
-        if self.shape(logits).len() != 2 || self.shape(logits)[1] != 1 {
+        let batch = self.shape(logits).first().copied().unwrap_or(0);
+        self.bce_with_logits_rows(name, logits, label, 0..batch)
+    }
+
+    /// [`Graph::bce_with_logits`] of the logits in `rows` only, e.g. the real half of a
+    /// discriminator's [real; fake] batch; the other rows get no gradient from it.
+    pub fn bce_with_logits_rows(
+        &mut self,
+        name: &str,
+        logits: NodeId,
+        label: f32,
+        rows: Range<usize>,
+    ) -> Result<NodeId> {
+        let &[batch, 1] = self.shape(logits) else {
             return Err(shape_error(
                 "bce_with_logits",
                 format!(
@@ -554,9 +569,37 @@ impl Graph {
                     self.shape(logits)
                 ),
             ));
+        };
+        if rows.is_empty() || rows.end > batch {
+            return Err(shape_error(
+                "bce_with_logits",
+                format!("{name}: rows {rows:?} must be a non-empty range within 0..{batch}"),
+            ));
         }
         let name = self.node_name(name);
-        Ok(self.push(name, Op::BceWithLogits { logits, label }, vec![2]))
+        let op = Op::BceWithLogits {
+            logits,
+            label,
+            first: rows.start,
+            count: rows.len(),
+        };
+        Ok(self.push(name, op, vec![2]))
+    }
+
+    /// a's rows followed by b's: two tensors whose shapes agree after the first axis,
+    /// e.g. a discriminator's real and fake batches as one.
+    pub fn concat(&mut self, layer: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        if sa.is_empty() || sa.len() != sb.len() || sa[1..] != sb[1..] {
+            return Err(shape_error(
+                "concat",
+                format!("{layer}: shapes {sa:?} and {sb:?} differ after the first axis"),
+            ));
+        }
+        let mut shape = sa.to_vec();
+        shape[0] += sb[0];
+        let name = self.node_name(layer);
+        Ok(self.push(name, Op::Concat { a, b }, shape))
     }
 
     /// Mean softmax cross-entropy of logits `[batch, classes]` against class labels `[batch]`.

@@ -173,11 +173,16 @@ impl CpuExecutor {
             })?,
             Instr::Accumulate {
                 src,
+                offset,
                 dst,
+                len,
                 accumulate,
-                ..
             } => self.write_into(dst, None, |s, out, _, _| {
-                cpu::accumulate_into(s.get(src), out, accumulate)
+                cpu::check_len("Accumulate", "dst", out.len(), len)?;
+                cpu::accumulate_rows_into(s.get(src), offset, out, accumulate)
+            })?,
+            Instr::Concat { a, b, y, .. } => self.write_into(y, None, |s, dst, _, _| {
+                cpu::concat_into(s.get(a), s.get(b), dst)
             })?,
             Instr::RowDot { a, b, y, cols, .. } => self.write_into(y, None, |s, dst, _, _| {
                 cpu::row_dot_into(s.get(a), s.get(b), cols, dst)
@@ -339,11 +344,12 @@ impl CpuExecutor {
                 logits,
                 label,
                 stats,
+                first,
                 len,
             } => {
-                let logits = self.get(logits);
-                cpu::check_len("BceLoss", "logits", logits.len(), len)?;
-                let (loss, mean_prob) = cpu::bce_constant_label(logits, label, None)?;
+                let rows = first..first + len;
+                let (loss, mean_prob) =
+                    cpu::bce_constant_label_rows(self.get(logits), label, rows, None)?;
                 let stats = self.slot(stats);
                 cpu::check_len("BceLoss", "stats", stats.len(), 2)?;
                 stats.copy_from_slice(&[loss, mean_prob]);
@@ -352,12 +358,15 @@ impl CpuExecutor {
                 logits,
                 label,
                 dlogits,
+                first,
                 len,
+                total,
                 accumulate,
             } => self.write_into(dlogits, None, |s, d, _, _| {
                 let logits = s.get(logits);
-                cpu::check_len("BceGrad", "logits", logits.len(), len)?;
-                cpu::bce_constant_label(logits, label, Some((d, accumulate))).map(drop)
+                cpu::check_len("BceGrad", "logits", logits.len(), total)?;
+                let rows = first..first + len;
+                cpu::bce_constant_label_rows(logits, label, rows, Some((d, accumulate))).map(drop)
             })?,
             Instr::BatchNorm {
                 x,

@@ -111,13 +111,20 @@ pub fn describe(graph: &Graph, instr: &Instr) -> (String, String) {
             acc(&format!("{act:?} backward"), accumulate),
             format!("{len}"),
         ),
-        Instr::BceLoss { len, label, .. } => ("bce loss".into(), format!("{len}, label {label}")),
+        Instr::BceLoss {
+            first, len, label, ..
+        } => ("bce loss".into(), bce_rows(first, len, None, label)),
         Instr::BceGrad {
+            first,
             len,
+            total,
             label,
             accumulate,
             ..
-        } => (acc("bce grad", accumulate), format!("{len}, label {label}")),
+        } => (
+            acc("bce grad", accumulate),
+            bce_rows(first, len, Some(total), label),
+        ),
         Instr::SoftmaxCeLoss { batch, classes, .. } => {
             ("softmax ce loss".into(), format!("{batch}x{classes}"))
         }
@@ -155,11 +162,18 @@ pub fn describe(graph: &Graph, instr: &Instr) -> (String, String) {
         ),
         Instr::Add { len, .. } => ("add".into(), format!("{len}")),
         Instr::Accumulate {
-            len, accumulate, ..
+            offset,
+            len,
+            accumulate,
+            ..
         } => (
             if accumulate { "accumulate" } else { "copy" }.into(),
-            format!("{len}"),
+            match offset {
+                0 => format!("{len}"),
+                _ => format!("{len} from {offset}"),
+            },
         ),
+        Instr::Concat { len_a, len_b, .. } => ("concat".into(), format!("{len_a} + {len_b}")),
         Instr::RowDot { rows, cols, .. } => ("row dot".into(), format!("{rows}x{cols}")),
         Instr::RowDotGrad {
             rows,
@@ -215,6 +229,16 @@ pub fn describe(graph: &Graph, instr: &Instr) -> (String, String) {
     }
 }
 
+/// A BCE's rows: `100, label 1`, or `100 of 200 from 100, label 0` for part of a batch.
+fn bce_rows(first: usize, len: usize, total: Option<usize>, label: f32) -> String {
+    match (first, total) {
+        (0, None) => format!("{len}, label {label}"),
+        (0, Some(total)) if total == len => format!("{len}, label {label}"),
+        (_, None) => format!("{len} from {first}, label {label}"),
+        (_, Some(total)) => format!("{len} of {total} from {first}, label {label}"),
+    }
+}
+
 /// The buffer an instruction writes, whose node names the layer it serves.
 pub fn output(instr: &Instr) -> Buf {
     match *instr {
@@ -229,6 +253,7 @@ pub fn output(instr: &Instr) -> Buf {
         | Instr::ConvTranspose2d { y, .. }
         | Instr::Activation { y, .. }
         | Instr::Add { y, .. }
+        | Instr::Concat { y, .. }
         | Instr::RowDot { y, .. } => y,
         Instr::Conv2dInputGrad { dx, .. }
         | Instr::ConvTranspose2dInputGrad { dx, .. }
@@ -267,7 +292,7 @@ pub fn bytes(graph: &Graph, instr: &Instr) -> f64 {
         Instr::Activation { len, .. } => 8 * len,
         Instr::ActivationGrad { len, .. } => 12 * len,
         Instr::BceLoss { len, .. } => 4 * len + 8,
-        Instr::BceGrad { len, .. } => 8 * len,
+        Instr::BceGrad { len, total, .. } => 4 * len + 4 * total,
         Instr::SoftmaxCeLoss { batch, classes, .. } => 4 * batch * classes + 4 * batch + 8,
         Instr::SoftmaxCeGrad { batch, classes, .. } => 8 * batch * classes + 4 * batch,
         // p, m, v read and written, g read.
@@ -283,6 +308,7 @@ pub fn bytes(graph: &Graph, instr: &Instr) -> f64 {
         } => 4 * (batch * dim + classes * dim + batch),
         Instr::Add { len, .. } => 12 * len,
         Instr::Accumulate { len, .. } => 8 * len,
+        Instr::Concat { len_a, len_b, .. } => 8 * (len_a + len_b),
         // Training reads x twice (statistics, then the normalisation); the statistics
         // vectors are negligible.
         Instr::BatchNorm {

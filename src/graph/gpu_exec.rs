@@ -361,13 +361,26 @@ impl GpuExecutor {
             }
             Instr::Accumulate {
                 src,
+                offset,
                 dst,
                 len,
                 accumulate,
             } => {
                 let (src, dst) = (self.buffer(src), self.buffer(dst));
+                plan.dispatches.push(combine::accumulate(
+                    ctx, &src, offset, &dst, len, accumulate,
+                )?);
+            }
+            Instr::Concat {
+                a,
+                b,
+                y,
+                len_a,
+                len_b,
+            } => {
+                let (a, b, y) = (self.buffer(a), self.buffer(b), self.buffer(y));
                 plan.dispatches
-                    .push(combine::accumulate(ctx, &src, &dst, len, accumulate)?);
+                    .push(combine::concat(ctx, &a, len_a, &b, len_b, &y)?);
             }
             Instr::RowDot {
                 a,
@@ -608,11 +621,17 @@ impl GpuExecutor {
                 logits,
                 label,
                 stats,
+                first,
                 len,
             } => {
                 let (logits, stats) = (self.buffer(logits), self.buffer(stats));
                 // The kernel always writes a gradient too; the loss pass discards it.
-                let scratch = ctx.storage("bce loss scratch gradient", len as u64 * 4);
+                let rows = first + len;
+                let scratch = ctx.storage("bce loss scratch gradient", rows as u64 * 4);
+                let options = BceOptions {
+                    first,
+                    ..BceOptions::default()
+                };
                 plan.dispatches.push(bce_with_logits(
                     ctx,
                     &logits,
@@ -620,20 +639,24 @@ impl GpuExecutor {
                     len,
                     &scratch,
                     &stats,
-                    BceOptions::default(),
+                    options,
                 )?);
             }
             Instr::BceGrad {
                 logits,
                 label,
                 dlogits,
+                first,
                 len,
+                total,
                 accumulate,
             } => {
                 let (logits, dlogits) = (self.buffer(logits), self.buffer(dlogits));
                 let scratch = ctx.storage("bce grad scratch stats", 8);
                 let options = BceOptions {
                     accumulate,
+                    first,
+                    total: Some(total),
                     ..BceOptions::default()
                 };
                 plan.dispatches.push(bce_with_logits(

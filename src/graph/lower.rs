@@ -109,19 +109,25 @@ pub enum Instr {
         len: usize,
         accumulate: bool,
     },
-    /// stats = [mean BCE, mean sigmoid] of logits against a constant label.
+    /// stats = [mean BCE, mean sigmoid] of logits `first..first + len` against a constant
+    /// label.
     BceLoss {
         logits: Buf,
         label: f32,
         stats: Buf,
+        first: usize,
         len: usize,
     },
-    /// dlogits = (sigmoid(logits) - label) / len, the gradient of the mean loss.
+    /// dlogits = (sigmoid(logits) - label) / len in rows `first..first + len`, the gradient
+    /// of the mean loss; the other rows of the `total` get 0 (or keep theirs, with
+    /// `accumulate`).
     BceGrad {
         logits: Buf,
         label: f32,
         dlogits: Buf,
+        first: usize,
         len: usize,
+        total: usize,
         accumulate: bool,
     },
     /// stats = [mean softmax cross-entropy, accuracy] of logits [batch, classes].
@@ -170,12 +176,22 @@ pub enum Instr {
     },
     /// y = a + b over `len` elements.
     Add { a: Buf, b: Buf, y: Buf, len: usize },
-    /// dst = src, or dst += src: the gradient an `Add` passes to each input.
+    /// dst = src[offset..offset + len], or dst += it: the gradient an `Add` (offset 0) or a
+    /// `Concat` (the input's rows) passes to each input.
     Accumulate {
         src: Buf,
+        offset: usize,
         dst: Buf,
         len: usize,
         accumulate: bool,
+    },
+    /// y = a followed by b (`len_a` and `len_b` elements, copied bit for bit: labels too).
+    Concat {
+        a: Buf,
+        b: Buf,
+        y: Buf,
+        len_a: usize,
+        len_b: usize,
     },
     /// `y[r] = Σ_c a[r, c]·b[r, c]` over `[rows, cols]`.
     RowDot {
@@ -401,11 +417,24 @@ pub fn forward(graph: &Graph, targets: &[NodeId], done: &HashSet<NodeId>) -> Vec
                 y: v(id),
                 len: node.len(),
             }),
-            Op::BceWithLogits { logits, label } => out.push(Instr::BceLoss {
+            Op::BceWithLogits {
+                logits,
+                label,
+                first,
+                count,
+            } => out.push(Instr::BceLoss {
                 logits: v(logits),
                 label,
                 stats: v(id),
-                len: graph.nodes[logits].len(),
+                first,
+                len: count,
+            }),
+            Op::Concat { a, b } => out.push(Instr::Concat {
+                a: v(a),
+                b: v(b),
+                y: v(id),
+                len_a: graph.nodes[a].len(),
+                len_b: graph.nodes[b].len(),
             }),
             Op::SoftmaxCrossEntropy { logits, labels } => out.push(Instr::SoftmaxCeLoss {
                 logits: v(logits),
@@ -507,16 +536,38 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
             }
             // Shares storage with its input, so the gradient is already in place.
             Op::Reshape { .. } => {}
-            Op::BceWithLogits { logits, label } => {
+            Op::BceWithLogits {
+                logits,
+                label,
+                first,
+                count,
+            } => {
                 if needs[logits] {
                     let (dlogits, accumulate) = target(logits);
                     out.push(Instr::BceGrad {
                         logits: v(logits),
                         label,
                         dlogits,
-                        len: graph.nodes[logits].len(),
+                        first,
+                        len: count,
+                        total: graph.nodes[logits].len(),
                         accumulate,
                     });
+                }
+            }
+            Op::Concat { a, b } => {
+                let len_a = graph.nodes[a].len();
+                for (input, offset) in [(a, 0), (b, len_a)] {
+                    if needs[input] {
+                        let (dst, accumulate) = target(input);
+                        out.push(Instr::Accumulate {
+                            src: g(id),
+                            offset,
+                            dst,
+                            len: graph.nodes[input].len(),
+                            accumulate,
+                        });
+                    }
                 }
             }
             Op::SoftmaxCrossEntropy { logits, labels } => {
@@ -552,6 +603,7 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         let (dst, accumulate) = target(input);
                         out.push(Instr::Accumulate {
                             src: g(id),
+                            offset: 0,
                             dst,
                             len: node.len(),
                             accumulate,

@@ -128,11 +128,13 @@ pub enum Op {
     Reshape {
         x: NodeId,
     },
-    /// Mean binary cross-entropy of logits [batch, 1] against a constant label. Its value
-    /// is `[loss, mean sigmoid(logits)]`.
+    /// Mean binary cross-entropy of the logits [batch, 1] in rows `first..first + count`
+    /// against a constant label. Its value is `[loss, mean sigmoid(those logits)]`.
     BceWithLogits {
         logits: NodeId,
         label: f32,
+        first: usize,
+        count: usize,
     },
     /// Mean softmax cross-entropy of logits [batch, classes] against class labels (a
     /// `DataLabels` input). Its value is `[loss, accuracy]`.
@@ -152,6 +154,11 @@ pub enum Op {
     },
     /// Row-wise dot product of a and b [batch, n]: [batch, 1]
     RowDot {
+        a: NodeId,
+        b: NodeId,
+    },
+    /// a's rows then b's, along the first axis (the other axes equal): [batch_a + batch_b, ...]
+    Concat {
         a: NodeId,
         b: NodeId,
     },
@@ -177,7 +184,7 @@ impl Op {
             Op::BceWithLogits { logits, .. } => vec![logits],
             Op::SoftmaxCrossEntropy { logits, labels } => vec![logits, labels],
             Op::Embedding { table, labels } => vec![table, labels],
-            Op::Add { a, b } | Op::RowDot { a, b } => vec![a, b],
+            Op::Add { a, b } | Op::RowDot { a, b } | Op::Concat { a, b } => vec![a, b],
         }
     }
 }

@@ -16,7 +16,9 @@ pub struct BceParams {
     pub scale: f32,
     pub accumulate: u32,
     pub stats_offset: u32,
-    pub _pad: [u32; 3],
+    pub first: u32,
+    pub total: u32,
+    pub _pad: u32,
 }
 
 pub const PARAMS_TWINS: &[super::ParamsTwin] =
@@ -44,6 +46,11 @@ pub struct BceOptions {
     /// The statistics go to stats\[stats_offset\] (loss) and stats[stats_offset + 1]
     /// (mean sigmoid), so several losses of a step can share one buffer and one readback.
     pub stats_offset: usize,
+    /// The loss reads logits `first..first + count` (part of a batch).
+    pub first: usize,
+    /// The rows of logits and dlogits when there are more than `first + count`: dlogits
+    /// is 0 in the others (or keeps them, with `accumulate`).
+    pub total: Option<usize>,
 }
 
 impl Default for BceOptions {
@@ -52,13 +59,16 @@ impl Default for BceOptions {
             scale: 1.0,
             accumulate: false,
             stats_offset: 0,
+            first: 0,
+            total: None,
         }
     }
 }
 
-/// Mean BCE of `count` logits (count > 0) against `labels`: writes
-/// dlogits (count f32) = d loss/d logits · scale and stats[offset..offset + 2] =
-/// [mean loss, mean sigmoid(logits)]. Matches `cpu::bce::bce_with_logits`.
+/// Mean BCE of `count` logits (count > 0, from `options.first`) against `labels`: writes
+/// dlogits = d loss/d logits · scale and stats[offset..offset + 2] =
+/// [mean loss, mean sigmoid(logits)]. Matches `cpu::bce::bce_with_logits` (and
+/// `bce_constant_label_rows` for part of a batch).
 pub fn bce_with_logits(
     ctx: &GpuContext,
     logits: &GpuBuffer,
@@ -79,20 +89,33 @@ pub fn bce_with_logits(
     }
     let count32 = u32::try_from(count)
         .map_err(|_| shape_error(format!("{count} logits do not fit a u32 index")))?;
+    let end = options.first.saturating_add(count);
+    let total = options.total.unwrap_or(end);
+    if total < end {
+        return Err(shape_error(format!(
+            "rows {}..{end} of {total} logits",
+            options.first
+        )));
+    }
+    let (Ok(first32), Ok(total32)) = (u32::try_from(options.first), u32::try_from(total)) else {
+        return Err(shape_error(format!(
+            "{total} logits do not fit a u32 index"
+        )));
+    };
     let stats_offset = u32::try_from(options.stats_offset)
         .ok()
         .filter(|&o| o < u32::MAX - 1)
         .ok_or_else(|| shape_error(format!("stats offset {} too large", options.stats_offset)))?;
-    let mut buffers = vec![("logits", logits), ("dlogits", dlogits)];
+    let mut buffers = vec![("logits", logits, total), ("dlogits", dlogits, total)];
     if let Labels::Buffer(labels) = labels {
-        buffers.push(("labels", labels));
+        buffers.push(("labels", labels, count));
     }
-    for (name, buffer) in &buffers {
-        if buffer.size() < count as u64 * 4 {
+    for (name, buffer, n) in &buffers {
+        if buffer.size() < *n as u64 * 4 {
             return Err(shape_error(format!(
-                "{name} holds {} bytes, {count} f32 need {}",
+                "{name} holds {} bytes, {n} f32 need {}",
                 buffer.size(),
-                count * 4
+                n * 4
             )));
         }
     }
@@ -124,7 +147,9 @@ pub fn bce_with_logits(
         scale: options.scale,
         accumulate: options.accumulate as u32,
         stats_offset,
-        _pad: [0; 3],
+        first: first32,
+        total: total32,
+        _pad: 0,
     };
     let (entry, bindings): (_, &'static [Binding]) = match labels {
         Labels::Constant(_) => ("bce_constant", &[Uniform, Read, ReadWrite, ReadWrite]),
@@ -143,7 +168,7 @@ pub fn bce_with_logits(
     }
     let bind_group = ctx.bind(&kernel, &bound);
     // One workgroup strides over the logits, then halves its partial sums.
-    let trips = count
+    let trips = total
         .div_ceil(WORKGROUP as usize)
         .max(WORKGROUP.ilog2() as usize);
     let label_bytes = if matches!(labels, Labels::Buffer(_)) {
@@ -151,7 +176,7 @@ pub fn bce_with_logits(
     } else {
         0
     };
-    let bytes = count * (8 + label_bytes) + 8;
+    let bytes = count * (4 + label_bytes) + total * 4 + 8;
     Ok(Dispatch {
         kernel,
         bind_group,

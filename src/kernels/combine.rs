@@ -15,7 +15,7 @@ pub struct CombineParams {
     pub len: u32,
     pub cols: u32,
     pub accumulate: u32,
-    pub _pad: u32,
+    pub offset: u32,
 }
 
 pub const PARAMS_TWINS: &[super::ParamsTwin] = &[(
@@ -45,6 +45,7 @@ fn launch(
     cols: usize,
     grid: Grid,
     accumulate: bool,
+    offset: u32,
 ) -> Result<Dispatch> {
     let shape_error = |message: String| Error::Shape { op: entry, message };
     let (Ok(len32), Ok(cols32)) = (u32::try_from(len), u32::try_from(cols)) else {
@@ -82,7 +83,7 @@ fn launch(
         len: len32,
         cols: cols32,
         accumulate: accumulate as u32,
-        _pad: 0,
+        offset,
     };
     let uniform = ctx.uniform(&format!("{entry} params"), &params);
     let mut bound = vec![&uniform, y.1];
@@ -130,18 +131,28 @@ pub fn add(
         0,
         Grid::Elements(len),
         false,
+        0,
     )
 }
 
-/// dst = src, or dst += src with `accumulate`, over `len` elements.
+/// dst = src[offset..offset + len], or dst += it with `accumulate`.
 pub fn accumulate(
     ctx: &GpuContext,
     src: &GpuBuffer,
+    offset: usize,
     dst: &GpuBuffer,
     len: usize,
     accumulate: bool,
 ) -> Result<Dispatch> {
-    let inputs = [("src", src, len)];
+    let end = offset.saturating_add(len);
+    let offset32 = u32::try_from(offset)
+        .ok()
+        .filter(|_| u32::try_from(end).is_ok())
+        .ok_or_else(|| Error::Shape {
+            op: "accumulate",
+            message: format!("elements {offset}..{end} do not fit u32 indices"),
+        })?;
+    let inputs = [("src", src, end)];
     launch(
         ctx,
         "accumulate",
@@ -151,6 +162,31 @@ pub fn accumulate(
         0,
         Grid::Elements(len),
         accumulate,
+        offset32,
+    )
+}
+
+/// y = a (`len_a` elements) followed by b (`len_b`), copied bit for bit.
+pub fn concat(
+    ctx: &GpuContext,
+    a: &GpuBuffer,
+    len_a: usize,
+    b: &GpuBuffer,
+    len_b: usize,
+    y: &GpuBuffer,
+) -> Result<Dispatch> {
+    let len = len_a.saturating_add(len_b);
+    let inputs = [("a", a, len_a), ("b", b, len_b)];
+    launch(
+        ctx,
+        "concat",
+        ("y", y, len),
+        &inputs,
+        len,
+        len_a,
+        Grid::Elements(len),
+        false,
+        0,
     )
 }
 
@@ -174,6 +210,7 @@ pub fn row_dot(
         cols,
         Grid::Rows(rows),
         false,
+        0,
     )
 }
 
@@ -199,5 +236,6 @@ pub fn row_dot_grad(
         cols,
         Grid::Elements(n),
         accumulate,
+        0,
     )
 }

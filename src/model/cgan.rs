@@ -8,7 +8,7 @@
 use crate::error::Result;
 use crate::graph::{Graph, InputSource, NodeId};
 use crate::model::seed::{
-    SEED_UNITS, discriminator_features, gan_groups, gan_step, generator_head, params_under,
+    SEED_UNITS, discriminator_features, gan_groups, gan_step_on_both, generator_head, params_under,
     states_under,
 };
 use crate::model::{GeneratorNodes, IMAGE_SIDE, Model, ModelConfig, ModelKind};
@@ -71,7 +71,8 @@ fn external_generator(
     })
 }
 
-/// G(z, y) on random labels, D(real, its labels), D(G(z, y), y), the seed's three losses.
+/// G(z, y) on random labels, D on [real; G(z, y)] with their labels, D(G(z, y), y), the
+/// seed's three losses.
 fn training(kind: &'static ModelKind, config: &ModelConfig) -> Result<Model> {
     let mut g = Graph::default();
     let (batch, noise_dim) = (config.batch, config.noise_dim);
@@ -91,13 +92,15 @@ fn training(kind: &'static ModelKind, config: &ModelConfig) -> Result<Model> {
         vec![batch, IMAGE_SIDE, IMAGE_SIDE, 1],
     );
     let real_labels = g.input("real_labels", InputSource::DataLabels, vec![batch]);
-    let real_logits = g.scoped("discriminator", "discriminator.real", |g| {
-        discriminator(g, real, real_labels)
+    let both = g.concat("real_and_fake", real, fake)?;
+    let both_labels = g.concat("real_and_fake_labels", real_labels, fake_labels)?;
+    let both_logits = g.scoped("discriminator", "discriminator.both", |g| {
+        discriminator(g, both, both_labels)
     })?;
     let fake_logits = g.scoped("discriminator", "discriminator.fake", |g| {
         discriminator(g, fake, fake_labels)
     })?;
-    let (phases, logged) = gan_step(&mut g, real_logits, fake_logits)?;
+    let (phases, logged) = gan_step_on_both(&mut g, both_logits, batch, fake_logits)?;
     let sampler = external_generator(&mut g, "sample", config.sample_batch, noise_dim)?;
     Ok(Model {
         kind,

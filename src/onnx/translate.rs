@@ -362,8 +362,9 @@ impl Translator<'_> {
                 self.push("Gather", &name, inputs, &out, axis, doc);
                 self.values.insert((id, Layout::Graph), out);
             }
-            Op::Add { a, b } => {
+            Op::Add { a, b } | Op::Concat { a, b } => {
                 // Channels-first only when both already are; otherwise one transpose either way.
+                // The batch is axis 0 in both layouts, so a concatenation does not care.
                 let both_first = [a, b]
                     .iter()
                     .all(|&x| self.present_layout(x) == Layout::ChannelsFirst);
@@ -374,7 +375,13 @@ impl Translator<'_> {
                 };
                 let inputs = vec![self.value(a, layout)?, self.value(b, layout)?];
                 let out = self.output_name(id, layout);
-                self.push("Add", &name, inputs, &out, vec![], "");
+                match node.op {
+                    Op::Add { .. } => self.push("Add", &name, inputs, &out, vec![], ""),
+                    _ => {
+                        let axis = vec![AttributeProto::int("axis", 0)];
+                        self.push("Concat", &name, inputs, &out, axis, "batch axis");
+                    }
+                }
                 self.values.insert((id, layout), out);
             }
             Op::RowDot { a, b } => {

@@ -324,6 +324,8 @@ fn operands(instr: &Instr) -> Operands {
             accumulate,
             ..
         } => op(vec![(src, u)], vec![dst], accumulate, Tolerance::EXACT),
+        // Bits copied on both sides.
+        Instr::Concat { a, b, y, .. } => op(vec![(a, u), (b, u)], vec![y], false, Tolerance::EXACT),
         Instr::RowDot { a, b, y, cols, .. } => op(
             vec![(a, u), (b, u)],
             vec![y],
