@@ -69,10 +69,21 @@ struct Params {
     // weight grad: quad rows (4 images, one output row) per slice, and the slice count
     k_chunk: u32,
     k_slices: u32,
+    // weight grad with the bias gradient riding along (see bias_lane): the first bias
+    // workgroup, pixels per bias chunk, the chunk count (0: no bias gradient) and
+    // BIAS_* flags
+    bias_first_group: u32,
+    bias_chunk_rows: u32,
+    bias_chunks: u32,
+    bias_flags: u32,
 }
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_ACCUMULATE: u32 = 2u;
+// The bias gradient sums x's channels (src1: a transposed conv's dy, seen through its
+// adjoint) instead of dy's (src2: a conv's dy); add it to db instead of overwriting.
+const BIAS_OF_SRC1: u32 = 1u;
+const BIAS_ACCUMULATE: u32 = 2u;
 const LANES: vec4<u32> = vec4(0u, 1u, 2u, 3u);
 
 override WG: u32 = 64u;
@@ -100,9 +111,10 @@ const TANH_CLAMP: f32 = 15.0;
 @group(0) @binding(5) var<storage, read_write> act_dst_v4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dw_dst: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dw_dst_v4: array<vec4<f32>>;
-// conv_reduce_slices: partial sums, dw.
+// conv_reduce_slices: partial sums, dw, db.
 @group(0) @binding(1) var<storage, read> parts: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dw_sum: array<f32>;
+@group(0) @binding(3) var<storage, read_write> db_sum: array<f32>;
 
 // The invocation's linear index over a grid split across x and y.
 fn row_tile(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
@@ -749,12 +761,130 @@ fn w_tile(wid: vec3<u32>, groups: vec3<u32>, lid: u32, n_width: u32) -> WTile {
     return w;
 }
 
+
+// The bias gradient of a weight-gradient dispatch (bias_chunks > 0): the workgroups from
+// bias_first_group on (after every weight tile's, so no workgroup mixes the two) sum the
+// bias source over chunks of bias_chunk_rows pixels, 4 channels per invocation, into the
+// partial buffer after the weight slices: chunk q, channel c at k_slices*len + q*C4 + c,
+// C4 the channel count rounded up to 4 (so vec4 stores stay aligned).
+// conv_reduce_slices sums the chunks into db. This saves the bias gradient's own two
+// dispatches (partial sums, then their sum) per layer.
+struct BiasLane {
+    live: bool,
+    first: u32,
+    end: u32,
+    c0: u32,
+    channels: u32,
+    at: u32,
+}
+
+fn bias_channels() -> u32 {
+    return select(params.out_c, params.in_c, (params.bias_flags & BIAS_OF_SRC1) != 0u);
+}
+
+fn bias_pixels() -> u32 {
+    if ((params.bias_flags & BIAS_OF_SRC1) != 0u) {
+        return params.batch * params.in_h * params.in_w;
+    }
+    return params.batch * params.out_h * params.out_w;
+}
+
+fn bias_workgroup(wid: vec3<u32>, groups: vec3<u32>) -> bool {
+    return params.bias_chunks > 0u && wid.x + wid.y * groups.x >= params.bias_first_group;
+}
+
+fn bias_lane(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> BiasLane {
+    let lane = (wid.x + wid.y * groups.x - params.bias_first_group) * WG + lid;
+    let channels = bias_channels();
+    let c4 = (channels + 3u) / 4u;
+    let chunk = lane / c4;
+    var l: BiasLane;
+    l.live = chunk < params.bias_chunks;
+    l.first = min(chunk * params.bias_chunk_rows, bias_pixels());
+    l.end = select(l.first, min(l.first + params.bias_chunk_rows, bias_pixels()), l.live);
+    l.c0 = (lane % c4) * 4u;
+    l.channels = channels;
+    let len = params.k_h * params.k_w * params.in_c * params.out_c;
+    l.at = params.k_slices * len + chunk * c4 * 4u + l.c0;
+    return l;
+}
+
+// The lane's 4 channels (clamped) of pixel p, as 4 element offsets.
+fn bias_cols(l: BiasLane, p: u32) -> vec4<u32> {
+    return p * l.channels + min(vec4(l.c0) + LANES, vec4(l.channels - 1u));
+}
+
+// Channels past the last are clamped reads: zeroed before the store.
+fn bias_mask(l: BiasLane, sum: vec4<f32>) -> vec4<f32> {
+    return select(vec4(0.0), sum, vec4(l.c0) + LANES < vec4(l.channels));
+}
+
+// One sum per view of each source, as the entry points read them (scalar or vec4, whose
+// offsets need channels % 4 == 0).
+fn bias_sum_src1(l: BiasLane) -> vec4<f32> {
+    var sum = vec4(0.0);
+    for (var p = l.first; p < l.end; p++) {
+        let o = bias_cols(l, p);
+        sum += vec4(src1[o.x], src1[o.y], src1[o.z], src1[o.w]);
+    }
+    return bias_mask(l, sum);
+}
+
+fn bias_sum_src2(l: BiasLane) -> vec4<f32> {
+    var sum = vec4(0.0);
+    for (var p = l.first; p < l.end; p++) {
+        let o = bias_cols(l, p);
+        sum += vec4(src2[o.x], src2[o.y], src2[o.z], src2[o.w]);
+    }
+    return bias_mask(l, sum);
+}
+
+fn bias_sum_src1_v4(l: BiasLane) -> vec4<f32> {
+    var sum = vec4(0.0);
+    for (var p = l.first; p < l.end; p++) {
+        sum += src1_v4[(p * l.channels + l.c0) / 4u];
+    }
+    return sum;
+}
+
+fn bias_sum_src2_v4(l: BiasLane) -> vec4<f32> {
+    var sum = vec4(0.0);
+    for (var p = l.first; p < l.end; p++) {
+        sum += src2_v4[(p * l.channels + l.c0) / 4u];
+    }
+    return sum;
+}
+
+fn bias_store(l: BiasLane, sum: vec4<f32>) {
+    if (l.live) {
+        dw_dst[l.at] = sum.x;
+        dw_dst[l.at + 1u] = sum.y;
+        dw_dst[l.at + 2u] = sum.z;
+        dw_dst[l.at + 3u] = sum.w;
+    }
+}
+
+fn bias_store_v4(l: BiasLane, sum: vec4<f32>) {
+    if (l.live) {
+        dw_dst_v4[l.at / 4u] = sum;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn conv_weight_grad_vec4(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    if (bias_workgroup(wid, groups)) {
+        let l = bias_lane(wid, groups, lid);
+        if ((params.bias_flags & BIAS_OF_SRC1) != 0u) {
+            bias_store_v4(l, bias_sum_src1_v4(l));
+        } else {
+            bias_store_v4(l, bias_sum_src2_v4(l));
+        }
+        return;
+    }
     // Rows come in quads of 4 channels of one tap (in_c % 4 == 0).
     let tile = w_tile(wid, groups, lid, 16u);
     let ra = w_rows(tile.r0);
@@ -825,10 +955,16 @@ fn conv_weight_grad_vec4(
     w_store_v4(b3, rb, n0 + 12u, tile.slice);
 }
 
+// Whether dw_dst is the partial-sum buffer that conv_reduce_slices sums (and adds to dw
+// when accumulating) rather than dw itself: with more than one slice, or a bias gradient.
+fn writes_partials() -> bool {
+    return params.k_slices > 1u || params.bias_chunks > 0u;
+}
+
 // w_store for out_c % 4 == 0: one vec4 store per row.
 fn w_store_v4(acc: mat4x4<f32>, r: WRows, n0: u32, slice: u32) {
     let len = params.k_h * params.k_w * params.in_c * params.out_c;
-    let accumulate = params.k_slices == 1u && (params.flags & FLAG_ACCUMULATE) != 0u;
+    let accumulate = !writes_partials() && (params.flags & FLAG_ACCUMULATE) != 0u;
     for (var p = 0u; p < 4u; p++) {
         if (r.live[p] && n0 < params.out_c) {
             let o = (slice * len + r.dw[p] + n0) / 4u;
@@ -845,8 +981,7 @@ fn w_store_v4(acc: mat4x4<f32>, r: WRows, n0: u32, slice: u32) {
 // the reduction is split.
 fn w_store(acc: mat4x4<f32>, r: WRows, n0: u32, slice: u32) {
     let len = params.k_h * params.k_w * params.in_c * params.out_c;
-    let split = params.k_slices > 1u;
-    let accumulate = !split && (params.flags & FLAG_ACCUMULATE) != 0u;
+    let accumulate = !writes_partials() && (params.flags & FLAG_ACCUMULATE) != 0u;
     for (var p = 0u; p < 4u; p++) {
         for (var j = 0u; j < 4u; j++) {
             let n = n0 + j;
@@ -883,6 +1018,15 @@ fn conv_weight_grad_scalar_x(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    if (bias_workgroup(wid, groups)) {
+        let l = bias_lane(wid, groups, lid);
+        if ((params.bias_flags & BIAS_OF_SRC1) != 0u) {
+            bias_store_v4(l, bias_sum_src1(l));
+        } else {
+            bias_store_v4(l, bias_sum_src2_v4(l));
+        }
+        return;
+    }
     let tile = w_tile(wid, groups, lid, 16u);
     let ra = w_rows(tile.r0);
     let rb = w_rows(tile.r0 + 4u);
@@ -953,6 +1097,15 @@ fn conv_weight_grad(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    if (bias_workgroup(wid, groups)) {
+        let l = bias_lane(wid, groups, lid);
+        if ((params.bias_flags & BIAS_OF_SRC1) != 0u) {
+            bias_store(l, bias_sum_src1(l));
+        } else {
+            bias_store(l, bias_sum_src2(l));
+        }
+        return;
+    }
     let tile = w_tile(wid, groups, lid, 8u);
     let ra = w_rows(tile.r0);
     let rb = w_rows(tile.r0 + 4u);
@@ -1012,8 +1165,9 @@ override RL: u32 = 1u;
 
 var<workgroup> slice_sums: array<f32, WG>;
 
-// dw[i] = sum_s parts[s*len + i] (+ dw[i]); len = k_h*k_w*in_c*out_c. A workgroup owns
-// WG / RL consecutive weights.
+// dw[i] = sum_s parts[s*len + i] (+ dw[i]), len = k_h*k_w*in_c*out_c; then, with a bias
+// gradient, db[j] = sum_q parts[k_slices*len + q*C4 + j] (+ db[j]) as elements len + j. A
+// workgroup owns WG / RL consecutive elements.
 @compute @workgroup_size(WG)
 fn conv_reduce_slices(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -1023,10 +1177,17 @@ fn conv_reduce_slices(
     let len = params.k_h * params.k_w * params.in_c * params.out_c;
     let i = (wid.x + wid.y * groups.x) * (WG / RL) + lid / RL;
     let lane = lid % RL;
+    let is_bias = i >= len;
+    let j = i - select(0u, len, is_bias);
+    let channels = select(0u, bias_channels(), params.bias_chunks > 0u);
+    let live = i < len || j < channels;
+    let base = select(0u, params.k_slices * len, is_bias);
+    let part_stride = select(len, (channels + 3u) / 4u * 4u, is_bias);
+    let count = select(params.k_slices, params.bias_chunks, is_bias);
     var v = 0.0;
-    if (i < len) {
-        for (var s = lane; s < params.k_slices; s += RL) {
-            v += parts[s * len + i];
+    if (live) {
+        for (var s = lane; s < count; s += RL) {
+            v += parts[base + s * part_stride + j];
         }
     }
     if (RL > 1u) {
@@ -1040,7 +1201,14 @@ fn conv_reduce_slices(
         }
         v = slice_sums[lid];
     }
-    if (lane != 0u || i >= len) {
+    if (lane != 0u || !live) {
+        return;
+    }
+    if (is_bias) {
+        if ((params.bias_flags & BIAS_ACCUMULATE) != 0u) {
+            v += db_sum[j];
+        }
+        db_sum[j] = v;
         return;
     }
     if ((params.flags & FLAG_ACCUMULATE) != 0u) {

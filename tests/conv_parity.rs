@@ -65,8 +65,10 @@ impl Layer {
         }
     }
 
-    fn cpu(&self, x: &[f32], w: &[f32], b: &[f32], dy: &[f32]) -> [Vec<f32>; 3] {
-        match self {
+    /// Forward, input gradient, weight gradient, and the weight and bias gradients the
+    /// fused launcher computes together.
+    fn cpu(&self, x: &[f32], w: &[f32], b: &[f32], dy: &[f32]) -> [Vec<f32>; 5] {
+        let [y, dx, dw] = match self {
             Layer::Conv(g) => [
                 cpu::conv2d_forward(g, x, w, b).unwrap(),
                 cpu::conv2d_backward_input(g, dy, w).unwrap(),
@@ -77,28 +79,40 @@ impl Layer {
                 cpu::conv_transpose2d_backward_input(g, dy, w).unwrap(),
                 cpu::conv_transpose2d_backward_weight(g, x, dy).unwrap(),
             ],
+        };
+        // The bias gradient: dy summed over its pixels, per channel.
+        let mut db = vec![0.0f32; b.len()];
+        for (i, v) in dy.iter().enumerate() {
+            db[i % b.len()] += v;
         }
+        [y, dx, dw.clone(), dw, db]
     }
 
-    /// The forward, input-gradient and weight-gradient dispatches.
+    /// The forward, input-gradient and weight-gradient dispatches, and those of the
+    /// weight and bias gradients together.
     #[allow(clippy::too_many_arguments)]
     fn gpu(
         &self,
         ctx: &GpuContext,
         [x, w, b, dy]: [&GpuBuffer; 4],
-        [y, dx, dw]: [&GpuBuffer; 3],
+        [y, dx, dw, fused_dw, db]: [&GpuBuffer; 5],
         accumulate: bool,
-    ) -> gan_gpu::Result<[Vec<Dispatch>; 3]> {
+    ) -> gan_gpu::Result<[Vec<Dispatch>; 4]> {
+        let bias = conv::BiasGrad { db, accumulate };
         Ok(match self {
             Layer::Conv(g) => [
                 conv::conv2d_forward(ctx, g, x, w, Some(b), y, accumulate)?,
                 conv::conv2d_backward_input(ctx, g, dy, w, dx, accumulate)?,
                 conv::conv2d_backward_weight(ctx, g, x, dy, dw, accumulate)?,
+                conv::conv2d_backward_weight_and_bias(ctx, g, x, dy, fused_dw, accumulate, bias)?,
             ],
             Layer::ConvT(g) => [
                 conv::conv_transpose2d_forward(ctx, g, x, w, Some(b), y, accumulate)?,
                 conv::conv_transpose2d_backward_input(ctx, g, dy, w, dx, accumulate)?,
                 conv::conv_transpose2d_backward_weight(ctx, g, x, dy, dw, accumulate)?,
+                conv::conv_transpose2d_backward_weight_and_bias(
+                    ctx, g, x, dy, fused_dw, accumulate, bias,
+                )?,
             ],
         })
     }
@@ -115,8 +129,8 @@ fn tolerance(k: usize) -> (f32, f32) {
     (1e-5 * (k.max(1) as f32).sqrt(), 1e-4)
 }
 
-/// Runs forward, input gradient and weight gradient of `layer` on random data in one
-/// submission and compares each with the CPU. Outputs start as NaN, or as random values
+/// Runs forward, input gradient and weight gradient of `layer`, and the weight and bias
+/// gradients fused, on random data in one submission and compares each with the CPU. Outputs start as NaN, or as random values
 /// that the kernels must add to when `accumulate`.
 fn check(ctx: &GpuContext, layer: Layer, accumulate: bool, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -128,8 +142,8 @@ fn check(ctx: &GpuContext, layer: Layer, accumulate: bool, seed: u64) {
         random(&mut rng, n.y),
     );
     let mut want = layer.cpu(&x, &w, &b, &dy);
-    let out_lens = [n.y, n.x, n.w];
-    let outputs: Vec<GpuBuffer> = (0..3)
+    let out_lens = [n.y, n.x, n.w, n.w, n.b];
+    let outputs: Vec<GpuBuffer> = (0..5)
         .map(|i| {
             if accumulate {
                 let base = random(&mut rng, out_lens[i]);
@@ -145,19 +159,30 @@ fn check(ctx: &GpuContext, layer: Layer, accumulate: bool, seed: u64) {
         .gpu(
             ctx,
             [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
-            [&outputs[0], &outputs[1], &outputs[2]],
+            [
+                &outputs[0],
+                &outputs[1],
+                &outputs[2],
+                &outputs[3],
+                &outputs[4],
+            ],
             accumulate,
         )
         .unwrap_or_else(|e| panic!("{layer:?}: {e}"));
     let all: Vec<&Dispatch> = dispatches.iter().flatten().collect();
     ctx.run(&all, "conv parity").unwrap();
     let desc = format!("{layer:?} accumulate={accumulate}");
-    for (i, name) in ["forward", "input grad", "weight grad"]
-        .into_iter()
-        .enumerate()
-    {
+    let bias_k = n.y / n.b.max(1);
+    let names = [
+        "forward",
+        "input grad",
+        "weight grad",
+        "weight grad with the bias",
+        "bias grad",
+    ];
+    for (i, name) in names.into_iter().enumerate() {
         let got: Vec<f32> = ctx.read(&outputs[i], out_lens[i]).unwrap();
-        let (atol, rtol) = tolerance(n.k[i]);
+        let (atol, rtol) = tolerance([n.k[0], n.k[1], n.k[2], n.k[2], bias_k][i]);
         assert_close(name, &desc, &got, &want[i], atol, rtol);
     }
 }
@@ -307,6 +332,70 @@ fn accumulate_adds_to_the_outputs() {
         .find(|(_, l)| matches!(l, Layer::ConvT(g) if g.out_c == 1))
         .expect("a transposed convolution to one channel");
     check(&ctx, gan, true, 10);
+}
+
+/// The fused weight and bias gradients, accumulating, submitted twice: each run adds its
+/// gradients once more (the partial sums of one run must not leak into the next), with
+/// one slice and with several.
+#[test]
+fn fused_bias_gradients_accumulate_once_per_run() {
+    let Some(ctx) = test_context("conv fused bias accumulate") else {
+        return;
+    };
+    let same = ConvTranspose2dGeometry::keras_same;
+    // One quad row (out_h 1, at most 4 images) is one slice.
+    let cases = [
+        Layer::Conv(Conv2dGeometry::valid(3, 3, 5, 4, 8, 3, 3, 1, 1)),
+        Layer::Conv(Conv2dGeometry::valid(61, 29, 29, 3, 5, 3, 3, 1, 1)),
+        Layer::ConvT(same(2, 1, 3, 8, 3, 3, 3, 2, 2, None)),
+        Layer::ConvT(same(23, 7, 7, 8, 1, 5, 5, 2, 2, None)),
+    ];
+    for (i, layer) in cases.into_iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(500 + i as u64);
+        let n = layer.lens();
+        let [x, w, b, dy] = [n.x, n.w, n.b, n.y].map(|len| random(&mut rng, len));
+        let [.., dw, db] = layer.cpu(&x, &w, &b, &dy);
+        let (dw_base, db_base) = (random(&mut rng, n.w), random(&mut rng, n.b));
+        let inputs = [&x, &w, &b, &dy].map(|v| ctx.upload("conv test input", v));
+        let (dw_out, db_out) = (ctx.upload("dw", &dw_base), ctx.upload("db", &db_base));
+        let scratch = [n.y, n.x, n.w].map(|len| ctx.storage("unused output", len as u64 * 4));
+        let dispatches = layer
+            .gpu(
+                &ctx,
+                [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
+                [&scratch[0], &scratch[1], &scratch[2], &dw_out, &db_out],
+                true,
+            )
+            .unwrap();
+        let fused: Vec<&Dispatch> = dispatches[3].iter().collect();
+        for _ in 0..2 {
+            ctx.run(&fused, "fused bias accumulate").unwrap();
+        }
+        let twice = |base: &[f32], grad: &[f32]| -> Vec<f32> {
+            base.iter().zip(grad).map(|(a, g)| a + 2.0 * g).collect()
+        };
+        let desc = format!("{layer:?}");
+        let (atol, rtol) = tolerance(n.k[2]);
+        let got = ctx.read(&dw_out, n.w).unwrap();
+        assert_close(
+            "weight grad, two runs",
+            &desc,
+            &got,
+            &twice(&dw_base, &dw),
+            atol,
+            rtol,
+        );
+        let (atol, rtol) = tolerance(n.y / n.b.max(1));
+        let got = ctx.read(&db_out, n.b).unwrap();
+        assert_close(
+            "bias grad, two runs",
+            &desc,
+            &got,
+            &twice(&db_base, &db),
+            atol,
+            rtol,
+        );
+    }
 }
 
 /// Weight gradients split into many slices, summed by 1, 2 and 16 lanes per weight
@@ -459,19 +548,26 @@ fn check_golden(ctx: &GpuContext, name: &str, layer: Layer) {
     let case = golden::Case::load(name);
     let [x, w, b, dy] = ["x", "w", "b", "dy"].map(|t| case.tensor(t).data);
     let n = layer.lens();
-    let outputs = [n.y, n.x, n.w].map(|len| ctx.nan_filled("conv golden output", len));
+    let outputs = [n.y, n.x, n.w, n.w, n.b].map(|len| ctx.nan_filled("conv golden output", len));
     let inputs = [&x, &w, &b, &dy].map(|v| ctx.upload("conv golden input", v));
     let dispatches = layer
         .gpu(
             ctx,
             [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
-            [&outputs[0], &outputs[1], &outputs[2]],
+            [
+                &outputs[0],
+                &outputs[1],
+                &outputs[2],
+                &outputs[3],
+                &outputs[4],
+            ],
             false,
         )
         .unwrap();
     let all: Vec<&Dispatch> = dispatches.iter().flatten().collect();
     ctx.run(&all, "conv golden").unwrap();
-    for (i, tensor) in ["y", "dx", "dw"].into_iter().enumerate() {
+    // The weight gradient twice: alone, and computed with the bias gradient.
+    for (i, tensor) in ["y", "dx", "dw", "dw"].into_iter().enumerate() {
         let want = case.tensor(tensor).data;
         let got: Vec<f32> = ctx.read(&outputs[i], want.len()).unwrap();
         assert_close(tensor, name, &got, &want, 1e-4, 1e-4);
@@ -597,12 +693,18 @@ fn gan_layer_throughput() {
         } as f64;
         let n = layer.lens();
         let inputs = [n.x, n.w, n.b, n.y].map(|len| ctx.upload("bench in", &random(&mut rng, len)));
-        let outputs = [n.y, n.x, n.w].map(|len| ctx.storage("bench out", len as u64 * 4));
+        let outputs = [n.y, n.x, n.w, n.w, n.b].map(|len| ctx.storage("bench out", len as u64 * 4));
         let dispatches = layer
             .gpu(
                 &ctx,
                 [&inputs[0], &inputs[1], &inputs[2], &inputs[3]],
-                [&outputs[0], &outputs[1], &outputs[2]],
+                [
+                    &outputs[0],
+                    &outputs[1],
+                    &outputs[2],
+                    &outputs[3],
+                    &outputs[4],
+                ],
                 false,
             )
             .unwrap();
@@ -614,8 +716,8 @@ fn gan_layer_throughput() {
             })
             .collect();
         eprintln!(
-            "{name:30} forward {} | input grad {} | weight grad {}",
-            rates[0], rates[1], rates[2]
+            "{name:30} forward {} | input grad {} | weight grad {} | with bias {}",
+            rates[0], rates[1], rates[2], rates[3]
         );
     }
 }

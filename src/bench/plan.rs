@@ -198,6 +198,27 @@ fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, String) {
     if let [_, Instr::Activation { act, .. }] = run {
         return (format!("{what} + {act:?}"), shape, layer);
     }
+    if let [
+        Instr::BceLoss { .. },
+        grad @ Instr::BceGrad { accumulate, .. },
+    ] = run
+    {
+        let (_, grad_shape) = describe(graph, grad);
+        let grad_layer = layer_label(graph, grad);
+        let what = match accumulate {
+            true => "bce loss + grad (accumulate)",
+            false => "bce loss + grad",
+        };
+        return (what.into(), grad_shape, format!("{layer}, {grad_layer}"));
+    }
+    if let [_, Instr::BiasGrad { .. }] = run {
+        let bias = layer_label(graph, &run[1]);
+        return (
+            format!("{what} + bias grad"),
+            shape,
+            format!("{layer}, {bias}"),
+        );
+    }
     let elements: usize = run
         .iter()
         .map(|instr| match instr {

@@ -25,6 +25,7 @@ use crate::kernels::noise::{NoiseKind, NoiseStream, dropout, noise};
 use crate::kernels::softmax_ce::{self, SoftmaxCeOptions};
 use crate::kernels::{combine, conv, elementwise, embedding, gather, gemm};
 
+mod fused;
 mod packs;
 use packs::Packs;
 
@@ -252,41 +253,6 @@ impl GpuExecutor {
         plan.dispatches.push(d);
         plan.streams.push((s, StreamUse::Noise { slot }));
         Ok(())
-    }
-
-    /// A convolution (or transposed one) followed by an activation of its output, as one
-    /// dispatch that writes both; says whether `instrs` starts with such a pair.
-    fn compile_fused_activation(&mut self, instrs: &[Instr], plan: &mut Plan) -> Result<bool> {
-        let [conv, Instr::Activation { act, x, y: out, .. }, ..] = instrs else {
-            return Ok(false);
-        };
-        let (input, w, b, y) = match *conv {
-            Instr::Conv2d {
-                x: input, w, b, y, ..
-            }
-            | Instr::ConvTranspose2d {
-                x: input, w, b, y, ..
-            } if y == *x => (input, w, b, y),
-            _ => return Ok(false),
-        };
-        let ctx = Arc::clone(&self.ctx);
-        let [input, w, y, out] = [input, w, y, *out].map(|buf| self.buffer(buf));
-        let b = b.map(|b| self.buffer(b));
-        let e = conv::Epilogue {
-            act: *act,
-            out: &out,
-        };
-        let dispatches = match conv {
-            Instr::Conv2d { geom, .. } => {
-                conv::conv2d_forward_activated(&ctx, geom, &input, &w, b.as_ref(), &y, e)?
-            }
-            Instr::ConvTranspose2d { geom, .. } => {
-                conv::conv_transpose2d_forward_activated(&ctx, geom, &input, &w, b.as_ref(), &y, e)?
-            }
-            _ => unreachable!("matched above"),
-        };
-        plan.dispatches.extend(dispatches);
-        Ok(true)
     }
 
     fn compile_instr(&mut self, instr: &Instr, plan: &mut Plan) -> Result<()> {
@@ -789,8 +755,8 @@ impl Executor for GpuExecutor {
             let mut run = self.merged_run(&instrs[i..]);
             if run > 1 {
                 self.compile_merged(&instrs[i..i + run], &mut plan)?;
-            } else if self.compile_fused_activation(&instrs[i..], &mut plan)? {
-                run = 2;
+            } else if let Some(fused) = self.compile_fused(&instrs[i..], &mut plan)? {
+                run = fused;
             } else {
                 self.compile_instr(&instrs[i], &mut plan)?;
             }

@@ -877,12 +877,50 @@ pub fn training_step(graph: &Graph, phases: &[Phase]) -> Result<Vec<Instr>> {
             let stale = dependents(graph, &updated);
             (0..graph.nodes.len()).filter(|&id| !stale[id]).collect()
         };
-        plan.extend(forward(graph, &phase.losses, &reused));
-        plan.extend(backward(graph, &phase.losses, &phase.params)?);
+        let mut forward = forward(graph, &phase.losses, &reused);
+        let mut backward = backward(graph, &phase.losses, &phase.params)?;
+        losses_beside_their_gradients(graph, &mut forward, &mut backward);
+        plan.extend(forward);
+        plan.extend(backward);
         plan.extend(adam(graph, &phase.params, phase.group));
         updated.extend(&phase.params);
     }
     Ok(plan)
+}
+
+/// Moves each BCE loss that nothing reads from the forward pass to just before the
+/// gradient of the same logits and rows in the backward pass, so that an executor can
+/// compute the two in one pass over the logits. The loss reads only forward values, and
+/// nothing between its old and new places reads what it writes, so the results are
+/// unchanged; the gradients keep their order (the first one writing the logits' gradient
+/// overwrites it).
+fn losses_beside_their_gradients(
+    graph: &Graph,
+    forward: &mut Vec<Instr>,
+    backward: &mut Vec<Instr>,
+) {
+    let read: HashSet<NodeId> = graph.nodes.iter().flat_map(|n| n.op.inputs()).collect();
+    let mut k = 0;
+    while k < backward.len() {
+        if let Instr::BceGrad {
+            logits,
+            label,
+            first,
+            len,
+            ..
+        } = backward[k]
+        {
+            let loss = forward.iter().position(|instr| {
+                matches!(*instr, Instr::BceLoss { logits: l, label: b, stats: Buf::Value(node), first: f, len: n }
+                    if l == logits && b == label && f == first && n == len && !read.contains(&node))
+            });
+            if let Some(p) = loss {
+                backward.insert(k, forward.remove(p));
+                k += 1;
+            }
+        }
+        k += 1;
+    }
 }
 
 /// Marks every node that is one of `sources` or computed from one (node ids are in

@@ -14,7 +14,8 @@
 //!
 //! Each launcher picks the kernel variant from the channel counts (vec4 loads where they
 //! are multiples of 4) and returns its dispatches without submitting. Bias gradients are
-//! `kernels::gemm::bias_grad` over the NHWC rows of dy.
+//! `kernels::gemm::bias_grad` over the NHWC rows of dy, or ride in the weight gradient's
+//! dispatches ([`conv2d_backward_weight_and_bias`]).
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ use crate::gpu::{
     Shader,
 };
 use crate::kernels::elementwise::act_code;
+use crate::kernels::gemm;
 
 /// Twin of `Params` in `shaders/conv.wgsl`.
 #[repr(C)]
@@ -50,6 +52,10 @@ pub struct ConvParams {
     pub flags: u32,
     pub k_chunk: u32,
     pub k_slices: u32,
+    pub bias_first_group: u32,
+    pub bias_chunk_rows: u32,
+    pub bias_chunks: u32,
+    pub bias_flags: u32,
 }
 
 pub const PARAMS_TWINS: &[super::ParamsTwin] =
@@ -57,6 +63,26 @@ pub const PARAMS_TWINS: &[super::ParamsTwin] =
 
 const FLAG_BIAS: u32 = 1;
 const FLAG_ACCUMULATE: u32 = 2;
+const BIAS_OF_SRC1: u32 = 1;
+const BIAS_ACCUMULATE: u32 = 2;
+/// Pixels one invocation sums for a bias gradient riding in a weight gradient, at most.
+const BIAS_CHUNK_ROWS: usize = 256;
+
+/// A bias gradient to compute in a weight gradient's dispatches: db\[c\] = the sum over
+/// pixels of channel c of `of` (+ db with `accumulate`).
+#[derive(Clone, Copy)]
+pub struct BiasGrad<'a> {
+    pub db: &'a GpuBuffer,
+    pub accumulate: bool,
+}
+
+/// Which operand of the weight-gradient kernel a bias gradient sums: a conv's dy is the
+/// kernel's dy; a transposed conv's dy is its adjoint conv's x.
+#[derive(Clone, Copy, PartialEq)]
+enum BiasOf {
+    Dy,
+    X,
+}
 
 /// The convolution the kernels compute: x (batch, in_h, in_w, in_c) (*) w (k_h, k_w, in_c,
 /// out_c) -> y (batch, out_h, out_w, out_c), reading x row `oy*stride_h + a - pad_top`.
@@ -162,6 +188,10 @@ impl ConvShape {
             flags,
             k_chunk: u(k_chunk)?,
             k_slices: u(k_slices)?,
+            bias_first_group: 0,
+            bias_chunk_rows: 0,
+            bias_chunks: 0,
+            bias_flags: 0,
         })
     }
 
@@ -207,7 +237,12 @@ const WGRAD_BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::ReadWrite,
 ];
-const REDUCE_BINDINGS: &[Binding] = &[Binding::Uniform, Binding::Read, Binding::ReadWrite];
+const REDUCE_BINDINGS: &[Binding] = &[
+    Binding::Uniform,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+];
 
 /// Register tile (rows, columns) per invocation, fixed by the shader's explicit mat4x4
 /// accumulators: the `_vec4` kernels hold 8 x 16, the scalar ones 8 x 8. Measured on
@@ -574,7 +609,10 @@ fn reduce_lanes(ctx: &GpuContext, slices: usize) -> usize {
 /// The slices one lane of the reduction should add at most, where 16 lanes allow.
 const SLICES_PER_LANE: usize = 32;
 
-/// dw = sum over pixels of patch(x)^T dy (+ dw).
+/// dw = sum over pixels of patch(x)^T dy (+ dw); with `bias`, also its bias gradient
+/// (always through the partial-sum buffer and `conv_reduce_slices`, which then sums the
+/// bias chunks too).
+#[allow(clippy::too_many_arguments)]
 fn weight_grad(
     ctx: &GpuContext,
     op: &'static str,
@@ -583,28 +621,46 @@ fn weight_grad(
     dy: &GpuBuffer,
     dw: &GpuBuffer,
     accumulate: bool,
+    bias: Option<(BiasGrad, BiasOf)>,
 ) -> Result<Vec<Dispatch>> {
     s.check_fits_u32()?;
     check_buffer(op, "input", x, s.input_len())?;
     check_buffer(op, "upstream gradient", dy, s.output_len())?;
     check_buffer(op, "weight gradient", dw, s.weight_len())?;
+    let (bias_channels, bias_pixels) = match bias {
+        Some((_, BiasOf::Dy)) => (s.out_c, s.batch * s.out_h * s.out_w),
+        Some((_, BiasOf::X)) => (s.in_c, s.batch * s.in_h * s.in_w),
+        None => (0, 0),
+    };
+    if let Some((b, _)) = bias {
+        check_buffer(op, "bias gradient", b.db, bias_channels)?;
+    }
     if s.weight_len() == 0 {
-        return Ok(Vec::new());
+        // No weights to ride along with (no input channels): the bias gradient alone.
+        return match bias {
+            Some((b, of)) => {
+                let source = if of == BiasOf::X { x } else { dy };
+                gemm::bias_grad(ctx, source, bias_pixels, bias_channels, b.db, b.accumulate)
+            }
+            None => Ok(Vec::new()),
+        };
     }
     let (entry, tile) = weight_grad_kernel(s, x, dy);
     let knobs = site_knobs(ctx, entry, s, true);
     let wg = workgroup(ctx, knobs);
     let (slices, chunk) = weight_grad_split(ctx, op, s, tile, knobs)?;
-    let uniform = ctx.uniform(op, &s.params(flags(false, accumulate), chunk, slices)?);
+    let mut params = s.params(flags(false, accumulate), chunk, slices)?;
     let kernel = kernel(ctx, entry, WGRAD_BINDINGS, wg)?;
     // One invocation per (row tile, column tile, slice), numbered in that order.
     let tiles = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0).max(1) * s.out_c.div_ceil(tile.1).max(1);
-    let (gx, gy) = row_grid(ctx, tiles * slices, 1, wg)?;
+    let weight_groups = (tiles * slices).div_ceil(wg);
     let len = s.weight_len();
     // Each invocation walks its slice's quad rows, each over the output row's pixels.
     let trips = chunk * s.out_w;
     let (inputs, flops) = (s.input_len() + s.output_len(), s.flops());
-    if slices == 1 {
+    if slices == 1 && bias.is_none() {
+        let (gx, gy) = row_grid(ctx, tiles, 1, wg)?;
+        let uniform = ctx.uniform(op, &params);
         let bind_group = ctx.bind(&kernel, &[&uniform, x, dy, dw]);
         return Ok(vec![Dispatch {
             kernel,
@@ -618,11 +674,32 @@ fn weight_grad(
             ),
         }]);
     }
-    if slices * len >= u32::MAX as usize / 2 {
+    // The bias chunks: as many as the weight's slices, while each stays short (its loop
+    // body is one load, against the weight tile's dozens).
+    let bias_chunk_rows = bias_pixels.div_ceil(slices).clamp(1, BIAS_CHUNK_ROWS);
+    // At least one, so that an empty batch still writes a zero bias gradient.
+    let bias_chunks = bias_pixels
+        .div_ceil(bias_chunk_rows)
+        .max(bias.is_some() as usize);
+    let bias_stride = bias_channels.div_ceil(4) * 4;
+    let bias_groups = (bias_chunks * bias_channels.div_ceil(4)).div_ceil(wg);
+    let (gx, gy) = row_grid(ctx, (weight_groups + bias_groups) * wg, 1, wg)?;
+    let u = |v: usize| u32::try_from(v).map_err(|_| overflow(s));
+    if let Some((b, of)) = bias {
+        params.bias_first_group = u(weight_groups)?;
+        params.bias_chunk_rows = u(bias_chunk_rows)?;
+        params.bias_chunks = u(bias_chunks)?;
+        params.bias_flags =
+            (of == BiasOf::X) as u32 * BIAS_OF_SRC1 + b.accumulate as u32 * BIAS_ACCUMULATE;
+    }
+    let parts_len = slices * len + bias_chunks * bias_stride;
+    if parts_len >= u32::MAX as usize / 2 {
         return Err(overflow(s));
     }
-    let parts = ctx.storage("conv weight grad partial sums", (slices * len * 4) as u64);
+    let uniform = ctx.uniform(op, &params);
+    let parts = ctx.storage("conv weight grad partial sums", (parts_len * 4) as u64);
     let bind_group = ctx.bind(&kernel, &[&uniform, x, dy, &parts]);
+    // Lanes for the weights' slices; the few bias sums may loop longer.
     let lanes = reduce_lanes(ctx, slices);
     let reduce = ctx.kernel(&KernelSpec {
         shader: Shader::Conv,
@@ -630,10 +707,21 @@ fn weight_grad(
         bindings: REDUCE_BINDINGS,
         constants: &[("WG", wg as f64), ("RL", lanes as f64)],
     })?;
-    let reduce_group = ctx.bind(&reduce, &[&uniform, &parts, dw]);
+    let no_bias;
+    let db = match bias {
+        Some((b, _)) => b.db,
+        None => {
+            no_bias = ctx.storage("no bias gradient", 16);
+            &no_bias
+        }
+    };
+    let reduce_group = ctx.bind(&reduce, &[&uniform, &parts, dw, db]);
     let weights_per_group = wg / lanes;
-    let reduce_groups = u32::try_from(len.div_ceil(weights_per_group)).map_err(|_| overflow(s))?;
+    let reduce_groups = u32::try_from((len + bias_channels).div_ceil(weights_per_group))
+        .map_err(|_| overflow(s))?;
     let (rx, ry) = grid_1d(ctx, reduce_groups);
+    let bias_accumulate = bias.is_some_and(|(b, _)| b.accumulate);
+    let bias_bytes = ConvShape::bytes(0, 0, bias_channels, 0, bias_accumulate);
     Ok(vec![
         Dispatch {
             kernel,
@@ -641,21 +729,24 @@ fn weight_grad(
             groups: [gx, gy, 1],
             footprint: Footprint::linear(
                 wg as u32,
-                trips,
-                flops,
-                ConvShape::bytes(inputs, 0, slices * len, 0, false),
+                trips.max(bias_chunk_rows * bias.is_some() as usize),
+                flops + (bias_pixels * bias_channels) as f64,
+                ConvShape::bytes(inputs, 0, parts_len, 0, false),
             ),
         },
-        // `lanes` invocations per weight, each adding every lanes-th slice.
+        // `lanes` invocations per weight (and bias), each adding every lanes-th slice.
         Dispatch {
             kernel: reduce,
             bind_group: reduce_group,
             groups: [rx, ry, 1],
             footprint: Footprint::linear(
                 wg as u32,
-                slices.div_ceil(lanes).max(lanes.ilog2() as usize),
-                (slices * len) as f64,
-                ConvShape::bytes(slices * len, 0, len, 0, accumulate),
+                slices
+                    .max(bias_chunks)
+                    .div_ceil(lanes)
+                    .max(lanes.ilog2() as usize),
+                parts_len as f64,
+                ConvShape::bytes(parts_len, 0, len, 0, accumulate) + bias_bytes,
             ),
         },
     ])
@@ -728,7 +819,33 @@ pub fn conv2d_backward_weight(
 ) -> Result<Vec<Dispatch>> {
     g.validate()?;
     let s = ConvShape::of_conv(g);
-    weight_grad(ctx, "conv2d_backward_weight", &s, x, dy, dw, accumulate)
+    weight_grad(
+        ctx,
+        "conv2d_backward_weight",
+        &s,
+        x,
+        dy,
+        dw,
+        accumulate,
+        None,
+    )
+}
+
+/// [`conv2d_backward_weight`] and the bias gradient (the sum of dy over its pixels) in the
+/// same two dispatches.
+pub fn conv2d_backward_weight_and_bias(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
+    dw: &GpuBuffer,
+    accumulate: bool,
+    bias: BiasGrad,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::of_conv(g);
+    let op = "conv2d_backward_weight";
+    weight_grad(ctx, op, &s, x, dy, dw, accumulate, Some((bias, BiasOf::Dy)))
 }
 
 /// y = conv_transpose2d(x, w) + bias (x NHWC, w HWOI, y NHWC): the adjoint conv's input
@@ -809,5 +926,23 @@ pub fn conv_transpose2d_backward_weight(
         x,
         dw,
         accumulate,
+        None,
     )
+}
+
+/// [`conv_transpose2d_backward_weight`] and the bias gradient (the sum of dy over its
+/// pixels) in the same two dispatches.
+pub fn conv_transpose2d_backward_weight_and_bias(
+    ctx: &GpuContext,
+    g: &ConvTranspose2dGeometry,
+    x: &GpuBuffer,
+    dy: &GpuBuffer,
+    dw: &GpuBuffer,
+    accumulate: bool,
+    bias: BiasGrad,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::adjoint_of(g);
+    let op = "conv_transpose2d_backward_weight";
+    weight_grad(ctx, op, &s, dy, x, dw, accumulate, Some((bias, BiasOf::X)))
 }

@@ -1,0 +1,173 @@
+//! Neighbouring instructions the wgpu executor records as fewer dispatches than one
+//! each: a convolution and the activation of its output (one dispatch writing both), a
+//! weight gradient and the bias gradient of the same layer (the bias sums ride in the
+//! weight gradient's two dispatches instead of taking two of their own), and a BCE loss
+//! and its gradient (one pass over the logits writes both; the lowering puts them side
+//! by side).
+
+use std::sync::Arc;
+
+use super::{GpuExecutor, Plan};
+use crate::error::Result;
+use crate::graph::Instr;
+use crate::kernels::bce::{BceOptions, Labels, bce_with_logits};
+use crate::kernels::conv;
+
+impl GpuExecutor {
+    /// Records the fused pair `instrs` starts with, if any, and says how many
+    /// instructions it covers.
+    pub(super) fn compile_fused(
+        &mut self,
+        instrs: &[Instr],
+        plan: &mut Plan,
+    ) -> Result<Option<usize>> {
+        if self.compile_fused_activation(instrs, plan)?
+            || self.compile_fused_bias(instrs, plan)?
+            || self.compile_fused_bce(instrs, plan)?
+        {
+            return Ok(Some(2));
+        }
+        Ok(None)
+    }
+
+    /// A convolution (or transposed one) followed by an activation of its output, as one
+    /// dispatch that writes both; says whether `instrs` starts with such a pair.
+    fn compile_fused_activation(&mut self, instrs: &[Instr], plan: &mut Plan) -> Result<bool> {
+        let [conv, Instr::Activation { act, x, y: out, .. }, ..] = instrs else {
+            return Ok(false);
+        };
+        let (input, w, b, y) = match *conv {
+            Instr::Conv2d {
+                x: input, w, b, y, ..
+            }
+            | Instr::ConvTranspose2d {
+                x: input, w, b, y, ..
+            } if y == *x => (input, w, b, y),
+            _ => return Ok(false),
+        };
+        let ctx = Arc::clone(&self.ctx);
+        let [input, w, y, out] = [input, w, y, *out].map(|buf| self.buffer(buf));
+        let b = b.map(|b| self.buffer(b));
+        let e = conv::Epilogue {
+            act: *act,
+            out: &out,
+        };
+        let dispatches = match conv {
+            Instr::Conv2d { geom, .. } => {
+                conv::conv2d_forward_activated(&ctx, geom, &input, &w, b.as_ref(), &y, e)?
+            }
+            Instr::ConvTranspose2d { geom, .. } => {
+                conv::conv_transpose2d_forward_activated(&ctx, geom, &input, &w, b.as_ref(), &y, e)?
+            }
+            _ => unreachable!("matched above"),
+        };
+        plan.dispatches.extend(dispatches);
+        Ok(true)
+    }
+
+    /// A weight gradient followed by the bias gradient of the same layer (its bias summed
+    /// over the same dy), as the weight gradient's dispatches computing both.
+    fn compile_fused_bias(&mut self, instrs: &[Instr], plan: &mut Plan) -> Result<bool> {
+        let [
+            weight_grad,
+            Instr::BiasGrad {
+                dy: bias_dy,
+                db,
+                rows,
+                cols,
+                accumulate: bias_accumulate,
+            },
+            ..,
+        ] = instrs
+        else {
+            return Ok(false);
+        };
+        let (x, dy, dw, accumulate) = match *weight_grad {
+            Instr::Conv2dWeightGrad {
+                geom,
+                x,
+                dy,
+                dw,
+                accumulate,
+            } if dy == *bias_dy
+                && *rows == geom.batch * geom.out_h() * geom.out_w()
+                && *cols == geom.out_c =>
+            {
+                (x, dy, dw, accumulate)
+            }
+            Instr::ConvTranspose2dWeightGrad {
+                geom,
+                x,
+                dy,
+                dw,
+                accumulate,
+            } if dy == *bias_dy
+                && *rows == geom.batch * geom.out_h * geom.out_w
+                && *cols == geom.out_c =>
+            {
+                (x, dy, dw, accumulate)
+            }
+            _ => return Ok(false),
+        };
+        let ctx = Arc::clone(&self.ctx);
+        let [x, dy, dw, db] = [x, dy, dw, *db].map(|buf| self.buffer(buf));
+        let bias = conv::BiasGrad {
+            db: &db,
+            accumulate: *bias_accumulate,
+        };
+        let dispatches = match weight_grad {
+            Instr::Conv2dWeightGrad { geom, .. } => {
+                conv::conv2d_backward_weight_and_bias(&ctx, geom, &x, &dy, &dw, accumulate, bias)?
+            }
+            Instr::ConvTranspose2dWeightGrad { geom, .. } => {
+                conv::conv_transpose2d_backward_weight_and_bias(
+                    &ctx, geom, &x, &dy, &dw, accumulate, bias,
+                )?
+            }
+            _ => unreachable!("matched above"),
+        };
+        plan.dispatches.extend(dispatches);
+        Ok(true)
+    }
+
+    /// A BCE loss followed by its gradient (same logits, label and rows), as the one
+    /// dispatch that writes both.
+    fn compile_fused_bce(&mut self, instrs: &[Instr], plan: &mut Plan) -> Result<bool> {
+        let [
+            Instr::BceLoss {
+                logits,
+                label,
+                stats,
+                first,
+                len,
+            },
+            Instr::BceGrad {
+                logits: grad_logits,
+                label: grad_label,
+                dlogits,
+                first: grad_first,
+                len: grad_len,
+                total,
+                accumulate,
+            },
+            ..,
+        ] = *instrs
+        else {
+            return Ok(false);
+        };
+        if (grad_logits, grad_label, grad_first, grad_len) != (logits, label, first, len) {
+            return Ok(false);
+        }
+        let [logits, stats, dlogits] = [logits, stats, dlogits].map(|buf| self.buffer(buf));
+        let options = BceOptions {
+            accumulate,
+            first,
+            total: Some(total),
+            ..BceOptions::default()
+        };
+        let labels = Labels::Constant(label);
+        let dispatch = bce_with_logits(&self.ctx, &logits, labels, len, &dlogits, &stats, options)?;
+        plan.dispatches.push(dispatch);
+        Ok(true)
+    }
+}
