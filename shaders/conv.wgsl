@@ -27,7 +27,10 @@
 // conv_forward* and conv_input_grad* may also write f(result) into `act_dst` (binding 5),
 // the activation that follows the layer (ACT, ALPHA: the same formulas as
 // elementwise.wgsl's act_forward), saving that kernel's dispatch and its read of the
-// result; the result itself is still written, for the activation's gradient.
+// result; the result itself is still written, for the activation's gradient. With
+// ACT_GRAD they write the gradient through the activation that precedes them instead:
+// act_dst (+)= f'(saved)·result, saved (binding 6) the activation's input x for relu and
+// leaky relu, its output for tanh and sigmoid (elementwise.wgsl's act_backward).
 // Variants by channel counts (the launcher picks):
 //   `_vec4`       every channel axis read and written as vec4; tile 8 rows x 16 columns.
 //                 Needs in_c and out_c % 4 == 0 (input grad: out_c % 4 == 0, in_c % 4 == 0
@@ -80,6 +83,8 @@ struct Params {
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_ACCUMULATE: u32 = 2u;
+// With ACT_GRAD: add into act_dst instead of overwriting it.
+const FLAG_ACT_ACCUMULATE: u32 = 4u;
 // The bias gradient sums x's channels (src1: a transposed conv's dy, seen through its
 // adjoint) instead of dy's (src2: a conv's dy); add it to db instead of overwriting.
 const BIAS_OF_SRC1: u32 = 1u;
@@ -90,6 +95,8 @@ override WG: u32 = 64u;
 // The fused activation: 0 relu, 1 leaky relu (slope ALPHA), 2 tanh, 3 sigmoid, 4 none.
 override ACT: u32 = 4u;
 override ALPHA: f32 = 0.0;
+// 1: the fused activation's epilogue is its gradient, not the activation.
+override ACT_GRAD: u32 = 0u;
 const RELU: u32 = 0u;
 const LEAKY_RELU: u32 = 1u;
 const TANH: u32 = 2u;
@@ -109,6 +116,8 @@ const TANH_CLAMP: f32 = 15.0;
 @group(0) @binding(4) var<storage, read_write> dst_v4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> act_dst: array<f32>;
 @group(0) @binding(5) var<storage, read_write> act_dst_v4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> act_saved: array<f32>;
+@group(0) @binding(6) var<storage, read> act_saved_v4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dw_dst: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dw_dst_v4: array<vec4<f32>>;
 // conv_reduce_slices: partial sums, dw, db.
@@ -141,6 +150,25 @@ fn activate(x: vec4<f32>) -> vec4<f32> {
     }
 }
 
+// f'(saved)·dy for the fused activation (elementwise.wgsl's `backward`, with ALPHA).
+fn activation_grad(saved: vec4<f32>, dy: vec4<f32>) -> vec4<f32> {
+    let zero = vec4(0.0);
+    switch ACT {
+        case RELU: {
+            return select(zero, dy, saved > zero);
+        }
+        case LEAKY_RELU: {
+            return select(ALPHA * dy, dy, saved > zero);
+        }
+        case TANH: {
+            return dy * (1.0 - saved * saved);
+        }
+        default: {
+            return dy * saved * (1.0 - saved);
+        }
+    }
+}
+
 // Writes the 4 x 4 block acc (column p: pixel rows[p], components: channels n0..n0+3)
 // where the pixel row is live and the channel exists, adding bias and the old value,
 // and its activation where one is fused.
@@ -160,7 +188,13 @@ fn store_block(acc: mat4x4<f32>, rows: vec4<u32>, live: vec4<bool>, n0: u32, n_l
                     v += dst[o];
                 }
                 dst[o] = v;
-                if (ACT <= SIGMOID) {
+                if (ACT <= SIGMOID && ACT_GRAD != 0u) {
+                    var g = activation_grad(vec4(act_saved[o]), vec4(v)).x;
+                    if ((params.flags & FLAG_ACT_ACCUMULATE) != 0u) {
+                        g += act_dst[o];
+                    }
+                    act_dst[o] = g;
+                } else if (ACT <= SIGMOID) {
                     act_dst[o] = activate(vec4(v)).x;
                 }
             }
@@ -183,7 +217,13 @@ fn store_block_v4(acc: mat4x4<f32>, rows: vec4<u32>, live: vec4<bool>, n0: u32, 
                 v += dst_v4[o];
             }
             dst_v4[o] = v;
-            if (ACT <= SIGMOID) {
+            if (ACT <= SIGMOID && ACT_GRAD != 0u) {
+                var g = activation_grad(act_saved_v4[o], v);
+                if ((params.flags & FLAG_ACT_ACCUMULATE) != 0u) {
+                    g += act_dst_v4[o];
+                }
+                act_dst_v4[o] = g;
+            } else if (ACT <= SIGMOID) {
                 act_dst_v4[o] = activate(v);
             }
         }

@@ -766,6 +766,7 @@ fn fused_activations_match_the_separate_pass() {
             let e = conv::Epilogue {
                 act,
                 out: &fused_out,
+                gradient: None,
             };
             let (mut dispatches, fused) = match layer {
                 Layer::Conv(g) => (
@@ -807,6 +808,100 @@ fn fused_activations_match_the_separate_pass() {
                 bits(read(&separate_out)),
                 "{desc}: activation"
             );
+        }
+    }
+}
+
+/// The input gradients with the gradient through the preceding activation fused write the
+/// same bits as the input gradient followed by `elementwise::activation_backward`, into a
+/// fresh output and adding to one.
+#[test]
+fn fused_activation_gradients_match_the_separate_pass() {
+    let Some(ctx) = test_context("conv fused activation gradients") else {
+        return;
+    };
+    let same = ConvTranspose2dGeometry::keras_same;
+    let layers = [
+        Layer::Conv(Conv2dGeometry::same(2, 6, 5, 32, 17, 3, 3, 1, 1)),
+        Layer::Conv(Conv2dGeometry::valid(2, 9, 7, 7, 16, 3, 3, 2, 2)),
+        Layer::Conv(Conv2dGeometry::valid(3, 9, 9, 1, 32, 3, 3, 2, 2)),
+        Layer::Conv(Conv2dGeometry::valid(2, 7, 5, 8, 12, 3, 3, 2, 2)),
+        Layer::ConvT(same(2, 3, 4, 12, 8, 5, 5, 2, 2, None)),
+        Layer::ConvT(same(2, 4, 4, 32, 1, 5, 5, 2, 2, None)),
+        Layer::ConvT(same(3, 4, 5, 17, 3, 5, 5, 3, 3, None)),
+        Layer::ConvT(same(0, 3, 3, 4, 4, 3, 3, 2, 2, None)),
+    ];
+    let acts = [
+        cpu::Activation::Relu,
+        cpu::Activation::LeakyRelu(0.2),
+        cpu::Activation::Tanh,
+        cpu::Activation::Sigmoid,
+    ];
+    for (i, layer) in layers.into_iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(600 + i as u64);
+        let n = layer.lens();
+        let (dy, w) = (random(&mut rng, n.y), random(&mut rng, n.w));
+        // The activation before the layer: its input (scaled to reach the saturated ends
+        // of tanh and sigmoid) and output, both the size of the layer's input.
+        let act_in: Vec<f32> = random(&mut rng, n.x).iter().map(|v| 4.0 * v).collect();
+        let [dy, w] = [&dy, &w].map(|v| ctx.upload("fused grad input", v));
+        for act in acts {
+            let act_out: Vec<f32> = act_in.iter().map(|&v| act.apply(v)).collect();
+            let [act_in, act_out] = [&act_in, &act_out].map(|v| ctx.upload("saved", v));
+            let saved = match act {
+                cpu::Activation::Relu | cpu::Activation::LeakyRelu(_) => &act_in,
+                _ => &act_out,
+            };
+            for accumulate in [false, true] {
+                let base = random(&mut rng, n.x);
+                let [dx, fused_dx] = [(); 2].map(|_| ctx.nan_filled("dx", n.x));
+                let [fused_out, separate_out] = [(); 2].map(|_| ctx.upload("out", &base));
+                let e = conv::Epilogue {
+                    act,
+                    out: &fused_out,
+                    gradient: Some(conv::EpilogueGradient { saved, accumulate }),
+                };
+                let (mut dispatches, fused) = match layer {
+                    Layer::Conv(g) => (
+                        conv::conv2d_backward_input(&ctx, &g, &dy, &w, &dx, false).unwrap(),
+                        conv::conv2d_backward_input_activated(
+                            &ctx, &g, &dy, &w, &fused_dx, false, e,
+                        ),
+                    ),
+                    Layer::ConvT(g) => (
+                        conv::conv_transpose2d_backward_input(&ctx, &g, &dy, &w, &dx, false)
+                            .unwrap(),
+                        conv::conv_transpose2d_backward_input_activated(
+                            &ctx, &g, &dy, &w, &fused_dx, false, e,
+                        ),
+                    ),
+                };
+                dispatches.extend(fused.unwrap());
+                dispatches.push(
+                    gan_gpu::kernels::elementwise::activation_backward(
+                        &ctx,
+                        act,
+                        &act_in,
+                        &act_out,
+                        &dx,
+                        &separate_out,
+                        n.x,
+                        accumulate,
+                    )
+                    .unwrap(),
+                );
+                let all: Vec<&Dispatch> = dispatches.iter().collect();
+                ctx.run(&all, "fused activation gradient parity").unwrap();
+                let read = |buf: &GpuBuffer| ctx.read::<f32>(buf, n.x).unwrap();
+                let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                let desc = format!("{layer:?} {act:?} accumulate={accumulate}");
+                assert_eq!(bits(read(&fused_dx)), bits(read(&dx)), "{desc}: input grad");
+                assert_eq!(
+                    bits(read(&fused_out)),
+                    bits(read(&separate_out)),
+                    "{desc}: activation grad"
+                );
+            }
         }
     }
 }

@@ -211,6 +211,14 @@ fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, String) {
         };
         return (what.into(), grad_shape, format!("{layer}, {grad_layer}"));
     }
+    if let [_, grad @ Instr::ActivationGrad { act, .. }] = run {
+        let grad_layer = layer_label(graph, grad);
+        return (
+            format!("{what} + {act:?} backward"),
+            shape,
+            format!("{layer}, {grad_layer}"),
+        );
+    }
     if let [_, Instr::BiasGrad { .. }] = run {
         let bias = layer_label(graph, &run[1]);
         return (

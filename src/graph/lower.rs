@@ -685,16 +685,6 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                 }
             }
             Op::Conv2d { x, w, b, geom } => {
-                if needs[x] {
-                    let (dx, accumulate) = target(x);
-                    out.push(Instr::Conv2dInputGrad {
-                        geom,
-                        dy: g(id),
-                        w: v(w),
-                        dx,
-                        accumulate,
-                    });
-                }
                 if needs[w] {
                     let (dw, accumulate) = target(w);
                     out.push(Instr::Conv2dWeightGrad {
@@ -715,11 +705,11 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         accumulate,
                     });
                 }
-            }
-            Op::ConvTranspose2d { x, w, b, geom } => {
+                // The input gradient last: next to the gradient through the activation
+                // before the layer, which an executor may fuse into it.
                 if needs[x] {
                     let (dx, accumulate) = target(x);
-                    out.push(Instr::ConvTranspose2dInputGrad {
+                    out.push(Instr::Conv2dInputGrad {
                         geom,
                         dy: g(id),
                         w: v(w),
@@ -727,6 +717,8 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         accumulate,
                     });
                 }
+            }
+            Op::ConvTranspose2d { x, w, b, geom } => {
                 if needs[w] {
                     let (dw, accumulate) = target(w);
                     out.push(Instr::ConvTranspose2dWeightGrad {
@@ -744,6 +736,17 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         db,
                         rows: geom.batch * geom.out_h * geom.out_w,
                         cols: geom.out_c,
+                        accumulate,
+                    });
+                }
+                // The input gradient last, as for Conv2d.
+                if needs[x] {
+                    let (dx, accumulate) = target(x);
+                    out.push(Instr::ConvTranspose2dInputGrad {
+                        geom,
+                        dy: g(id),
+                        w: v(w),
+                        dx,
                         accumulate,
                     });
                 }

@@ -63,6 +63,7 @@ pub const PARAMS_TWINS: &[super::ParamsTwin] =
 
 const FLAG_BIAS: u32 = 1;
 const FLAG_ACCUMULATE: u32 = 2;
+const FLAG_ACT_ACCUMULATE: u32 = 4;
 const BIAS_OF_SRC1: u32 = 1;
 const BIAS_ACCUMULATE: u32 = 2;
 /// Pixels one invocation sums for a bias gradient riding in a weight gradient, at most.
@@ -220,16 +221,28 @@ const FWD_BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::ReadWrite,
     Binding::ReadWrite,
+    Binding::Read,
 ];
 
 /// The shader's `ACT` when no activation is fused.
 const NO_ACTIVATION: u32 = 4;
 
-/// An activation fused into a forward kernel's store: f(result) is also written to `out`.
+/// An activation fused into a kernel's store: f(result) is also written to `out`; or,
+/// with `gradient`, the gradient through an activation whose output's gradient the kernel
+/// computes: out (+)= f'(saved)·result.
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
     pub act: Activation,
     pub out: &'a GpuBuffer,
+    pub gradient: Option<EpilogueGradient<'a>>,
+}
+
+/// What an activation's gradient reads: `saved` is the activation's input for relu and
+/// leaky relu, its output for tanh and sigmoid (as `elementwise::activation_backward`).
+#[derive(Clone, Copy)]
+pub struct EpilogueGradient<'a> {
+    pub saved: &'a GpuBuffer,
+    pub accumulate: bool,
 }
 const WGRAD_BINDINGS: &[Binding] = &[
     Binding::Uniform,
@@ -340,17 +353,19 @@ fn kernel(
     })
 }
 
-/// A forward or input-gradient kernel, with `epilogue`'s activation fused or none, and
-/// the buffer its activation output binds (a one-vec4 stand-in when there is none: WebGPU
-/// forbids binding one buffer twice where either binding is written).
-fn kernel_with_epilogue(
+/// A forward or input-gradient kernel, with `epilogue`'s activation (or its gradient)
+/// fused or none; the buffer its activation output binds (a one-vec4 stand-in when there
+/// is none: WebGPU forbids binding one buffer twice where either binding is written), the
+/// buffer the gradient reads (`read_only` when there is none), and the extra flags.
+fn kernel_with_epilogue<'a>(
     ctx: &GpuContext,
     op: &'static str,
     entry: &'static str,
-    epilogue: Option<Epilogue>,
+    epilogue: Option<Epilogue<'a>>,
     out_len: usize,
     wg: usize,
-) -> Result<(Arc<Kernel>, GpuBuffer)> {
+    read_only: &'a GpuBuffer,
+) -> Result<(Arc<Kernel>, GpuBuffer, &'a GpuBuffer, u32)> {
     let (act, alpha, out) = match epilogue {
         Some(e) => {
             check_buffer(op, "activation output", e.out, out_len)?;
@@ -359,6 +374,10 @@ fn kernel_with_epilogue(
         }
         None => (NO_ACTIVATION, 0.0, ctx.storage("no fused activation", 16)),
     };
+    let gradient = epilogue.and_then(|e| e.gradient);
+    if let Some(g) = gradient {
+        check_buffer(op, "activation's saved input or output", g.saved, out_len)?;
+    }
     let kernel = ctx.kernel(&KernelSpec {
         shader: Shader::Conv,
         entry,
@@ -367,9 +386,28 @@ fn kernel_with_epilogue(
             ("WG", wg as f64),
             ("ACT", act as f64),
             ("ALPHA", alpha as f64),
+            ("ACT_GRAD", gradient.is_some() as u32 as f64),
         ],
     })?;
-    Ok((kernel, out))
+    let saved = gradient.map_or(read_only, |g| g.saved);
+    let act_flags = match gradient {
+        Some(g) if g.accumulate => FLAG_ACT_ACCUMULATE,
+        _ => 0,
+    };
+    Ok((kernel, out, saved, act_flags))
+}
+
+/// Bytes the epilogue moves: its output written, and for a gradient the saved tensor read
+/// (and the output read too when accumulating).
+fn epilogue_bytes(epilogue: Option<Epilogue>, out: usize) -> f64 {
+    let words = match epilogue {
+        None => 0,
+        Some(Epilogue { gradient: None, .. }) => out,
+        Some(Epilogue {
+            gradient: Some(g), ..
+        }) => out * (2 + g.accumulate as usize),
+    };
+    (4 * words) as f64
 }
 
 fn check_buffer(op: &'static str, what: &str, buf: &GpuBuffer, len: usize) -> Result<()> {
@@ -492,14 +530,17 @@ fn forward(
     // The tap loops hold the channel loop (a vec4 of channels per trip).
     let trips = (taps * s.in_c).div_ceil(4);
     check_loops(ctx, op, s.k_h + taps + trips)?;
-    let (kernel, act_out) = kernel_with_epilogue(ctx, op, entry, epilogue, s.output_len(), wg)?;
-    let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
-    let bind_group = ctx.bind(&kernel, &[&uniform, x, w, bias.unwrap_or(w), y, &act_out]);
+    let (kernel, act_out, saved, act_flags) =
+        kernel_with_epilogue(ctx, op, entry, epilogue, s.output_len(), wg, w)?;
+    let params = s.params(flags(bias.is_some(), accumulate) | act_flags, 0, 1)?;
+    let uniform = ctx.uniform(op, &params);
+    let bindings = [&uniform, x, w, bias.unwrap_or(w), y, &act_out, saved];
+    let bind_group = ctx.bind(&kernel, &bindings);
     let (gx, gy) = row_grid(ctx, s.batch * s.out_h * s.out_w, tile.0, wg)?;
     let gz = grid_dim(ctx, op, s.out_c.div_ceil(tile.1))?;
     let bias_len = if bias.is_some() { s.out_c } else { 0 };
     let (a, b, out) = (s.input_len(), s.weight_len(), s.output_len());
-    let act_bytes = if epilogue.is_some() { 4 * out } else { 0 };
+    let act_bytes = epilogue_bytes(epilogue, out);
     Ok(vec![Dispatch {
         kernel,
         bind_group,
@@ -508,7 +549,7 @@ fn forward(
             wg as u32,
             trips,
             s.flops(),
-            ConvShape::bytes(a, b, out, bias_len, accumulate) + act_bytes as f64,
+            ConvShape::bytes(a, b, out, bias_len, accumulate) + act_bytes,
         ),
     }])
 }
@@ -543,16 +584,19 @@ fn input_grad(
     // The valid taps of a phase class hold the channel loop (a vec4 per trip).
     let trips = taps * s.out_c.div_ceil(4);
     check_loops(ctx, op, taps_h + taps + trips)?;
-    let (kernel, act_out) = kernel_with_epilogue(ctx, op, entry, epilogue, s.input_len(), wg)?;
-    let uniform = ctx.uniform(op, &s.params(flags(bias.is_some(), accumulate), 0, 1)?);
-    let bind_group = ctx.bind(&kernel, &[&uniform, dy, w, bias.unwrap_or(w), dx, &act_out]);
+    let (kernel, act_out, saved, act_flags) =
+        kernel_with_epilogue(ctx, op, entry, epilogue, s.input_len(), wg, w)?;
+    let params = s.params(flags(bias.is_some(), accumulate) | act_flags, 0, 1)?;
+    let uniform = ctx.uniform(op, &params);
+    let bindings = [&uniform, dy, w, bias.unwrap_or(w), dx, &act_out, saved];
+    let bind_group = ctx.bind(&kernel, &bindings);
     // The largest phase class sets the row grid; smaller ones leave a tail idle.
     let class_rows = s.batch * s.in_h.div_ceil(s.stride_h) * s.in_w.div_ceil(s.stride_w);
     let (gx, gy) = row_grid(ctx, class_rows, tile.0, wg)?;
     let gz = grid_dim(ctx, op, s.stride_h * s.stride_w * s.in_c.div_ceil(tile.1))?;
     let bias_len = if bias.is_some() { s.in_c } else { 0 };
     let (a, b, out) = (s.output_len(), s.weight_len(), s.input_len());
-    let act_bytes = if epilogue.is_some() { 4 * out } else { 0 };
+    let act_bytes = epilogue_bytes(epilogue, out);
     Ok(vec![Dispatch {
         kernel,
         bind_group,
@@ -561,7 +605,7 @@ fn input_grad(
             wg as u32,
             trips,
             s.flops(),
-            ConvShape::bytes(a, b, out, bias_len, accumulate) + act_bytes as f64,
+            ConvShape::bytes(a, b, out, bias_len, accumulate) + act_bytes,
         ),
     }])
 }
@@ -808,6 +852,24 @@ pub fn conv2d_backward_input(
     )
 }
 
+/// [`conv2d_backward_input`] with the gradient through the activation before the conv
+/// fused (`epilogue.gradient` must be set): also writes f'(saved)·dx into `epilogue.out`,
+/// as `elementwise::activation_backward` would.
+pub fn conv2d_backward_input_activated(
+    ctx: &GpuContext,
+    g: &Conv2dGeometry,
+    dy: &GpuBuffer,
+    w: &GpuBuffer,
+    dx: &GpuBuffer,
+    accumulate: bool,
+    epilogue: Epilogue,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::of_conv(g);
+    let op = "conv2d_backward_input";
+    input_grad(ctx, op, &s, dy, w, None, dx, accumulate, Some(epilogue))
+}
+
 /// dw = the weight gradient of conv2d, summed over the batch (dw HWIO like w).
 pub fn conv2d_backward_weight(
     ctx: &GpuContext,
@@ -904,6 +966,23 @@ pub fn conv_transpose2d_backward_input(
         accumulate,
         None,
     )
+}
+
+/// [`conv_transpose2d_backward_input`] with the gradient through the activation before
+/// the transposed conv fused, as [`conv2d_backward_input_activated`].
+pub fn conv_transpose2d_backward_input_activated(
+    ctx: &GpuContext,
+    g: &ConvTranspose2dGeometry,
+    dy: &GpuBuffer,
+    w: &GpuBuffer,
+    dx: &GpuBuffer,
+    accumulate: bool,
+    epilogue: Epilogue,
+) -> Result<Vec<Dispatch>> {
+    g.validate()?;
+    let s = ConvShape::adjoint_of(g);
+    let op = "conv_transpose2d_backward_input";
+    forward(ctx, op, &s, dy, w, None, dx, accumulate, Some(epilogue))
 }
 
 /// dw = the weight gradient of conv_transpose2d (HWOI): the adjoint conv's weight gradient

@@ -1,13 +1,15 @@
 //! Neighbouring instructions the wgpu executor records as fewer dispatches than one
 //! each: a convolution and the activation of its output (one dispatch writing both), a
 //! weight gradient and the bias gradient of the same layer (the bias sums ride in the
-//! weight gradient's two dispatches instead of taking two of their own), and a BCE loss
-//! and its gradient (one pass over the logits writes both; the lowering puts them side
-//! by side).
+//! weight gradient's two dispatches instead of taking two of their own), a BCE loss and
+//! its gradient (one pass over the logits writes both; the lowering puts them side by
+//! side), and a convolution's input gradient and the gradient through the activation
+//! before it (the lowering emits a layer's input gradient last, next to it).
 
 use std::sync::Arc;
 
 use super::{GpuExecutor, Plan};
+use crate::cpu::Activation;
 use crate::error::Result;
 use crate::graph::Instr;
 use crate::kernels::bce::{BceOptions, Labels, bce_with_logits};
@@ -24,6 +26,7 @@ impl GpuExecutor {
         if self.compile_fused_activation(instrs, plan)?
             || self.compile_fused_bias(instrs, plan)?
             || self.compile_fused_bce(instrs, plan)?
+            || self.compile_fused_activation_grad(instrs, plan)?
         {
             return Ok(Some(2));
         }
@@ -51,6 +54,7 @@ impl GpuExecutor {
         let e = conv::Epilogue {
             act: *act,
             out: &out,
+            gradient: None,
         };
         let dispatches = match conv {
             Instr::Conv2d { geom, .. } => {
@@ -168,6 +172,73 @@ impl GpuExecutor {
         let labels = Labels::Constant(label);
         let dispatch = bce_with_logits(&self.ctx, &logits, labels, len, &dlogits, &stats, options)?;
         plan.dispatches.push(dispatch);
+        Ok(true)
+    }
+
+    /// A convolution's input gradient followed by the gradient through the activation
+    /// whose output that is, as one dispatch writing both.
+    fn compile_fused_activation_grad(&mut self, instrs: &[Instr], plan: &mut Plan) -> Result<bool> {
+        let [
+            input_grad,
+            Instr::ActivationGrad {
+                act,
+                x,
+                y,
+                dy,
+                dx: out,
+                accumulate: out_accumulate,
+                ..
+            },
+            ..,
+        ] = instrs
+        else {
+            return Ok(false);
+        };
+        let (grad, w, dx, accumulate) = match *input_grad {
+            Instr::Conv2dInputGrad {
+                dy: grad,
+                w,
+                dx,
+                accumulate,
+                ..
+            }
+            | Instr::ConvTranspose2dInputGrad {
+                dy: grad,
+                w,
+                dx,
+                accumulate,
+                ..
+            } if dx == *dy => (grad, w, dx, accumulate),
+            _ => return Ok(false),
+        };
+        // The activation's gradient reads its input for relu and leaky relu, its output
+        // for tanh and sigmoid.
+        let saved = match act {
+            Activation::Relu | Activation::LeakyRelu(_) => *x,
+            Activation::Tanh | Activation::Sigmoid => *y,
+        };
+        let ctx = Arc::clone(&self.ctx);
+        let [grad, w, dx, out, saved] = [grad, w, dx, *out, saved].map(|buf| self.buffer(buf));
+        let e = conv::Epilogue {
+            act: *act,
+            out: &out,
+            gradient: Some(conv::EpilogueGradient {
+                saved: &saved,
+                accumulate: *out_accumulate,
+            }),
+        };
+        let dispatches = match input_grad {
+            Instr::Conv2dInputGrad { geom, .. } => {
+                conv::conv2d_backward_input_activated(&ctx, geom, &grad, &w, &dx, accumulate, e)?
+            }
+            Instr::ConvTranspose2dInputGrad { geom, .. } => {
+                conv::conv_transpose2d_backward_input_activated(
+                    &ctx, geom, &grad, &w, &dx, accumulate, e,
+                )?
+            }
+            _ => unreachable!("matched above"),
+        };
+        plan.dispatches.extend(dispatches);
         Ok(true)
     }
 }
