@@ -485,7 +485,7 @@ pub fn bias_grad(
     }
     check_buffer(ctx, "dy", dy, rows * cols).map_err(shape_error)?;
     check_buffer(ctx, "db", db, cols).map_err(shape_error)?;
-    let (wg_cols, wg_rows) = bias_grad_workgroup(cols);
+    let (wg_cols, wg_rows) = bias_grad_workgroup(rows, cols);
     let col_groups = cols.div_ceil(wg_cols as usize).max(1);
     // Each chunk keeps at least two trips of four rows per invocation.
     let per_trip = 4 * wg_rows as usize;
@@ -513,12 +513,18 @@ pub fn bias_grad(
     ])
 }
 
+/// Rows up to which a wide bias gradient takes 16-column workgroups: 4 trips of four rows
+/// for each of their 16 row groups.
+const SHORT_BIAS_ROWS: usize = 256;
+
 /// (columns, row groups) of a 256-invocation bias-gradient workgroup: narrow outputs
-/// trade columns for more row groups.
-fn bias_grad_workgroup(cols: usize) -> (u32, u32) {
+/// trade columns for more row groups, and so do short wide ones (a dense layer's batch),
+/// whose columns alone then give enough workgroups for one stage.
+fn bias_grad_workgroup(rows: usize, cols: usize) -> (u32, u32) {
     let wg_cols: u32 = match cols {
         0..=8 => 8,
         9..=1023 => 16,
+        _ if rows <= SHORT_BIAS_ROWS => 16,
         _ => 64,
     };
     (wg_cols, 256 / wg_cols)
@@ -539,7 +545,7 @@ fn bias_grad_pass(
         op: "bias_grad",
         message: format!("{rows}x{cols}: {message}"),
     };
-    let (wg_cols, wg_rows) = bias_grad_workgroup(cols);
+    let (wg_cols, wg_rows) = bias_grad_workgroup(rows, cols);
     // The row walk takes four rows per iteration, then up to 3 single rows; then the
     // final sum over row groups.
     let row_trips = chunk_rows / (4 * wg_rows as usize) + 3;
