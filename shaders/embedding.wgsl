@@ -76,3 +76,64 @@ fn embedding_backward(
     }
     dtable[i] = sum;
 }
+
+// A lookup fused with what follows it (each also writes `out`, as the lookup alone would):
+// embedding_add:     result[i] = other[i] + out[i], out as embedding_forward (a
+//                    conditioned input: features plus the label's embedding).
+// embedding_row_dot: one workgroup (WG = 64) per row b: out[b, :] as embedding_forward,
+//                    result[b] = Σ_j other[b, j]·out[b, j] summed as combine.wgsl's row_dot
+//                    (strided partial sums, then the same tree, so the same bits), and
+//                    logit[b] = row_addend[b] + result[b]: a projection discriminator's
+//                    head (Miyato & Koyama 2018) in one pass instead of three.
+@group(0) @binding(4) var<storage, read> other: array<f32>;
+@group(0) @binding(5) var<storage, read_write> result: array<f32>;
+@group(0) @binding(6) var<storage, read> row_addend: array<f32>;
+@group(0) @binding(7) var<storage, read_write> logit: array<f32>;
+
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn embedding_add(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.x + gid.y * groups.x * WG;
+    if (i >= params.batch * params.dim) {
+        return;
+    }
+    let value = table[label_of(i / params.dim) * params.dim + i % params.dim];
+    out[i] = value;
+    result[i] = other[i] + value;
+}
+
+@compute @workgroup_size(WG)
+fn embedding_row_dot(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    // Every invocation reaches the barriers (uniform control).
+    let row = wid.x + wid.y * groups.x;
+    var sum = 0.0;
+    if (row < params.batch) {
+        let base = row * params.dim;
+        let class_base = label_of(row) * params.dim;
+        for (var c = lid; c < params.dim; c += WG) {
+            let value = table[class_base + c];
+            out[base + c] = value;
+            sum += other[base + c] * value;
+        }
+    }
+    partial[lid] = sum;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u && row < params.batch) {
+        result[row] = partial[0];
+        logit[row] = row_addend[row] + partial[0];
+    }
+}

@@ -3,7 +3,8 @@
 //! gradient, the batch concatenation of the discriminator's [real; fake] and its
 //! offset copy-or-add gradient): each CPU twin against plain f64 loops and central finite differences, and
 //! each WGSL kernel against its CPU twin on awkward shapes (0, 1, primes, non-multiples
-//! of the workgroup, the cgan's own layers), with NaN-prefilled outputs.
+//! of the workgroup, the cgan's own layers), with NaN-prefilled outputs; the fused
+//! embedding kernels against the separate ones, bit for bit.
 
 mod common;
 
@@ -389,5 +390,71 @@ fn gpu_row_dot_matches_the_cpu_twin() {
             want,
             "row dot grad += {shape}"
         );
+    }
+}
+
+/// `embedding_add` and `embedding_row_dot` write the bits the separate lookup, add, row
+/// dot and add write (out-of-range labels included: both clamp), on every embedding shape.
+#[test]
+fn fused_embedding_kernels_match_the_separate_ones() {
+    let Some(ctx) = test_context("fused embedding parity") else {
+        return;
+    };
+    for (i, &(batch, classes, dim)) in EMBEDDINGS.iter().enumerate() {
+        let shape = format!("batch {batch}, {classes} classes x {dim}");
+        let seed = 700 + 10 * i as u64;
+        let mut ids = labels(batch, classes, seed);
+        if let Some(first) = ids.first_mut() {
+            *first = classes as u32 + 5;
+        }
+        let n = batch * dim;
+        let [table, x, addend, row_addend] = [classes * dim, n, n, batch]
+            .iter()
+            .enumerate()
+            .map(|(k, &len)| ctx.upload("input", &data(len.max(1), seed + 1 + k as u64)))
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap();
+        let lb = label_buffer(&ctx, &ids);
+        let dims = (batch, classes, dim);
+        let [out, sum, fused_out, fused_sum] = [(); 4].map(|_| nan_buffer(&ctx, "rows", n));
+        let [dot, logit, fused_dot, fused_logit] = [(); 4].map(|_| nan_buffer(&ctx, "row", batch));
+        let [out2, fused_out2] = [(); 2].map(|_| nan_buffer(&ctx, "rows", n));
+        let dispatches = [
+            embedding::embedding_forward(&ctx, &table, &lb, &out, dims, false).unwrap(),
+            combine::add(&ctx, &addend, &out, &sum, n).unwrap(),
+            embedding::embedding_add(&ctx, &table, &lb, &fused_out, &addend, &fused_sum, dims)
+                .unwrap(),
+            embedding::embedding_forward(&ctx, &table, &lb, &out2, dims, false).unwrap(),
+            combine::row_dot(&ctx, &x, &out2, &dot, batch, dim).unwrap(),
+            combine::add(&ctx, &row_addend, &dot, &logit, batch).unwrap(),
+            embedding::embedding_row_dot(
+                &ctx,
+                &table,
+                &lb,
+                &fused_out2,
+                &x,
+                &fused_dot,
+                &row_addend,
+                &fused_logit,
+                dims,
+            )
+            .unwrap(),
+        ];
+        ctx.run(&dispatches.iter().collect::<Vec<_>>(), "fused embeddings")
+            .unwrap();
+        let bits = |b: &GpuBuffer, len: usize| -> Vec<u32> {
+            let v: Vec<f32> = ctx.read(b, len).unwrap();
+            v.iter().map(|f| f.to_bits()).collect()
+        };
+        for (what, separate, fused, len) in [
+            ("embedding + add: rows", &out, &fused_out, n),
+            ("embedding + add: sum", &sum, &fused_sum, n),
+            ("embedding + row dot: rows", &out2, &fused_out2, n),
+            ("embedding + row dot: dot", &dot, &fused_dot, batch),
+            ("embedding + row dot: logit", &logit, &fused_logit, batch),
+        ] {
+            assert_eq!(bits(fused, len), bits(separate, len), "{what}, {shape}");
+        }
     }
 }

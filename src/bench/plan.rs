@@ -219,6 +219,19 @@ fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, String) {
             format!("{layer}, {grad_layer}"),
         );
     }
+    if let [Instr::Embedding { .. }, rest @ ..] = run {
+        let last = &run[run.len() - 1];
+        let (_, last_shape) = describe(graph, last);
+        let what = match rest {
+            [Instr::RowDot { .. }, Instr::Add { .. }] => "embedding + row dot + add",
+            _ => "embedding + add",
+        };
+        return (
+            what.into(),
+            last_shape,
+            format!("{layer}, {}", layer_label(graph, last)),
+        );
+    }
     if let [_, Instr::BiasGrad { .. }] = run {
         let bias = layer_label(graph, &run[1]);
         return (

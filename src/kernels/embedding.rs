@@ -1,4 +1,5 @@
-//! Launchers for `shaders/embedding.wgsl`: embedding lookup and the table's gradient.
+//! Launchers for `shaders/embedding.wgsl`: embedding lookup and the table's gradient, and
+//! the lookup fused with the add or the row dot product and add that consume it.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -24,7 +25,50 @@ pub const PARAMS_TWINS: &[super::ParamsTwin] = &[(
 )];
 
 const WORKGROUP: u32 = 256;
+/// `embedding_row_dot`'s workgroup: `combine::row_dot`'s, so that it sums in the same order.
+const ROW_WORKGROUP: u32 = 64;
 const BINDINGS: &[Binding] = &[Uniform, Read, Read, ReadWrite];
+
+/// The shader's parameters for `entry` on labels [batch] and `buffers` (name, buffer,
+/// 32-bit values it must hold), after checking that the sizes fit u32 indices and the
+/// buffers hold them.
+fn checked_params(
+    entry: &'static str,
+    buffers: &[(&str, &GpuBuffer, usize)],
+    (batch, classes, dim): (usize, usize, usize),
+    accumulate: bool,
+) -> Result<EmbeddingParams> {
+    let shape_error = |message: String| Error::Shape { op: entry, message };
+    let fits = |n: usize| u32::try_from(n).ok();
+    let (Some(b), Some(c), Some(d), true) = (
+        fits(batch),
+        fits(classes),
+        fits(dim),
+        buffers.iter().all(|&(_, _, len)| fits(len).is_some()),
+    ) else {
+        return Err(shape_error(format!(
+            "batch {batch}, {classes} classes of {dim} overflow u32 indices"
+        )));
+    };
+    if classes == 0 && batch > 0 {
+        return Err(shape_error("an embedding needs at least one class".into()));
+    }
+    for &(name, buffer, len) in buffers {
+        if buffer.size() < len as u64 * 4 {
+            return Err(shape_error(format!(
+                "{name} holds {} bytes, {len} 32-bit values need {}",
+                buffer.size(),
+                len * 4
+            )));
+        }
+    }
+    Ok(EmbeddingParams {
+        batch: b,
+        dim: d,
+        classes: c,
+        accumulate: accumulate as u32,
+    })
+}
 
 /// The table is [classes, dim], labels [batch] u32; `table_or_dy` and `out` are the
 /// second and third buffers of `entry`.
@@ -38,42 +82,15 @@ fn launch(
     (batch, classes, dim): (usize, usize, usize),
     accumulate: bool,
 ) -> Result<Dispatch> {
-    let shape_error = |message: String| Error::Shape { op: entry, message };
-    let fits = |n: usize| u32::try_from(n).ok();
-    let (Some(b), Some(c), Some(d), Some(outputs)) = (
-        fits(batch),
-        fits(classes),
-        fits(dim),
-        fits(output.2).filter(|_| fits(input.2).is_some()),
-    ) else {
-        return Err(shape_error(format!(
-            "batch {batch}, {classes} classes of {dim} overflow u32 indices"
-        )));
-    };
-    if classes == 0 && batch > 0 {
-        return Err(shape_error("an embedding needs at least one class".into()));
-    }
-    for (name, buffer, len) in [("labels", labels, batch), input, output] {
-        if buffer.size() < len as u64 * 4 {
-            return Err(shape_error(format!(
-                "{name} holds {} bytes, {len} 32-bit values need {}",
-                buffer.size(),
-                len * 4
-            )));
-        }
-    }
+    let buffers = [("labels", labels, batch), input, output];
+    let params = checked_params(entry, &buffers, (batch, classes, dim), accumulate)?;
+    let outputs = output.2 as u32;
     let kernel = ctx.kernel(&KernelSpec {
         shader: Shader::Embedding,
         entry,
         bindings: BINDINGS,
         constants: &[("WG", WORKGROUP as f64)],
     })?;
-    let params = EmbeddingParams {
-        batch: b,
-        dim: d,
-        classes: c,
-        accumulate: accumulate as u32,
-    };
     let uniform = ctx.uniform(&format!("{entry} params"), &params);
     let bind_group = ctx.bind(&kernel, &[&uniform, labels, input.1, output.1]);
     let (x, y) = grid_1d(ctx, outputs.div_ceil(WORKGROUP));
@@ -129,4 +146,100 @@ pub fn embedding_backward(
         (batch, classes, dim),
         accumulate,
     )
+}
+
+/// [`embedding_forward`] (overwriting out) and `sum [batch, dim]` = `addend` + out, in one
+/// dispatch.
+pub fn embedding_add(
+    ctx: &GpuContext,
+    table: &GpuBuffer,
+    labels: &GpuBuffer,
+    out: &GpuBuffer,
+    addend: &GpuBuffer,
+    sum: &GpuBuffer,
+    (batch, classes, dim): (usize, usize, usize),
+) -> Result<Dispatch> {
+    let entry = "embedding_add";
+    let n = batch * dim;
+    let buffers = [
+        ("labels", labels, batch),
+        ("table", table, classes * dim),
+        ("out", out, n),
+        ("addend", addend, n),
+        ("sum", sum, n),
+    ];
+    let params = checked_params(entry, &buffers, (batch, classes, dim), false)?;
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Embedding,
+        entry,
+        bindings: &[Uniform, Read, Read, ReadWrite, Read, ReadWrite],
+        constants: &[("WG", WORKGROUP as f64)],
+    })?;
+    let uniform = ctx.uniform("embedding_add params", &params);
+    let bind_group = ctx.bind(&kernel, &[&uniform, labels, table, out, addend, sum]);
+    let (x, y) = grid_1d(ctx, (n as u32).div_ceil(WORKGROUP));
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [x, y, 1],
+        footprint: Footprint::linear(WORKGROUP, 0, n as f64, (4 * (batch + 4 * n)) as f64),
+    })
+}
+
+/// `out [batch, dim]` = the rows of `table` at `labels`, `dot [batch]` = the row-wise dot
+/// product of `x [batch, dim]` and out (as `combine::row_dot`, bit for bit), and
+/// `logit [batch]` = `addend` + dot: a projection discriminator's head in one dispatch.
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_row_dot(
+    ctx: &GpuContext,
+    table: &GpuBuffer,
+    labels: &GpuBuffer,
+    out: &GpuBuffer,
+    x: &GpuBuffer,
+    dot: &GpuBuffer,
+    addend: &GpuBuffer,
+    logit: &GpuBuffer,
+    (batch, classes, dim): (usize, usize, usize),
+) -> Result<Dispatch> {
+    let entry = "embedding_row_dot";
+    let n = batch * dim;
+    let buffers = [
+        ("labels", labels, batch),
+        ("table", table, classes * dim),
+        ("out", out, n),
+        ("x", x, n),
+        ("dot", dot, batch),
+        ("addend", addend, batch),
+        ("logit", logit, batch),
+    ];
+    let params = checked_params(entry, &buffers, (batch, classes, dim), false)?;
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Embedding,
+        entry,
+        bindings: &[
+            Uniform, Read, Read, ReadWrite, Read, ReadWrite, Read, ReadWrite,
+        ],
+        constants: &[("WG", ROW_WORKGROUP as f64)],
+    })?;
+    let uniform = ctx.uniform("embedding_row_dot params", &params);
+    let bind_group = ctx.bind(
+        &kernel,
+        &[&uniform, labels, table, out, x, dot, addend, logit],
+    );
+    let (gx, gy) = grid_1d(ctx, batch as u32);
+    // Each invocation strides over its row, then the workgroup halves the sums.
+    let trips = dim
+        .div_ceil(ROW_WORKGROUP as usize)
+        .max(ROW_WORKGROUP.ilog2() as usize);
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [gx, gy, 1],
+        footprint: Footprint::linear(
+            ROW_WORKGROUP,
+            trips,
+            (2 * n + batch) as f64,
+            (4 * (2 * batch + 3 * n + 2 * batch)) as f64,
+        ),
+    })
 }

@@ -3,17 +3,18 @@
 //! weight gradient and the bias gradient of the same layer (the bias sums ride in the
 //! weight gradient's two dispatches instead of taking two of their own), a BCE loss and
 //! its gradient (one pass over the logits writes both; the lowering puts them side by
-//! side), and a convolution's input gradient and the gradient through the activation
-//! before it (the lowering emits a layer's input gradient last, next to it).
+//! side), a convolution's input gradient and the gradient through the activation before
+//! it (the lowering emits a layer's input gradient last, next to it), and a label
+//! embedding with the sum or the row dot product and sum that consume it.
 
 use std::sync::Arc;
 
 use super::{GpuExecutor, Plan};
 use crate::cpu::Activation;
 use crate::error::Result;
-use crate::graph::Instr;
+use crate::graph::{Buf, Instr};
 use crate::kernels::bce::{BceOptions, Labels, bce_with_logits};
-use crate::kernels::conv;
+use crate::kernels::{conv, embedding};
 
 impl GpuExecutor {
     /// Records the fused pair `instrs` starts with, if any, and says how many
@@ -23,6 +24,9 @@ impl GpuExecutor {
         instrs: &[Instr],
         plan: &mut Plan,
     ) -> Result<Option<usize>> {
+        if let Some(run) = self.compile_fused_embedding(instrs, plan)? {
+            return Ok(Some(run));
+        }
         if self.compile_fused_activation(instrs, plan)?
             || self.compile_fused_bias(instrs, plan)?
             || self.compile_fused_bce(instrs, plan)?
@@ -240,5 +244,83 @@ impl GpuExecutor {
         };
         plan.dispatches.extend(dispatches);
         Ok(true)
+    }
+
+    /// A label embedding followed by the row dot product of it with another tensor and
+    /// the sum of that with a third (a projection discriminator's head), or by a sum of
+    /// it with another tensor, as one dispatch; says how many instructions it covers.
+    fn compile_fused_embedding(
+        &mut self,
+        instrs: &[Instr],
+        plan: &mut Plan,
+    ) -> Result<Option<usize>> {
+        let Some(&Instr::Embedding {
+            table,
+            labels,
+            out,
+            batch,
+            classes,
+            dim,
+        }) = instrs.first()
+        else {
+            return Ok(None);
+        };
+        // The operand of a two-input instruction that is not `used`, when one of them is
+        // and the other differs (a kernel must not read a buffer it writes).
+        let partner = |a: Buf, b: Buf, used: Buf| match (a == used, b == used) {
+            (true, false) => Some(b),
+            (false, true) => Some(a),
+            _ => None,
+        };
+        let shape = (batch, classes, dim);
+        let run = match instrs.get(1..3) {
+            Some(
+                &[
+                    Instr::RowDot {
+                        a,
+                        b,
+                        y: dot,
+                        rows,
+                        cols,
+                    },
+                    Instr::Add {
+                        a: add_a,
+                        b: add_b,
+                        y: logit,
+                        len,
+                    },
+                ],
+            ) if rows == batch && cols == dim && len == rows => {
+                match (partner(a, b, out), partner(add_a, add_b, dot)) {
+                    (Some(x), Some(addend)) if addend != out && addend != logit => {
+                        let [table, labels, out, x, dot, addend, logit] =
+                            [table, labels, out, x, dot, addend, logit].map(|b| self.buffer(b));
+                        plan.dispatches.push(embedding::embedding_row_dot(
+                            &self.ctx, &table, &labels, &out, &x, &dot, &addend, &logit, shape,
+                        )?);
+                        Some(3)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if run.is_some() {
+            return Ok(run);
+        }
+        let Some(&Instr::Add { a, b, y, len }) = instrs.get(1) else {
+            return Ok(None);
+        };
+        match partner(a, b, out) {
+            Some(addend) if len == batch * dim && addend != y => {
+                let [table, labels, out, addend, y] =
+                    [table, labels, out, addend, y].map(|b| self.buffer(b));
+                plan.dispatches.push(embedding::embedding_add(
+                    &self.ctx, &table, &labels, &out, &addend, &y, shape,
+                )?);
+                Ok(Some(2))
+            }
+            _ => Ok(None),
+        }
     }
 }
