@@ -5,8 +5,8 @@
 //! kh·kw·cin (conv2d) or 2·(input pixels)·cin·kh·kw·cout (transposed), each gradient the
 //! same as its forward. Element-wise instructions report the bytes they must move.
 
-use crate::cpu::Activation;
-use crate::graph::describe::{bytes, describe, layer_label};
+use super::plan::describe_run;
+use crate::graph::describe::bytes;
 use crate::graph::{Graph, Instr};
 
 /// The amount of work in one call.
@@ -16,8 +16,8 @@ pub enum Work {
     Bytes(f64),
 }
 
-/// One instruction to time, or a convolution with the activation that follows it (which
-/// the wgpu executor runs as one dispatch).
+/// One instruction to time, or a run of neighbours that the wgpu executor records as one
+/// (see [`fused_len`]).
 pub struct Case {
     /// What the kernel computes, e.g. `conv2d weight grad`.
     pub kernel: String,
@@ -29,51 +29,71 @@ pub struct Case {
     pub instrs: Vec<Instr>,
 }
 
-/// The distinct instructions of `plan`, in first-use order, each convolution that an
-/// activation follows also with it.
+/// The distinct instructions of `plan`, in first-use order, and before each one that
+/// starts a fused run, the run too.
 pub fn plan_cases(graph: &Graph, plan: &[Instr]) -> Vec<Case> {
     let mut cases: Vec<Case> = Vec::new();
-    for (at, instr) in plan.iter().enumerate() {
-        let (kernel, shape) = describe(graph, instr);
-        if let Some(act) = fused_activation(instr, plan.get(at + 1)) {
-            let fused = format!("{kernel} + {act:?}");
-            if !cases.iter().any(|c| c.kernel == fused && c.shape == shape) {
-                cases.push(Case {
-                    kernel: fused,
-                    layer: layer_label(graph, instr),
-                    shape: shape.clone(),
-                    work: Work::Flops(instr.flops()),
-                    instrs: plan[at..at + 2].to_vec(),
-                });
+    for at in 0..plan.len() {
+        let run = &plan[at..at + fused_len(&plan[at..])];
+        for run in [run, &run[..1]] {
+            let (kernel, shape, layer) = describe_run(graph, run);
+            if cases.iter().any(|c| c.kernel == kernel && c.shape == shape) {
+                continue;
             }
+            let flops: f64 = run.iter().map(Instr::flops).sum();
+            cases.push(Case {
+                kernel,
+                layer,
+                shape,
+                work: if flops > 0.0 {
+                    Work::Flops(flops)
+                } else {
+                    Work::Bytes(run.iter().map(|i| bytes(graph, i)).sum())
+                },
+                instrs: run.to_vec(),
+            });
         }
-        if cases.iter().any(|c| c.kernel == kernel && c.shape == shape) {
-            continue;
-        }
-        let layer = layer_label(graph, instr);
-        let flops = instr.flops();
-        cases.push(Case {
-            kernel,
-            layer,
-            shape,
-            work: if flops > 0.0 {
-                Work::Flops(flops)
-            } else {
-                Work::Bytes(bytes(graph, instr))
-            },
-            instrs: vec![instr.clone()],
-        });
     }
     cases
 }
 
-/// The activation that `next` applies to `instr`'s output, when `instr` is a convolution.
-fn fused_activation(instr: &Instr, next: Option<&Instr>) -> Option<Activation> {
-    let (Instr::Conv2d { y, .. } | Instr::ConvTranspose2d { y, .. }) = instr else {
-        return None;
-    };
-    match next {
-        Some(Instr::Activation { act, x, .. }) if x == y => Some(*act),
-        _ => None,
+/// How many instructions from the start of `instrs` the wgpu executor records as one
+/// fused run (1: none): a convolution and its activation, a weight gradient and its
+/// bias gradient, an input gradient and the gradient through the activation before it, a
+/// BCE loss and its gradient, a label embedding and the add, or row dot product and add,
+/// that consume it.
+pub fn fused_len(instrs: &[Instr]) -> usize {
+    match *instrs {
+        [
+            Instr::Embedding { out, .. },
+            Instr::RowDot { a, b, .. },
+            Instr::Add { .. },
+            ..,
+        ] if a == out || b == out => 3,
+        [
+            Instr::Conv2d { y, .. } | Instr::ConvTranspose2d { y, .. },
+            Instr::Activation { x, .. },
+            ..,
+        ] if x == y => 2,
+        [
+            Instr::Conv2dWeightGrad { dy, .. } | Instr::ConvTranspose2dWeightGrad { dy, .. },
+            Instr::BiasGrad { dy: bias_dy, .. },
+            ..,
+        ] if dy == bias_dy => 2,
+        [
+            Instr::Conv2dInputGrad { dx, .. } | Instr::ConvTranspose2dInputGrad { dx, .. },
+            Instr::ActivationGrad { dy, .. },
+            ..,
+        ] if dx == dy => 2,
+        [
+            Instr::BceLoss { logits, .. },
+            Instr::BceGrad {
+                logits: grad_logits,
+                ..
+            },
+            ..,
+        ] if logits == grad_logits => 2,
+        [Instr::Embedding { out, .. }, Instr::Add { a, b, .. }, ..] if a == out || b == out => 2,
+        _ => 1,
     }
 }

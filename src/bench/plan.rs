@@ -189,7 +189,8 @@ pub fn plan(runtime: &Runtime, model: &'static ModelKind) -> Result<PlanReport> 
 /// activation fused, the layer's with the activation named; for a merged run of steps
 /// (same kind, one per tensor) the total length over the tensor count and the common
 /// prefix of the tensors' names.
-fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, String) {
+/// What a run of instructions recorded as one dispatch computes, its shape and its layer.
+pub(super) fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, String) {
     let (what, shape) = describe(graph, &run[0]);
     let layer = layer_label(graph, &run[0]);
     if run.len() == 1 {
