@@ -501,6 +501,9 @@ fn bias_grad_is_exact_on_whole_numbers() {
         (5, 65),
         (300, 17),
         (100, 6272),
+        // The last rows of a short wide one (16-column workgroups), and the first of a long.
+        (256, 1024),
+        (257, 1024),
         // Two stages under either setting, with a short last chunk.
         (16900, 32),
         (4099, 3),
@@ -529,13 +532,8 @@ fn long_bias_grads_spread_over_many_workgroups_in_two_stages() {
         KernelSettings::Gpu => 128,
         KernelSettings::Software => 16,
     };
-    // The GAN's conv bias gradients, and under the GPU settings its dense one (98 column
-    // blocks already fill a software adapter).
-    let mut shapes = vec![(16900, 32), (19600, 64), (78400, 1)];
-    if ctx.kernel_settings() == KernelSettings::Gpu {
-        shapes.push((100, 6272));
-    }
-    for (rows, cols) in shapes {
+    // The GAN's conv bias gradients.
+    for (rows, cols) in [(16900, 32), (19600, 64), (78400, 1)] {
         let dy = ctx.storage("stage dy", (rows * cols * 4) as u64);
         let db = ctx.storage("stage db", (cols * 4) as u64);
         let d = bias_grad(&ctx, &dy, rows, cols, &db, false).unwrap();
@@ -550,6 +548,17 @@ fn long_bias_grads_spread_over_many_workgroups_in_two_stages() {
             "{rows}x{cols}"
         );
     }
+    // Its dense one (a batch of 100 rows) is one stage whose columns alone fill the device.
+    let dy = ctx.storage("stage dy", 100 * 6272 * 4);
+    let db = ctx.storage("stage db", 6272 * 4);
+    let d = bias_grad(&ctx, &dy, 100, 6272, &db, false).unwrap();
+    assert_eq!(d.len(), 1, "100x6272: one stage");
+    assert!(
+        d[0].workgroups() >= 128,
+        "100x6272: {} workgroups",
+        d[0].workgroups()
+    );
+    assert!(d[0].footprint.longest_loop <= 128, "100x6272");
     // A short one stays one dispatch.
     let dy = ctx.storage("stage dy", 4 * 7 * 4);
     let db = ctx.storage("stage db", 7 * 4);
