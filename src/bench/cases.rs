@@ -21,7 +21,8 @@ pub enum Work {
 pub struct Case {
     /// What the kernel computes, e.g. `conv2d weight grad`.
     pub kernel: String,
-    /// The layer (graph node) it first serves in the plan ([`layer_label`]).
+    /// The layer (graph node) it first serves in the plan
+    /// ([`layer_label`](crate::graph::describe::layer_label)).
     pub layer: String,
     /// Its shape, which also tells cases apart.
     pub shape: String,
