@@ -7,6 +7,7 @@
 
 use super::plan::describe_run;
 use crate::graph::describe::bytes;
+use crate::graph::gpu_exec::head_run_len;
 use crate::graph::{Graph, Instr};
 
 /// The amount of work in one call.
@@ -62,8 +63,13 @@ pub fn plan_cases(graph: &Graph, plan: &[Instr]) -> Vec<Case> {
 /// fused run (1: none): a convolution and its activation, a weight gradient and its
 /// bias gradient, an input gradient and the gradient through the activation before it, a
 /// BCE loss and its gradient, a label embedding and the add, or row dot product and add,
-/// that consume it.
+/// that consume it, and a thin head's input gradient with the activation gradient after
+/// it ([`head_run_len`]).
 pub fn fused_len(instrs: &[Instr]) -> usize {
+    let head = head_run_len(instrs);
+    if head > 0 {
+        return head;
+    }
     match *instrs {
         [
             Instr::Embedding { out, .. },

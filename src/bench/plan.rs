@@ -220,6 +220,19 @@ pub(super) fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, Str
             format!("{layer}, {grad_layer}"),
         );
     }
+    if let [
+        Instr::RowDotGrad { .. },
+        product @ Instr::Gemm { .. },
+        grad @ Instr::ActivationGrad { act, .. },
+    ] = run
+    {
+        let (product_what, product_shape) = describe(graph, product);
+        return (
+            format!("{what} + {product_what} + {act:?} backward"),
+            product_shape,
+            format!("{layer}, {}", layer_label(graph, grad)),
+        );
+    }
     if let [Instr::Embedding { .. }, rest @ ..] = run {
         let last = &run[run.len() - 1];
         let (_, last_shape) = describe(graph, last);

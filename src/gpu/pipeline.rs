@@ -27,6 +27,7 @@ pub enum Shader {
     Combine,
     BatchNorm,
     Ema,
+    HeadGrad,
 }
 
 impl Shader {
@@ -43,6 +44,7 @@ impl Shader {
         Shader::Combine,
         Shader::BatchNorm,
         Shader::Ema,
+        Shader::HeadGrad,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -59,6 +61,7 @@ impl Shader {
             Shader::Combine => "combine.wgsl",
             Shader::BatchNorm => "batchnorm.wgsl",
             Shader::Ema => "ema.wgsl",
+            Shader::HeadGrad => "head_grad.wgsl",
         }
     }
 
@@ -76,6 +79,7 @@ impl Shader {
             Shader::Combine => include_str!("../../shaders/combine.wgsl"),
             Shader::BatchNorm => include_str!("../../shaders/batchnorm.wgsl"),
             Shader::Ema => include_str!("../../shaders/ema.wgsl"),
+            Shader::HeadGrad => include_str!("../../shaders/head_grad.wgsl"),
         }
     }
 }

@@ -26,7 +26,9 @@ use crate::kernels::softmax_ce::{self, SoftmaxCeOptions};
 use crate::kernels::{combine, conv, elementwise, embedding, gather, gemm};
 
 mod fused;
+mod fused_heads;
 mod packs;
+pub use fused_heads::head_run_len;
 use packs::Packs;
 
 /// A per-step random stream of a compiled plan.

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use crate::cpu::Activation;
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
-use crate::graph::{BatchNormMode, Graph, InputSource, NodeId, Op};
+use crate::graph::{BatchNormMode, Graph, InputSource, NodeId, Op, schedule};
 
 /// A buffer an instruction touches. Node ids are storage roots (reshapes resolved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -643,21 +643,6 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
             }
             Op::Dense { x, w, b } => {
                 let (batch, out_f, in_f) = (node.shape[0], node.shape[1], graph.shape(x)[1]);
-                if needs[x] {
-                    let (dx, accumulate) = target(x);
-                    out.push(Instr::Gemm {
-                        a: g(id),
-                        b: v(w),
-                        c: dx,
-                        bias: None,
-                        m: batch,
-                        n: in_f,
-                        k: out_f,
-                        trans_a: false,
-                        trans_b: true,
-                        accumulate,
-                    });
-                }
                 if needs[w] {
                     let (dw, accumulate) = target(w);
                     out.push(Instr::Gemm {
@@ -680,6 +665,22 @@ pub fn backward(graph: &Graph, losses: &[NodeId], wrt: &[NodeId]) -> Result<Vec<
                         db,
                         rows: batch,
                         cols: out_f,
+                        accumulate,
+                    });
+                }
+                // The input gradient last, as for Conv2d.
+                if needs[x] {
+                    let (dx, accumulate) = target(x);
+                    out.push(Instr::Gemm {
+                        a: g(id),
+                        b: v(w),
+                        c: dx,
+                        bias: None,
+                        m: batch,
+                        n: in_f,
+                        k: out_f,
+                        trans_a: false,
+                        trans_b: true,
                         accumulate,
                     });
                 }
@@ -882,48 +883,14 @@ pub fn training_step(graph: &Graph, phases: &[Phase]) -> Result<Vec<Instr>> {
         };
         let mut forward = forward(graph, &phase.losses, &reused);
         let mut backward = backward(graph, &phase.losses, &phase.params)?;
-        losses_beside_their_gradients(graph, &mut forward, &mut backward);
+        schedule::losses_beside_their_gradients(graph, &mut forward, &mut backward);
+        schedule::contributions_together(&mut backward);
         plan.extend(forward);
         plan.extend(backward);
         plan.extend(adam(graph, &phase.params, phase.group));
         updated.extend(&phase.params);
     }
     Ok(plan)
-}
-
-/// Moves each BCE loss that nothing reads from the forward pass to just before the
-/// gradient of the same logits and rows in the backward pass, so that an executor can
-/// compute the two in one pass over the logits. The loss reads only forward values, and
-/// nothing between its old and new places reads what it writes, so the results are
-/// unchanged; the gradients keep their order (the first one writing the logits' gradient
-/// overwrites it).
-fn losses_beside_their_gradients(
-    graph: &Graph,
-    forward: &mut Vec<Instr>,
-    backward: &mut Vec<Instr>,
-) {
-    let read: HashSet<NodeId> = graph.nodes.iter().flat_map(|n| n.op.inputs()).collect();
-    let mut k = 0;
-    while k < backward.len() {
-        if let Instr::BceGrad {
-            logits,
-            label,
-            first,
-            len,
-            ..
-        } = backward[k]
-        {
-            let loss = forward.iter().position(|instr| {
-                matches!(*instr, Instr::BceLoss { logits: l, label: b, stats: Buf::Value(node), first: f, len: n }
-                    if l == logits && b == label && f == first && n == len && !read.contains(&node))
-            });
-            if let Some(p) = loss {
-                backward.insert(k, forward.remove(p));
-                k += 1;
-            }
-        }
-        k += 1;
-    }
 }
 
 /// Marks every node that is one of `sources` or computed from one (node ids are in

@@ -10,6 +10,7 @@ pub mod describe;
 pub mod gpu_exec;
 pub mod lower;
 pub mod runtime;
+pub mod schedule;
 
 use rand::{Rng, RngExt};
 

@@ -11,6 +11,7 @@ pub mod ema;
 pub mod embedding;
 pub mod gather;
 pub mod gemm;
+pub mod head_grad;
 pub mod noise;
 pub mod softmax_ce;
 
@@ -34,6 +35,7 @@ pub fn params_twins() -> Vec<ParamsTwin> {
         combine::PARAMS_TWINS,
         batchnorm::PARAMS_TWINS,
         ema::PARAMS_TWINS,
+        head_grad::PARAMS_TWINS,
     ]
     .concat()
 }

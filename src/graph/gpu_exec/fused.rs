@@ -27,6 +27,9 @@ impl GpuExecutor {
         if let Some(run) = self.compile_fused_embedding(instrs, plan)? {
             return Ok(Some(run));
         }
+        if let Some(run) = self.compile_fused_head(instrs, plan)? {
+            return Ok(Some(run));
+        }
         if self.compile_fused_activation(instrs, plan)?
             || self.compile_fused_bias(instrs, plan)?
             || self.compile_fused_bce(instrs, plan)?
