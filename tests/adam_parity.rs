@@ -10,7 +10,8 @@ use common::assert_close;
 use gan_gpu::cpu::{AdamConfig, adam_step};
 use gan_gpu::gpu::testing::test_context;
 use gan_gpu::gpu::{Dispatch, GpuBuffer, GpuContext};
-use gan_gpu::kernels::adam::{AdamParams, AdamStep, adam_update};
+use gan_gpu::kernels::adam::{AdamParams, AdamStep, adam_ema_update, adam_update};
+use gan_gpu::kernels::ema::{EmaStep, ema_update};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 /// Around the vec4 width, primes, and the first GAN layers' parameter counts
@@ -68,6 +69,61 @@ fn three_steps_match_cpu_on_awkward_lengths() {
             check_state(&ctx, &format!("len {len} step {t}"), &bufs, [&p, &m, &v]);
         }
     }
+}
+
+/// `adam_ema_update` writes the bits that `adam_update` followed by `ema_update` of the
+/// updated parameters write (same formulas, same order), over three steps, on every length.
+#[test]
+fn adam_with_the_moving_average_matches_the_two_passes() {
+    let Some(ctx) = test_context("adam + ema parity") else {
+        return;
+    };
+    let cfg = AdamConfig::default();
+    let (adam, ema) = (AdamStep::new(&ctx, cfg).unwrap(), EmaStep::new(&ctx, 0.999));
+    let bits = |b: &GpuBuffer, len: usize| -> Vec<u32> {
+        let v: Vec<f32> = ctx.read(b, len).unwrap();
+        v.iter().map(|f| f.to_bits()).collect()
+    };
+    for (k, len) in LENGTHS.into_iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(100 + k as u64);
+        let p: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let start: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let zeros = vec![0.0f32; len];
+        let state = |_| [&p, &zeros, &zeros, &start].map(|v| ctx.upload("state", v));
+        let ([p1, m1, v1, a1], [p2, m2, v2, a2]) = (state(1), state(2));
+        let g = ctx.storage("g", len as u64 * 4);
+        let separate = [
+            adam_update(&ctx, &adam, &p1, &g, &m1, &v1, len).unwrap(),
+            ema_update(&ctx, &ema, &p1, &a1, len).unwrap(),
+        ];
+        let fused = adam_ema_update(&ctx, &adam, &p2, &g, &m2, &v2, (&ema, &a2), len).unwrap();
+        for t in 1..=3u32 {
+            ctx.write(&g, &grads(len, 30 * k as u64 + t as u64));
+            adam.set_step(&ctx, t).unwrap();
+            ema.set_step(&ctx, u64::from(t) - 1);
+            ctx.run(&[&separate[0], &separate[1]], "adam, then ema")
+                .unwrap();
+            ctx.run(&[&fused], "adam + ema").unwrap();
+            for (what, one, two) in [
+                ("p", &p1, &p2),
+                ("m", &m1, &m2),
+                ("v", &v1, &v2),
+                ("average", &a1, &a2),
+            ] {
+                assert_eq!(
+                    bits(two, len),
+                    bits(one, len),
+                    "{what}, len {len}, step {t}"
+                );
+            }
+        }
+    }
+    let (p, g) = (ctx.storage("p", 16), ctx.storage("g", 16));
+    let (m, v) = (ctx.storage("m", 16), ctx.storage("v", 16));
+    let Err(err) = adam_ema_update(&ctx, &adam, &p, &g, &m, &v, (&ema, &p), 4) else {
+        panic!("an average in the parameters' buffer was accepted");
+    };
+    assert!(err.to_string().contains("average and p"), "{err}");
 }
 
 #[test]

@@ -32,12 +32,17 @@ pub struct Case {
 }
 
 /// The distinct instructions of `plan`, in first-use order, and before each one that
-/// starts a fused run, the run too.
+/// starts a fused run, the run too; after an Adam step whose parameter has a moving
+/// average, the two steps as one case.
 pub fn plan_cases(graph: &Graph, plan: &[Instr]) -> Vec<Case> {
     let mut cases: Vec<Case> = Vec::new();
     for at in 0..plan.len() {
         let run = &plan[at..at + fused_len(&plan[at..])];
-        for run in [run, &run[..1]] {
+        let with_average = with_its_average(plan, &plan[at]);
+        for run in [run, &run[..1], &with_average] {
+            if run.is_empty() {
+                continue;
+            }
             let (kernel, shape, layer) = describe_run(graph, run);
             if cases.iter().any(|c| c.kernel == kernel && c.shape == shape) {
                 continue;
@@ -57,6 +62,18 @@ pub fn plan_cases(graph: &Graph, plan: &[Instr]) -> Vec<Case> {
         }
     }
     cases
+}
+
+/// An Adam step and the moving-average step of the same parameter, which the wgpu executor
+/// records as one dispatch (as it does an optimizer group's packed steps and their average);
+/// empty for any other instruction.
+fn with_its_average(plan: &[Instr], instr: &Instr) -> Vec<Instr> {
+    let Instr::Adam { param, .. } = *instr else {
+        return Vec::new();
+    };
+    plan.iter()
+        .find(|i| matches!(i, Instr::Ema { source, .. } if *source == param))
+        .map_or(Vec::new(), |ema| vec![instr.clone(), ema.clone()])
 }
 
 /// How many instructions from the start of `instrs` the wgpu executor records as one

@@ -254,6 +254,16 @@ pub(super) fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, Str
             format!("{layer}, {bias}"),
         );
     }
+    // An optimizer group's Adam steps and the moving average of the same tensors.
+    let adams = run
+        .iter()
+        .take_while(|i| matches!(i, Instr::Adam { .. }))
+        .count();
+    if adams > 0 && adams < run.len() {
+        let (what, shape, layer) = describe_run(graph, &run[..adams]);
+        let (_, _, averages) = describe_run(graph, &run[adams..]);
+        return (format!("{what} + ema"), shape, format!("{layer}, {averages}"));
+    }
     let elements: usize = run
         .iter()
         .map(|instr| match instr {

@@ -755,7 +755,10 @@ impl Executor for GpuExecutor {
         let mut i = 0;
         while i < instrs.len() {
             let mut run = self.merged_run(&instrs[i..]);
-            if run > 1 {
+            if let Some((adam, ema)) = self.adam_ema_runs(&instrs[i..]) {
+                self.compile_adam_ema(&instrs[i..i + adam], &instrs[i + adam], &mut plan)?;
+                run = adam + ema;
+            } else if run > 1 {
                 self.compile_merged(&instrs[i..i + run], &mut plan)?;
             } else if let Some(fused) = self.compile_fused(&instrs[i..], &mut plan)? {
                 run = fused;

@@ -6,6 +6,8 @@
 //! constant uniform with the range's length): one tensor, or a whole optimizer group whose
 //! tensors share packed buffers. Each training step calls [`AdamStep::set_step`] once (a
 //! queue write, ordered before the next submit) and replays the same dispatches.
+//! [`adam_ema_update`] also steps a moving average of the updated parameters in the same
+//! pass (a generator's weights and their average, packed alike).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -13,6 +15,7 @@ use crate::cpu::adam::AdamConfig;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
 use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
+use crate::kernels::ema::{EmaStep, EmaStepParams};
 use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/adam.wgsl`: the per-step scalars.
@@ -36,10 +39,18 @@ pub struct AdamTensor {
 pub const PARAMS_TWINS: &[super::ParamsTwin] = &[
     (Shader::Adam, "Params", std::mem::size_of::<AdamParams>()),
     (Shader::Adam, "Tensor", std::mem::size_of::<AdamTensor>()),
+    (
+        Shader::Adam,
+        "EmaStep",
+        std::mem::size_of::<EmaStepParams>(),
+    ),
 ];
 
 const WORKGROUP: u32 = 256;
 const BINDINGS: &[Binding] = &[Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite];
+const EMA_BINDINGS: &[Binding] = &[
+    Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, ReadWrite,
+];
 
 impl AdamParams {
     /// The uniform of step t (1-based). alpha and 1 - beta come from the CPU twin's own
@@ -96,13 +107,43 @@ pub fn adam_update(
     v: &GpuBuffer,
     len: usize,
 ) -> Result<Dispatch> {
-    let shape_error = |message: String| Error::Shape {
-        op: "adam_update",
-        message,
+    launch(ctx, step, [p, g, m, v], None, len)
+}
+
+/// [`adam_update`], then one step of the moving average `average` of the updated
+/// parameters (`average = d·average + (1 - d)·p`, as [`crate::kernels::ema::ema_update`]
+/// computes it, at whatever step `ema` holds), in the same dispatch.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_ema_update(
+    ctx: &GpuContext,
+    step: &AdamStep,
+    p: &GpuBuffer,
+    g: &GpuBuffer,
+    m: &GpuBuffer,
+    v: &GpuBuffer,
+    (ema, average): (&EmaStep, &GpuBuffer),
+    len: usize,
+) -> Result<Dispatch> {
+    launch(ctx, step, [p, g, m, v], Some((ema, average)), len)
+}
+
+fn launch(
+    ctx: &GpuContext,
+    step: &AdamStep,
+    [p, g, m, v]: [&GpuBuffer; 4],
+    average: Option<(&EmaStep, &GpuBuffer)>,
+    len: usize,
+) -> Result<Dispatch> {
+    let op = if average.is_some() {
+        "adam_ema_update"
+    } else {
+        "adam_update"
     };
+    let shape_error = |message: String| Error::Shape { op, message };
     let len32 = u32::try_from(len)
         .map_err(|_| shape_error(format!("{len} elements do not fit a u32 index")))?;
-    let buffers = [("g", g), ("p", p), ("m", m), ("v", v)];
+    let mut buffers = vec![("g", g), ("p", p), ("m", m), ("v", v)];
+    buffers.extend(average.map(|(_, a)| ("average", a)));
     for (i, (name, buffer)) in buffers.iter().enumerate() {
         if buffer.size() < len as u64 * 4 {
             return Err(shape_error(format!(
@@ -118,10 +159,20 @@ pub fn adam_update(
         }
     }
     let vectorized = len > 0 && len.is_multiple_of(4);
+    let entry = match (vectorized, average.is_some()) {
+        (true, false) => "adam4",
+        (false, false) => "adam",
+        (true, true) => "adam4_ema",
+        (false, true) => "adam_ema",
+    };
     let kernel = ctx.kernel(&KernelSpec {
         shader: Shader::Adam,
-        entry: if vectorized { "adam4" } else { "adam" },
-        bindings: BINDINGS,
+        entry,
+        bindings: if average.is_some() {
+            EMA_BINDINGS
+        } else {
+            BINDINGS
+        },
         constants: &[("WG", WORKGROUP as f64)],
     })?;
     let tensor = ctx.uniform(
@@ -131,14 +182,23 @@ pub fn adam_update(
             _pad: [0; 3],
         },
     );
-    let bind_group = ctx.bind(&kernel, &[&step.uniform, &tensor, g, p, m, v]);
+    let mut bound = vec![&step.uniform, &tensor, g, p, m, v];
+    if let Some((ema, average)) = average {
+        bound.extend([ema.uniform(), average]);
+    }
+    let bind_group = ctx.bind(&kernel, &bound);
     let invocations = if vectorized { len32 / 4 } else { len32 };
     let (x, y) = grid_1d(ctx, invocations.div_ceil(WORKGROUP));
+    // p, m, v read and written, g read, about 12 operations an element; the average read
+    // and written, 3 more.
+    let (flops, bytes) = match average {
+        None => (12.0, 28.0),
+        Some(_) => (15.0, 36.0),
+    };
     Ok(Dispatch {
         kernel,
         bind_group,
         groups: [x, y, 1],
-        // p, m, v read and written, g read; about 12 operations an element.
-        footprint: Footprint::linear(WORKGROUP, 0, 12.0 * len as f64, 28.0 * len as f64),
+        footprint: Footprint::linear(WORKGROUP, 0, flops * len as f64, bytes * len as f64),
     })
 }

@@ -68,6 +68,10 @@ impl EmaStep {
         let params = EmaStepParams::for_step(self.decay, t);
         ctx.write(&self.uniform, std::slice::from_ref(&params));
     }
+
+    pub fn uniform(&self) -> &GpuBuffer {
+        &self.uniform
+    }
 }
 
 /// average = d·average + (1 - d)·source over `len` elements, at the step `step` holds.

@@ -1,7 +1,9 @@
 //! Packed parameters: a training executor lays every parameter out in one buffer, and
 //! its gradient, Adam moments and moving average in four more of the same layout, so that
 //! consecutive Adam (or moving-average) steps over neighbouring tensors run as one
-//! dispatch over their span while every other kernel binds only its own tensor's view.
+//! dispatch over their span while every other kernel binds only its own tensor's view;
+//! a run of Adam steps followed by the moving average of the same tensors is one
+//! dispatch too.
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use super::{GpuExecutor, Plan};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBuffer, PackLayout};
 use crate::graph::{Init, Instr, NodeId, Op};
-use crate::kernels::adam::adam_update;
+use crate::kernels::adam::{adam_ema_update, adam_update};
 use crate::kernels::ema::{EmaStep, ema_update};
 
 /// The packed buffers of a training executor, whole, all laid out as `layout`.
@@ -170,6 +172,85 @@ impl GpuExecutor {
                 }
             }
             _ => unreachable!("merged_run merges only Adam and moving-average steps"),
+        }
+        Ok(())
+    }
+
+    /// When `instrs` starts with a run of Adam steps and then a run of moving-average
+    /// steps of exactly the same packed tensors (a generator's weights and their average),
+    /// the two runs' lengths: one dispatch steps both.
+    pub(super) fn adam_ema_runs(&self, instrs: &[Instr]) -> Option<(usize, usize)> {
+        let Some(Instr::Adam { .. }) = instrs.first() else {
+            return None;
+        };
+        let adam = self.merged_run(instrs);
+        let emas = &instrs[adam..];
+        let Some(Instr::Ema { .. }) = emas.first() else {
+            return None;
+        };
+        let ema = self.merged_run(emas);
+        let place = |id: NodeId| self.pack_index[id];
+        let places = |instr: &Instr| match *instr {
+            Instr::Adam { param, .. } => (place(param), place(param)),
+            Instr::Ema {
+                source, average, ..
+            } => (place(source), place(average)),
+            _ => (None, None),
+        };
+        let ends = |run: &[Instr]| (places(&run[0]), places(&run[run.len() - 1]));
+        let ((first, _), (last, _)) = ends(&instrs[..adam]);
+        let ((source, average), (last_source, last_average)) = ends(&emas[..ema]);
+        let same = first.is_some()
+            && (source, average, last_source, last_average) == (first, first, last, last);
+        same.then_some((adam, ema))
+    }
+
+    /// One dispatch for the runs that [`Self::adam_ema_runs`] found.
+    pub(super) fn compile_adam_ema(
+        &mut self,
+        adam: &[Instr],
+        ema: &Instr,
+        plan: &mut Plan,
+    ) -> Result<()> {
+        let (Instr::Adam { param, group, .. }, Some(Instr::Adam { param: last, .. })) =
+            (&adam[0], adam.last())
+        else {
+            unreachable!("adam_ema_runs starts with Adam steps");
+        };
+        let Instr::Ema { decay, .. } = *ema else {
+            unreachable!("adam_ema_runs ends with moving-average steps");
+        };
+        let (Some(a), Some(b)) = (self.pack_index[*param], self.pack_index[*last]) else {
+            unreachable!("adam_ema_runs merges only packed tensors")
+        };
+        let at = self.ema_step(decay);
+        let ctx = Arc::clone(&self.ctx);
+        let packs = self.packs.as_ref().expect("merged runs lie in the packs");
+        let averages = packs
+            .averages
+            .as_ref()
+            .expect("a packed moving average has the averages' pack");
+        let span = packs.layout.span(a, b);
+        let view = |pack: &GpuBuffer| pack.range(span.start as u64 * 4, span.len() as u64 * 4);
+        let step = self
+            .optimizers
+            .get(*group)
+            .ok_or_else(|| Error::InvalidArgument(format!("no optimizer group {group}")))?;
+        plan.dispatches.push(adam_ema_update(
+            &ctx,
+            step,
+            &view(&packs.values),
+            &view(&packs.grads),
+            &view(&packs.m),
+            &view(&packs.v),
+            (&self.emas[at], &view(averages)),
+            span.len(),
+        )?);
+        if !plan.optimizers.contains(group) {
+            plan.optimizers.push(*group);
+        }
+        if !plan.emas.contains(&at) {
+            plan.emas.push(at);
         }
         Ok(())
     }
