@@ -12,6 +12,10 @@
 //   dropout:       y[i] = word >= bound ? x[i]·scale : 0 (bound = round(rate·2^32), scale
 //                  = 1/(1 - rate)), the mask bit-exact with cpu::dropout; dropout_grad is
 //                  the same with dy for x and dx for y, added with `accumulate`.
+//   normal_and_indices: `normal` into out and `batch_indices` by params_b into out_b, as
+//                  the two entry points draw them, in one dispatch
+//   draw_batch:    `batch_indices` into out, and the dataset rows they name gathered into
+//                  batch_out as gather.wgsl does (draw_batch_labels: and their labels)
 // out: [n] u32 (f32 bits for `normal`, so one binding serves all entry points); the
 // dropout entry points bind f32 y and x instead.
 // One invocation per block, writing its up to 4 elements below n. The grid may be split
@@ -38,6 +42,14 @@ struct Params {
     accumulate: u32,
 }
 
+// draw_batch*: the length of a dataset row in bytes.
+struct Rows {
+    row_len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
 const PHILOX_M0: u32 = 0xD2511F53u;
 const PHILOX_M1: u32 = 0xCD9E8D57u;
 const PHILOX_W0: u32 = 0x9E3779B9u;
@@ -52,6 +64,15 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 @group(0) @binding(1) var<storage, read_write> y_drop: array<f32>;
 @group(0) @binding(2) var<storage, read> x_drop: array<f32>;
+// normal_and_indices: the second draw's parameters and output.
+@group(0) @binding(2) var<uniform> params_b: Params;
+@group(0) @binding(3) var<storage, read_write> out_b: array<u32>;
+// draw_batch*: the rows drawn (gather.wgsl's layout), and where they and their labels go.
+@group(0) @binding(2) var<uniform> rows: Rows;
+@group(0) @binding(3) var<storage, read> dataset: array<u32>;
+@group(0) @binding(4) var<storage, read_write> batch_out: array<f32>;
+@group(0) @binding(5) var<storage, read> labels: array<u32>;
+@group(0) @binding(6) var<storage, read_write> labels_out: array<u32>;
 
 // (high, low) 32 bits of the 64-bit product a·b.
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {
@@ -84,10 +105,21 @@ fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     return c;
 }
 
+fn block_of(p: Params, b: u32) -> vec4<u32> {
+    return philox4x32_10(vec4(b, 0u, p.stream_lo, p.stream_hi), vec2(p.seed_lo, p.seed_hi));
+}
+
 fn block(b: u32) -> vec4<u32> {
-    return philox4x32_10(
-        vec4(b, 0u, params.stream_lo, params.stream_hi),
-        vec2(params.seed_lo, params.seed_hi),
+    return block_of(params, b);
+}
+
+// Lemire's multiply-high of each word: indices in [0, bound).
+fn below(r: vec4<u32>, bound: u32) -> vec4<u32> {
+    return vec4(
+        mulhilo(r.x, bound).x,
+        mulhilo(r.y, bound).x,
+        mulhilo(r.z, bound).x,
+        mulhilo(r.w, bound).x,
     );
 }
 
@@ -144,15 +176,7 @@ fn batch_indices(
 ) {
     let b = linear_id(gid, groups);
     if (b < block_count()) {
-        let r = block(b);
-        let bound = params.bound;
-        let hi = vec4(
-            mulhilo(r.x, bound).x,
-            mulhilo(r.y, bound).x,
-            mulhilo(r.z, bound).x,
-            mulhilo(r.w, bound).x,
-        );
-        store(b, hi);
+        store(b, below(block(b), params.bound));
     }
 }
 
@@ -196,5 +220,75 @@ fn dropout(
     let b = linear_id(gid, groups);
     if (b < block_count()) {
         masked_scale(b);
+    }
+}
+
+// Two draws in one dispatch: `normal` by params into out, `batch_indices` by params_b into
+// out_b (a conditional generator's noise and its class labels). Block b of each draw is
+// the block its own entry point computes.
+@compute @workgroup_size(WG)
+fn normal_and_indices(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let b = linear_id(gid, groups);
+    if (b < block_count()) {
+        let r = block(b);
+        let z = vec4(box_muller(r.x, r.y), box_muller(r.z, r.w));
+        store(b, bitcast<vec4<u32>>(z));
+    }
+    let n = params_b.n;
+    if (b < n / 4u + select(0u, 1u, n % 4u != 0u)) {
+        let words = below(block_of(params_b, b), params_b.bound);
+        for (var lane = 0u; lane < 4u; lane++) {
+            let i = 4u * b + lane;
+            if (i < n) {
+                out_b[i] = words[lane];
+            }
+        }
+    }
+}
+
+// This step's batch: row index b is element b of `batch_indices` (params.n = batch,
+// params.bound = the dataset's rows), written to out; row b of batch_out is dataset row
+// index·2/255 - 1, as gather.wgsl's gather_rows, and draw_batch_labels also writes its
+// label, as gather_labels. One workgroup per batch row (linear workgroup id over x and y);
+// every invocation draws the row's block, then strides over the row.
+fn draw_row(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> vec2<u32> {
+    let b = wid.x + wid.y * groups.x;
+    if (b >= params.n) {
+        return vec2(params.n, 0u);
+    }
+    let row = below(block(b / 4u), params.bound)[b % 4u];
+    let len = rows.row_len;
+    for (var p = lid; p < len; p += WG) {
+        let byte = row * len + p;
+        let value = (dataset[byte / 4u] >> ((byte % 4u) * 8u)) & 0xffu;
+        batch_out[b * len + p] = f32(value) * (2.0 / 255.0) - 1.0;
+    }
+    if (lid == 0u) {
+        out[b] = row;
+    }
+    return vec2(b, row);
+}
+
+@compute @workgroup_size(WG)
+fn draw_batch(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    draw_row(wid, groups, lid);
+}
+
+@compute @workgroup_size(WG)
+fn draw_batch_labels(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let drawn = draw_row(wid, groups, lid);
+    if (lid == 0u && drawn.x < params.n) {
+        labels_out[drawn.x] = (labels[drawn.y / 4u] >> ((drawn.y % 4u) * 8u)) & 0xffu;
     }
 }

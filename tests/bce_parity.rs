@@ -1,6 +1,7 @@
 //! BCE with logits on the GPU against the CPU reference and the TF-Keras golden vectors:
 //! constant and per-sample labels, huge logits, counts over several workgroup chunks,
-//! scale, accumulate, the stats offset, and a loss over some rows of a batch.
+//! scale, accumulate, the stats offset, a loss over some rows of a batch, and two losses
+//! in one dispatch against the two passes.
 
 mod common;
 #[path = "common/golden.rs"]
@@ -367,4 +368,83 @@ fn got_outside(
         .filter(|(i, _)| *i < first || *i >= first + count)
         .map(|(_, &g)| g)
         .collect()
+}
+
+/// `bce_constant_pair` writes the bits that `bce_with_logits` writes for the first loss
+/// and then for the second: the [real; fake] halves of the discriminator's batch, one
+/// loss inside the other, overlapping rows, the second overwriting, single rows, and more
+/// rows than the workgroup.
+#[test]
+fn two_losses_in_one_dispatch_match_the_two_passes() {
+    let Some(ctx) = test_context("bce pair") else {
+        return;
+    };
+    let bits = |b: &GpuBuffer, len: usize| -> Vec<u32> {
+        let v: Vec<f32> = ctx.read(b, len).unwrap();
+        v.iter().map(|f| f.to_bits()).collect()
+    };
+    // (total, (first, count, label, accumulate) of each loss)
+    type Rows = (usize, usize, f32, bool);
+    let cases: [(usize, Rows, Rows); 6] = [
+        (200, (100, 100, 0.0, false), (0, 100, 1.0, true)),
+        (200, (0, 200, 1.0, false), (50, 50, 0.0, true)),
+        (7, (0, 5, 1.0, true), (3, 4, 0.0, true)),
+        (9, (2, 3, 0.0, false), (4, 5, 1.0, false)),
+        (1, (0, 1, 1.0, false), (0, 1, 0.0, true)),
+        (601, (0, 300, 0.0, false), (300, 301, 1.0, true)),
+    ];
+    for (k, &(total, a, b)) in cases.iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(70 + k as u64);
+        let logits: Vec<f32> = (0..total)
+            .map(|_| rng.random_range(-30.0f32..30.0))
+            .collect();
+        let prior: Vec<f32> = (0..total).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let logits = ctx.upload("logits", &logits);
+        let [d1, d2] = [(); 2].map(|_| ctx.upload("dlogits", &prior));
+        let [s1, s2, t1, t2] = [(); 4].map(|_| ctx.nan_filled("stats", 2));
+        let options = |(first, _, _, accumulate): Rows| BceOptions {
+            accumulate,
+            first,
+            total: Some(total),
+            ..BceOptions::default()
+        };
+        let separate = [(a, &s1), (b, &t1)].map(|(rows, stats)| {
+            bce::bce_with_logits(
+                &ctx,
+                &logits,
+                Labels::Constant(rows.2),
+                rows.1,
+                &d1,
+                stats,
+                options(rows),
+            )
+            .unwrap()
+        });
+        let loss = |rows: Rows, stats| bce::ConstantLoss {
+            label: rows.2,
+            count: rows.1,
+            stats,
+            options: options(rows),
+        };
+        let pair = bce::bce_constant_pair(&ctx, &logits, &d2, loss(a, &s2), loss(b, &t2)).unwrap();
+        ctx.run(&[&separate[0], &separate[1]], "two bce passes")
+            .unwrap();
+        ctx.run(&[&pair], "bce pair").unwrap();
+        let shape = format!("{total} rows, {a:?} then {b:?}");
+        assert_eq!(bits(&d2, total), bits(&d1, total), "dlogits, {shape}");
+        assert_eq!(bits(&s2, 2), bits(&s1, 2), "first stats, {shape}");
+        assert_eq!(bits(&t2, 2), bits(&t1, 2), "second stats, {shape}");
+    }
+    let (logits, d) = (ctx.upload("logits", &[0.5f32; 4]), ctx.storage("d", 16));
+    let stats = ctx.storage("stats", 8);
+    let loss = |stats| bce::ConstantLoss {
+        label: 1.0,
+        count: 4,
+        stats,
+        options: BceOptions::default(),
+    };
+    let Err(err) = bce::bce_constant_pair(&ctx, &logits, &d, loss(&stats), loss(&stats)) else {
+        panic!("two losses sharing a statistics buffer were accepted");
+    };
+    assert!(err.to_string().contains("different buffers"), "{err}");
 }

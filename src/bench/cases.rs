@@ -79,9 +79,10 @@ fn with_its_average(plan: &[Instr], instr: &Instr) -> Vec<Instr> {
 /// How many instructions from the start of `instrs` the wgpu executor records as one
 /// fused run (1: none): a convolution and its activation, a weight gradient and its
 /// bias gradient, an input gradient and the gradient through the activation before it, a
-/// BCE loss and its gradient, a label embedding and the add, or row dot product and add,
-/// that consume it, and a thin head's input gradient with the activation gradient after
-/// it ([`head_run_len`]).
+/// BCE loss and its gradient (two such pairs of one batch together), a label embedding and the add, or row dot product and add,
+/// that consume it, a thin head's input gradient with the activation gradient after it
+/// ([`head_run_len`]), noise with the random labels drawn beside it, and a batch with its
+/// labels.
 pub fn fused_len(instrs: &[Instr]) -> usize {
     let head = head_run_len(instrs);
     if head > 0 {
@@ -113,11 +114,42 @@ pub fn fused_len(instrs: &[Instr]) -> usize {
             Instr::BceLoss { logits, .. },
             Instr::BceGrad {
                 logits: grad_logits,
+                dlogits,
+                ..
+            },
+            Instr::BceLoss {
+                logits: second_logits,
+                ..
+            },
+            Instr::BceGrad {
+                logits: second_grad_logits,
+                dlogits: second_dlogits,
+                ..
+            },
+            ..,
+        ] if [grad_logits, second_logits, second_grad_logits] == [logits; 3]
+            && dlogits == second_dlogits =>
+        {
+            4
+        }
+        [
+            Instr::BceLoss { logits, .. },
+            Instr::BceGrad {
+                logits: grad_logits,
                 ..
             },
             ..,
         ] if logits == grad_logits => 2,
         [Instr::Embedding { out, .. }, Instr::Add { a, b, .. }, ..] if a == out || b == out => 2,
+        [Instr::Noise { .. }, Instr::RandomLabels { .. }, ..] => 2,
+        [
+            Instr::DataBatch { batch, .. },
+            Instr::DataLabels {
+                batch: labels_batch,
+                ..
+            },
+            ..,
+        ] if batch == labels_batch => 2,
         _ => 1,
     }
 }

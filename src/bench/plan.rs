@@ -201,6 +201,21 @@ pub(super) fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, Str
     }
     if let [
         Instr::BceLoss { .. },
+        Instr::BceGrad { .. },
+        Instr::BceLoss { .. },
+        Instr::BceGrad { .. },
+    ] = run
+    {
+        let (what, shape, layer) = describe_run(graph, &run[..2]);
+        let (second_what, second_shape, second_layer) = describe_run(graph, &run[2..]);
+        return (
+            format!("{what}; {second_what}"),
+            format!("{shape}; {second_shape}"),
+            format!("{layer}; {second_layer}"),
+        );
+    }
+    if let [
+        Instr::BceLoss { .. },
         grad @ Instr::BceGrad { accumulate, .. },
     ] = run
     {
@@ -254,6 +269,20 @@ pub(super) fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, Str
             format!("{layer}, {bias}"),
         );
     }
+    // Two independent instructions drawn or copied in one pass.
+    if let [
+        _,
+        second @ (Instr::RandomLabels { .. } | Instr::DataLabels { .. } | Instr::Concat { .. }),
+    ] = run
+    {
+        let (second_what, second_shape) = describe(graph, second);
+        let shape = match shape == second_shape {
+            true => shape,
+            false => format!("{shape}; {second_shape}"),
+        };
+        let layers = format!("{layer}, {}", layer_label(graph, second));
+        return (format!("{what} + {second_what}"), shape, layers);
+    }
     // An optimizer group's Adam steps and the moving average of the same tensors.
     let adams = run
         .iter()
@@ -262,7 +291,11 @@ pub(super) fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, Str
     if adams > 0 && adams < run.len() {
         let (what, shape, layer) = describe_run(graph, &run[..adams]);
         let (_, _, averages) = describe_run(graph, &run[adams..]);
-        return (format!("{what} + ema"), shape, format!("{layer}, {averages}"));
+        return (
+            format!("{what} + ema"),
+            shape,
+            format!("{layer}, {averages}"),
+        );
     }
     let elements: usize = run
         .iter()

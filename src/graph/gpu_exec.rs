@@ -27,6 +27,7 @@ use crate::kernels::{combine, conv, elementwise, embedding, gather, gemm};
 
 mod fused;
 mod fused_heads;
+mod fused_inputs;
 mod packs;
 pub use fused_heads::head_run_len;
 use packs::Packs;

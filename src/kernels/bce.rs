@@ -65,23 +65,14 @@ impl Default for BceOptions {
     }
 }
 
-/// Mean BCE of `count` logits (count > 0, from `options.first`) against `labels`: writes
-/// dlogits = d loss/d logits · scale and stats[offset..offset + 2] =
-/// [mean loss, mean sigmoid(logits)]. Matches `cpu::bce::bce_with_logits` (and
-/// `bce_constant_label_rows` for part of a batch).
-pub fn bce_with_logits(
-    ctx: &GpuContext,
-    logits: &GpuBuffer,
-    labels: Labels<'_>,
-    count: usize,
-    dlogits: &GpuBuffer,
-    stats: &GpuBuffer,
+/// Checks one loss's buffers and options and returns its uniform.
+fn checked_params(
+    op: &'static str,
+    (logits, labels, count): (&GpuBuffer, Labels<'_>, usize),
+    (dlogits, stats): (&GpuBuffer, &GpuBuffer),
     options: BceOptions,
-) -> Result<Dispatch> {
-    let shape_error = |message: String| Error::Shape {
-        op: "bce_with_logits",
-        message,
-    };
+) -> Result<BceParams> {
+    let shape_error = |message: String| Error::Shape { op, message };
     if count == 0 {
         return Err(shape_error(
             "no logits: the mean loss of an empty batch is undefined".into(),
@@ -138,7 +129,7 @@ pub fn bce_with_logits(
         ));
     }
 
-    let params = BceParams {
+    Ok(BceParams {
         count: count32,
         label: match labels {
             Labels::Constant(z) => z,
@@ -150,7 +141,29 @@ pub fn bce_with_logits(
         first: first32,
         total: total32,
         _pad: 0,
-    };
+    })
+}
+
+/// Mean BCE of `count` logits (count > 0, from `options.first`) against `labels`: writes
+/// dlogits = d loss/d logits · scale and stats[offset..offset + 2] =
+/// [mean loss, mean sigmoid(logits)]. Matches `cpu::bce::bce_with_logits` (and
+/// `bce_constant_label_rows` for part of a batch).
+pub fn bce_with_logits(
+    ctx: &GpuContext,
+    logits: &GpuBuffer,
+    labels: Labels<'_>,
+    count: usize,
+    dlogits: &GpuBuffer,
+    stats: &GpuBuffer,
+    options: BceOptions,
+) -> Result<Dispatch> {
+    let params = checked_params(
+        "bce_with_logits",
+        (logits, labels, count),
+        (dlogits, stats),
+        options,
+    )?;
+    let total = params.total as usize;
     let (entry, bindings): (_, &'static [Binding]) = match labels {
         Labels::Constant(_) => ("bce_constant", &[Uniform, Read, ReadWrite, ReadWrite]),
         Labels::Buffer(_) => ("bce_labels", &[Uniform, Read, ReadWrite, ReadWrite, Read]),
@@ -177,6 +190,80 @@ pub fn bce_with_logits(
         0
     };
     let bytes = count * (4 + label_bytes) + total * 4 + 8;
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [1, 1, 1],
+        footprint: Footprint::linear(WORKGROUP, trips, 0.0, bytes as f64),
+    })
+}
+
+/// One constant-label loss of a [`bce_constant_pair`]: its label, rows (`count` from
+/// `options.first`), statistics buffer and options.
+pub struct ConstantLoss<'a> {
+    pub label: f32,
+    pub count: usize,
+    pub stats: &'a GpuBuffer,
+    pub options: BceOptions,
+}
+
+/// Two constant-label losses of the same logits in one dispatch, `second` after `first`
+/// (its gradient added to the first's with `accumulate`, or overwriting it without):
+/// writes exactly what [`bce_with_logits`] writes for `first` and then for `second`.
+pub fn bce_constant_pair(
+    ctx: &GpuContext,
+    logits: &GpuBuffer,
+    dlogits: &GpuBuffer,
+    first: ConstantLoss,
+    second: ConstantLoss,
+) -> Result<Dispatch> {
+    let op = "bce_constant_pair";
+    let [params, params_b] = [&first, &second].map(|loss| {
+        checked_params(
+            op,
+            (logits, Labels::Constant(loss.label), loss.count),
+            (dlogits, loss.stats),
+            loss.options,
+        )
+    });
+    let (params, params_b) = (params?, params_b?);
+    if params.total != params_b.total {
+        return Err(Error::Shape {
+            op,
+            message: format!(
+                "the two losses see {} and {} rows of the same logits",
+                params.total, params_b.total
+            ),
+        });
+    }
+    if first.stats == second.stats {
+        return Err(Error::Shape {
+            op,
+            message: "the two losses' statistics must be different buffers".into(),
+        });
+    }
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Bce,
+        entry: op,
+        bindings: &[Uniform, Read, ReadWrite, ReadWrite, Uniform, ReadWrite],
+        constants: &[("WG", WORKGROUP as f64)],
+    })?;
+    let uniform = ctx.uniform("bce pair params", &params);
+    let uniform_b = ctx.uniform("bce pair params (second loss)", &params_b);
+    let bind_group = ctx.bind(
+        &kernel,
+        &[
+            &uniform,
+            logits,
+            dlogits,
+            first.stats,
+            &uniform_b,
+            second.stats,
+        ],
+    );
+    let total = params.total as usize;
+    let trips = 2 * total.div_ceil(WORKGROUP as usize) + WORKGROUP.ilog2() as usize;
+    let bytes = 4 * (first.count + second.count) + 8 * total + 16;
     Ok(Dispatch {
         kernel,
         bind_group,

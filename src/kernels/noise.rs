@@ -11,6 +11,7 @@ use crate::cpu::DropoutMask;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
 use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
+use Binding::{Read, ReadWrite, Uniform};
 
 /// Twin of `Params` in `shaders/noise.wgsl`.
 #[repr(C)]
@@ -28,8 +29,18 @@ pub struct NoiseParams {
     pub accumulate: u32,
 }
 
-pub const PARAMS_TWINS: &[super::ParamsTwin] =
-    &[(Shader::Noise, "Params", std::mem::size_of::<NoiseParams>())];
+/// Twin of `Rows` in `shaders/noise.wgsl`: a drawn batch's row length in bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct DrawRows {
+    pub row_len: u32,
+    pub _pad: [u32; 3],
+}
+
+pub const PARAMS_TWINS: &[super::ParamsTwin] = &[
+    (Shader::Noise, "Params", std::mem::size_of::<NoiseParams>()),
+    (Shader::Noise, "Rows", std::mem::size_of::<DrawRows>()),
+];
 
 /// Each invocation runs a whole Philox block (10 rounds); 64 keeps enough workgroups in
 /// flight for small n.
@@ -201,6 +212,192 @@ pub fn dropout(
                 10,
                 n as f64,
                 (if accumulate { 12.0 } else { 8.0 }) * n as f64,
+            ),
+        },
+        NoiseStream { params, uniform },
+    ))
+}
+
+/// `n` N(0, 1) samples for (seed, `stream`) into `out`, and `n_b` indices below `bound`
+/// for (seed, `stream_b`) into `out_b`, in one dispatch: what [`noise`] draws for
+/// [`NoiseKind::Normal`] and [`NoiseKind::BatchIndices`], element for element (a
+/// conditional generator's noise and class labels). Returns the two streams' handles.
+pub fn normal_and_indices(
+    ctx: &GpuContext,
+    seed: u64,
+    (stream, out, n): (u64, &GpuBuffer, usize),
+    (stream_b, out_b, n_b, bound): (u64, &GpuBuffer, usize, u32),
+) -> Result<(Dispatch, NoiseStream, NoiseStream)> {
+    let shape_error = |message: String| Error::Shape {
+        op: "normal_and_indices",
+        message,
+    };
+    let (Ok(n32), Ok(n_b32)) = (u32::try_from(n), u32::try_from(n_b)) else {
+        return Err(shape_error(format!(
+            "{n} or {n_b} elements do not fit a u32"
+        )));
+    };
+    if bound == 0 && n_b > 0 {
+        return Err(shape_error("indices need bound > 0".into()));
+    }
+    for (name, buffer, len) in [("out", out, n), ("out_b", out_b, n_b)] {
+        if buffer.size() < len as u64 * 4 {
+            return Err(shape_error(format!(
+                "{name} holds {} bytes, {len} elements need {}",
+                buffer.size(),
+                len * 4
+            )));
+        }
+    }
+    if out == out_b {
+        return Err(shape_error("the two draws write the same buffer".into()));
+    }
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Noise,
+        entry: "normal_and_indices",
+        bindings: &[Uniform, ReadWrite, Uniform, ReadWrite],
+        constants: &[("WG", WORKGROUP as f64)],
+    })?;
+    let params = NoiseParams::new(seed, stream, n32, 0);
+    let params_b = NoiseParams::new(seed, stream_b, n_b32, bound);
+    let uniform = ctx.uniform("noise params", &params);
+    let uniform_b = ctx.uniform("noise params (second draw)", &params_b);
+    let bind_group = ctx.bind(&kernel, &[&uniform, out, &uniform_b, out_b]);
+    let blocks = n32.max(n_b32).div_ceil(4);
+    let (x, y) = grid_1d(ctx, blocks.div_ceil(WORKGROUP));
+    Ok((
+        Dispatch {
+            kernel,
+            bind_group,
+            groups: [x, y, 1],
+            // Up to two blocks of 10 Philox rounds per invocation.
+            footprint: Footprint::linear(WORKGROUP, 20, 0.0, 4.0 * (n + n_b) as f64),
+        },
+        NoiseStream { params, uniform },
+        NoiseStream {
+            params: params_b,
+            uniform: uniform_b,
+        },
+    ))
+}
+
+/// The dataset a batch is drawn from, as the executor uploads it: `rows` rows of
+/// `row_len` u8 packed 4 per u32, and optionally one u8 label per row, packed alike.
+pub struct DatasetRows<'a> {
+    pub bytes: &'a GpuBuffer,
+    pub rows: usize,
+    pub row_len: usize,
+    pub labels: Option<&'a GpuBuffer>,
+}
+
+/// Where a drawn batch goes: its row numbers (u32), its rows in [-1, 1] (f32), and,
+/// with a labelled dataset, their labels (u32).
+pub struct DrawnBatch<'a> {
+    pub indices: &'a GpuBuffer,
+    pub rows: &'a GpuBuffer,
+    pub labels: Option<&'a GpuBuffer>,
+}
+
+/// A training batch in one dispatch: `batch` row numbers for (seed, `stream`), as
+/// [`noise`] draws [`NoiseKind::BatchIndices`] with the dataset's rows as the bound, and
+/// the rows they name (and their labels) gathered as `kernels::gather` does.
+pub fn draw_batch(
+    ctx: &GpuContext,
+    seed: u64,
+    stream: u64,
+    data: &DatasetRows,
+    batch: usize,
+    out: DrawnBatch,
+) -> Result<(Dispatch, NoiseStream)> {
+    let shape_error = |message: String| Error::Shape {
+        op: "draw_batch",
+        message,
+    };
+    let &DatasetRows {
+        bytes,
+        rows,
+        row_len,
+        labels,
+    } = data;
+    let elements = batch
+        .checked_mul(row_len)
+        .filter(|&n| n <= u32::MAX as usize && rows.saturating_mul(row_len) <= u32::MAX as usize)
+        .ok_or_else(|| shape_error(format!("{batch}x{row_len} from {rows} rows overflows u32")))?;
+    if rows == 0 && batch > 0 {
+        return Err(shape_error("cannot draw from an empty dataset".into()));
+    }
+    if labels.is_some() != out.labels.is_some() {
+        return Err(shape_error(
+            "labels are drawn from a labelled dataset into a label buffer, or not at all".into(),
+        ));
+    }
+    let mut sizes = vec![
+        ("dataset", bytes, (rows * row_len) as u64),
+        ("indices", out.indices, 4 * batch as u64),
+        ("rows", out.rows, 4 * elements as u64),
+    ];
+    if let (Some(labels), Some(labels_out)) = (labels, out.labels) {
+        sizes.push(("labels", labels, rows as u64));
+        sizes.push(("labels out", labels_out, 4 * batch as u64));
+    }
+    for (name, buffer, need) in sizes {
+        if buffer.size() < need {
+            return Err(shape_error(format!(
+                "{name} buffer holds {} bytes, batch {batch} of {row_len} from {rows} rows needs {need}",
+                buffer.size()
+            )));
+        }
+    }
+    let written = [Some(out.indices), Some(out.rows), out.labels];
+    let written: Vec<&GpuBuffer> = written.into_iter().flatten().collect();
+    if (1..written.len()).any(|i| written[..i].contains(&written[i])) {
+        return Err(shape_error(
+            "the indices, rows and labels must be distinct buffers".into(),
+        ));
+    }
+    let batch32 = batch as u32;
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Noise,
+        entry: if labels.is_some() {
+            "draw_batch_labels"
+        } else {
+            "draw_batch"
+        },
+        bindings: if labels.is_some() {
+            &[
+                Uniform, ReadWrite, Uniform, Read, ReadWrite, Read, ReadWrite,
+            ]
+        } else {
+            &[Uniform, ReadWrite, Uniform, Read, ReadWrite]
+        },
+        constants: &[("WG", WORKGROUP as f64)],
+    })?;
+    let params = NoiseParams::new(seed, stream, batch32, rows as u32);
+    let uniform = ctx.uniform("draw_batch params", &params);
+    let row_params = ctx.uniform(
+        "draw_batch rows",
+        &DrawRows {
+            row_len: row_len as u32,
+            _pad: [0; 3],
+        },
+    );
+    let mut bound: Vec<&GpuBuffer> = vec![&uniform, out.indices, &row_params, bytes, out.rows];
+    bound.extend(labels.into_iter().chain(out.labels));
+    let bind_group = ctx.bind(&kernel, &bound);
+    let (x, y) = grid_1d(ctx, batch32);
+    let trips = row_len.div_ceil(WORKGROUP as usize);
+    let label_bytes = if labels.is_some() { 5 * batch } else { 0 };
+    Ok((
+        Dispatch {
+            kernel,
+            bind_group,
+            groups: [x, y, 1],
+            // A byte read and an f32 written per element, the row number per row.
+            footprint: Footprint::linear(
+                WORKGROUP,
+                trips.max(10),
+                0.0,
+                (5 * elements + 4 * batch + label_bytes) as f64,
             ),
         },
         NoiseStream { params, uniform },

@@ -3,9 +3,10 @@
 //! weight gradient and the bias gradient of the same layer (the bias sums ride in the
 //! weight gradient's two dispatches instead of taking two of their own), a BCE loss and
 //! its gradient (one pass over the logits writes both; the lowering puts them side by
-//! side), a convolution's input gradient and the gradient through the activation before
-//! it (the lowering emits a layer's input gradient last, next to it), and a label
-//! embedding with the sum or the row dot product and sum that consume it.
+//! side; two such pairs of one batch's halves together), a convolution's input gradient
+//! and the gradient through the activation before it (the lowering emits a layer's input
+//! gradient last, next to it), and a label embedding with the sum or the row dot product
+//! and sum that consume it.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use super::{GpuExecutor, Plan};
 use crate::cpu::Activation;
 use crate::error::Result;
 use crate::graph::{Buf, Instr};
-use crate::kernels::bce::{BceOptions, Labels, bce_with_logits};
+use crate::kernels::bce::{BceOptions, ConstantLoss, Labels, bce_constant_pair, bce_with_logits};
 use crate::kernels::{conv, embedding};
 
 impl GpuExecutor {
@@ -30,9 +31,14 @@ impl GpuExecutor {
         if let Some(run) = self.compile_fused_head(instrs, plan)? {
             return Ok(Some(run));
         }
+        if let Some(run) = self.compile_fused_inputs(instrs, plan)? {
+            return Ok(Some(run));
+        }
+        if let Some(run) = self.compile_fused_bce(instrs, plan)? {
+            return Ok(Some(run));
+        }
         if self.compile_fused_activation(instrs, plan)?
             || self.compile_fused_bias(instrs, plan)?
-            || self.compile_fused_bce(instrs, plan)?
             || self.compile_fused_activation_grad(instrs, plan)?
         {
             return Ok(Some(2));
@@ -142,44 +148,49 @@ impl GpuExecutor {
     }
 
     /// A BCE loss followed by its gradient (same logits, label and rows), as the one
-    /// dispatch that writes both.
-    fn compile_fused_bce(&mut self, instrs: &[Instr], plan: &mut Plan) -> Result<bool> {
-        let [
-            Instr::BceLoss {
-                logits,
-                label,
-                stats,
-                first,
-                len,
-            },
-            Instr::BceGrad {
-                logits: grad_logits,
-                label: grad_label,
-                dlogits,
-                first: grad_first,
-                len: grad_len,
-                total,
-                accumulate,
-            },
-            ..,
-        ] = *instrs
-        else {
-            return Ok(false);
+    /// dispatch that writes both; and two such pairs over the same logits and gradient
+    /// (the real and the fake half of a batch) as one dispatch too. Says how many
+    /// instructions it covers.
+    fn compile_fused_bce(&mut self, instrs: &[Instr], plan: &mut Plan) -> Result<Option<usize>> {
+        let Some(first) = loss_and_grad(instrs) else {
+            return Ok(None);
         };
-        if (grad_logits, grad_label, grad_first, grad_len) != (logits, label, first, len) {
-            return Ok(false);
-        }
-        let [logits, stats, dlogits] = [logits, stats, dlogits].map(|buf| self.buffer(buf));
-        let options = BceOptions {
-            accumulate,
-            first,
-            total: Some(total),
-            ..BceOptions::default()
+        let second = loss_and_grad(&instrs[2..])
+            .filter(|b| {
+                (b.logits, b.dlogits, b.total) == (first.logits, first.dlogits, first.total)
+            })
+            .filter(|b| b.stats != first.stats);
+        let [logits, dlogits] = [first.logits, first.dlogits].map(|buf| self.buffer(buf));
+        let Some(second) = second else {
+            let stats = self.buffer(first.stats);
+            let labels = Labels::Constant(first.label);
+            let dispatch = bce_with_logits(
+                &self.ctx,
+                &logits,
+                labels,
+                first.len,
+                &dlogits,
+                &stats,
+                first.options(),
+            )?;
+            plan.dispatches.push(dispatch);
+            return Ok(Some(2));
         };
-        let labels = Labels::Constant(label);
-        let dispatch = bce_with_logits(&self.ctx, &logits, labels, len, &dlogits, &stats, options)?;
-        plan.dispatches.push(dispatch);
-        Ok(true)
+        let [stats, stats_b] = [first.stats, second.stats].map(|buf| self.buffer(buf));
+        let loss = |pair: &LossAndGrad, stats| ConstantLoss {
+            label: pair.label,
+            count: pair.len,
+            stats,
+            options: pair.options(),
+        };
+        plan.dispatches.push(bce_constant_pair(
+            &self.ctx,
+            &logits,
+            &dlogits,
+            loss(&first, &stats),
+            loss(&second, &stats_b),
+        )?);
+        Ok(Some(4))
     }
 
     /// A convolution's input gradient followed by the gradient through the activation
@@ -326,4 +337,65 @@ impl GpuExecutor {
             _ => Ok(None),
         }
     }
+}
+
+/// A BCE loss and its gradient over the same logits, label and rows.
+struct LossAndGrad {
+    logits: Buf,
+    label: f32,
+    stats: Buf,
+    dlogits: Buf,
+    first: usize,
+    len: usize,
+    total: usize,
+    accumulate: bool,
+}
+
+impl LossAndGrad {
+    fn options(&self) -> BceOptions {
+        BceOptions {
+            accumulate: self.accumulate,
+            first: self.first,
+            total: Some(self.total),
+            ..BceOptions::default()
+        }
+    }
+}
+
+/// The loss-and-gradient pair `instrs` starts with, if any.
+fn loss_and_grad(instrs: &[Instr]) -> Option<LossAndGrad> {
+    let [
+        Instr::BceLoss {
+            logits,
+            label,
+            stats,
+            first,
+            len,
+        },
+        Instr::BceGrad {
+            logits: grad_logits,
+            label: grad_label,
+            dlogits,
+            first: grad_first,
+            len: grad_len,
+            total,
+            accumulate,
+        },
+        ..,
+    ] = *instrs
+    else {
+        return None;
+    };
+    ((grad_logits, grad_label, grad_first, grad_len) == (logits, label, first, len)).then_some(
+        LossAndGrad {
+            logits,
+            label,
+            stats,
+            dlogits,
+            first,
+            len,
+            total,
+            accumulate,
+        },
+    )
 }
