@@ -5,7 +5,8 @@
 // accumulate:     y[i] = a[i + offset], or y[i] += it with accumulate (a concat's gradient
 //                 reads its input's rows at an offset; an add's is offset 0)
 // concat:         y = a's `cols` words then b's (len words in all), copied as bits, so
-//                 labels (u32) travel as well as f32
+//                 labels (u32) travel as well as f32; concat_pair does two at once (the
+//                 second by params_b into y2 from a2 and b2)
 // row_dot:        y[r] = Σ_c a[r, c]·b[r, c]        (a, b [rows, cols] row-major; y [rows])
 // row_dot_grad:   y[r, c] = a[r]·b[r, c] (+ y)       (a = dy [rows], b = the other input)
 // add, accumulate and row_dot_grad map one invocation to one element (the grid may be
@@ -32,6 +33,11 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read_write> y_bits: array<u32>;
 @group(0) @binding(2) var<storage, read> a_bits: array<u32>;
 @group(0) @binding(3) var<storage, read> b_bits: array<u32>;
+// concat_pair: the second concat.
+@group(0) @binding(4) var<uniform> params_b: Params;
+@group(0) @binding(5) var<storage, read_write> y2_bits: array<u32>;
+@group(0) @binding(6) var<storage, read> a2_bits: array<u32>;
+@group(0) @binding(7) var<storage, read> b2_bits: array<u32>;
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -79,6 +85,26 @@ fn concat(
         y_bits[i] = a_bits[i];
     } else if (i < params.len) {
         y_bits[i] = b_bits[i - params.cols];
+    }
+}
+
+// Two concats in one dispatch (a batch's images and their labels): `concat` by params
+// into y_bits, and by params_b into y2_bits.
+@compute @workgroup_size(WG)
+fn concat_pair(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = linear(gid, groups);
+    if (i < params.cols) {
+        y_bits[i] = a_bits[i];
+    } else if (i < params.len) {
+        y_bits[i] = b_bits[i - params.cols];
+    }
+    if (i < params_b.cols) {
+        y2_bits[i] = a2_bits[i];
+    } else if (i < params_b.len) {
+        y2_bits[i] = b2_bits[i - params_b.cols];
     }
 }
 

@@ -336,6 +336,87 @@ fn gpu_concat_and_offset_accumulate_match_the_cpu_twin() {
     assert!(err.to_string().contains("5..9"), "{err}");
 }
 
+/// `concat_pair` writes what two `concat`s write (the CPU twin's bits), for pairs of
+/// unequal lengths on either side of each other, empty sides, and the cgan's [real; fake]
+/// rows beside their labels; it refuses concats that overlap.
+#[test]
+fn two_concats_in_one_dispatch_match_the_cpu_twin() {
+    let Some(ctx) = test_context("concat pair parity") else {
+        return;
+    };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let shapes = [
+        ((0, 0), (1, 2)),
+        ((5, 7), (300, 1)),
+        ((78400, 78400), (100, 100)),
+        ((3, 0), (0, 4)),
+    ];
+    for (k, &((len_a, len_b), (len_c, len_d))) in shapes.iter().enumerate() {
+        let seed = 900 + 10 * k as u64;
+        let mut values = [len_a, len_b, len_c, len_d].map(|n| data(n, seed + n as u64));
+        // Label bits (denormals as f32) must travel unchanged.
+        for v in &mut values[2..] {
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = f32::from_bits(i as u32 % 10);
+            }
+        }
+        let [a, b, c, d] = values
+            .each_ref()
+            .map(|v| ctx.upload("input", if v.is_empty() { &[0.0] } else { v }));
+        let (y, y2) = (
+            nan_buffer(&ctx, "y", len_a + len_b),
+            nan_buffer(&ctx, "y2", len_c + len_d),
+        );
+        let first = combine::Concat {
+            a: &a,
+            len_a,
+            b: &b,
+            len_b,
+            y: &y,
+        };
+        let second = combine::Concat {
+            a: &c,
+            len_a: len_c,
+            b: &d,
+            len_b: len_d,
+            y: &y2,
+        };
+        run(
+            &ctx,
+            combine::concat_pair(&ctx, first, second).unwrap(),
+            "concat pair",
+        );
+        for (out, (x, z)) in [
+            (&y, (&values[0], &values[1])),
+            (&y2, (&values[2], &values[3])),
+        ] {
+            let mut want = vec![0.0; x.len() + z.len()];
+            concat_into(x, z, &mut want).unwrap();
+            let got = ctx.read::<f32>(out, want.len()).unwrap();
+            assert_eq!(bits(&got), bits(&want), "concat pair {:?}", shapes[k]);
+        }
+    }
+    let (a, y) = (ctx.upload("a", &[1.0f32; 4]), nan_buffer(&ctx, "y", 8));
+    let first = combine::Concat {
+        a: &a,
+        len_a: 4,
+        b: &a,
+        len_b: 4,
+        y: &y,
+    };
+    let second = combine::Concat {
+        a: &y,
+        len_a: 4,
+        b: &a,
+        len_b: 4,
+        y: &nan_buffer(&ctx, "y2", 8),
+    };
+    let Err(err) = combine::concat_pair(&ctx, first, second) else {
+        panic!("a concat reading the other's output was accepted");
+    };
+    assert!(err.to_string().contains("must not overlap"), "{err}");
+}
+
 #[test]
 fn gpu_row_dot_matches_the_cpu_twin() {
     let Some(ctx) = test_context("row dot parity") else {

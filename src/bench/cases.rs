@@ -81,8 +81,8 @@ fn with_its_average(plan: &[Instr], instr: &Instr) -> Vec<Instr> {
 /// bias gradient, an input gradient and the gradient through the activation before it, a
 /// BCE loss and its gradient (two such pairs of one batch together), a label embedding and the add, or row dot product and add,
 /// that consume it, a thin head's input gradient with the activation gradient after it
-/// ([`head_run_len`]), noise with the random labels drawn beside it, and a batch with its
-/// labels.
+/// ([`head_run_len`]), noise with the random labels drawn beside it, a batch with its
+/// labels, and two neighbouring concats.
 pub fn fused_len(instrs: &[Instr]) -> usize {
     let head = head_run_len(instrs);
     if head > 0 {
@@ -142,6 +142,11 @@ pub fn fused_len(instrs: &[Instr]) -> usize {
         ] if logits == grad_logits => 2,
         [Instr::Embedding { out, .. }, Instr::Add { a, b, .. }, ..] if a == out || b == out => 2,
         [Instr::Noise { .. }, Instr::RandomLabels { .. }, ..] => 2,
+        [
+            Instr::Concat { y, .. },
+            Instr::Concat { a, b, y: y2, .. },
+            ..,
+        ] if ![a, b, y2].contains(&y) => 2,
         [
             Instr::DataBatch { batch, .. },
             Instr::DataLabels {

@@ -190,6 +190,82 @@ pub fn concat(
     )
 }
 
+/// One concat of a [`concat_pair`]: `a` (`len_a` elements) then `b` (`len_b`) into `y`.
+pub struct Concat<'a> {
+    pub a: &'a GpuBuffer,
+    pub len_a: usize,
+    pub b: &'a GpuBuffer,
+    pub len_b: usize,
+    pub y: &'a GpuBuffer,
+}
+
+/// Two [`concat`]s in one dispatch (a batch's rows and its labels), each copied bit for
+/// bit; no buffer written may be read or written by the other concat.
+pub fn concat_pair(ctx: &GpuContext, first: Concat, second: Concat) -> Result<Dispatch> {
+    let shape_error = |message: String| Error::Shape {
+        op: "concat_pair",
+        message,
+    };
+    let mut params = Vec::new();
+    for c in [&first, &second] {
+        let len = c.len_a.saturating_add(c.len_b);
+        let (Ok(len32), Ok(cols32)) = (u32::try_from(len), u32::try_from(c.len_a)) else {
+            return Err(shape_error(format!(
+                "{len} elements do not fit u32 indices"
+            )));
+        };
+        for (name, buffer, n) in [("a", c.a, c.len_a), ("b", c.b, c.len_b), ("y", c.y, len)] {
+            if buffer.size() < n as u64 * 4 {
+                return Err(shape_error(format!(
+                    "{name} holds {} bytes, {n} words need {}",
+                    buffer.size(),
+                    n * 4
+                )));
+            }
+        }
+        params.push(CombineParams {
+            len: len32,
+            cols: cols32,
+            accumulate: 0,
+            offset: 0,
+        });
+    }
+    let all = [first.y, first.a, first.b, second.y, second.a, second.b];
+    let written = |buffer: &GpuBuffer| buffer == first.y || buffer == second.y;
+    for (i, buffer) in all.iter().enumerate() {
+        if all[..i].contains(buffer) && written(buffer) {
+            return Err(shape_error(
+                "an output is also another operand; the two concats must not overlap".into(),
+            ));
+        }
+    }
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Combine,
+        entry: "concat_pair",
+        bindings: &[
+            Uniform, ReadWrite, Read, Read, Uniform, ReadWrite, Read, Read,
+        ],
+        constants: &[("WG", WORKGROUP as f64)],
+    })?;
+    let uniform = ctx.uniform("concat_pair params", &params[0]);
+    let uniform_b = ctx.uniform("concat_pair params (second)", &params[1]);
+    let bind_group = ctx.bind(
+        &kernel,
+        &[
+            &uniform, first.y, first.a, first.b, &uniform_b, second.y, second.a, second.b,
+        ],
+    );
+    let len = params[0].len.max(params[1].len);
+    let (x, y) = grid_1d(ctx, len.div_ceil(WORKGROUP));
+    let moved = 8 * (params[0].len + params[1].len) as usize;
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [x, y, 1],
+        footprint: Footprint::linear(WORKGROUP, 0, 0.0, moved as f64),
+    })
+}
+
 /// `y [rows]` = the row-wise dot products of a and b `[rows, cols]`.
 pub fn row_dot(
     ctx: &GpuContext,

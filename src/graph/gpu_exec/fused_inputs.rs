@@ -1,12 +1,14 @@
-//! A step's random inputs in fewer dispatches: a generator's noise and the random class
-//! labels drawn beside it in one, and a training batch (its row numbers, the rows and
-//! their labels) in one instead of three.
+//! A step's inputs in fewer dispatches: a generator's noise and the random class labels
+//! drawn beside it in one, a training batch (its row numbers, the rows and their labels)
+//! in one instead of three, and the two concats that stack the real and the fake batch
+//! (rows and labels) for the discriminator in one.
 
 use std::sync::Arc;
 
 use super::{GpuExecutor, Plan, StreamUse, missing_dataset};
 use crate::error::{Error, Result};
 use crate::graph::{Instr, RandomStreams};
+use crate::kernels::combine::{Concat, concat_pair};
 use crate::kernels::noise::{DatasetRows, DrawnBatch, draw_batch, normal_and_indices};
 
 impl GpuExecutor {
@@ -90,6 +92,41 @@ impl GpuExecutor {
                 plan.streams.push((s, StreamUse::Batch));
                 plan.batch_indices = Some((batch, indices));
                 Ok(Some(1 + labels_out.is_some() as usize))
+            }
+            [
+                Instr::Concat {
+                    a,
+                    b,
+                    y,
+                    len_a,
+                    len_b,
+                },
+                Instr::Concat {
+                    a: a2,
+                    b: b2,
+                    y: y2,
+                    len_a: len_a2,
+                    len_b: len_b2,
+                },
+                ..,
+            ] if ![a2, b2, y2].contains(&y) && ![a, b].contains(&y2) => {
+                let [a, b, y, a2, b2, y2] = [a, b, y, a2, b2, y2].map(|buf| self.buffer(buf));
+                let first = Concat {
+                    a: &a,
+                    len_a,
+                    b: &b,
+                    len_b,
+                    y: &y,
+                };
+                let second = Concat {
+                    a: &a2,
+                    len_a: len_a2,
+                    b: &b2,
+                    len_b: len_b2,
+                    y: &y2,
+                };
+                plan.dispatches.push(concat_pair(&self.ctx, first, second)?);
+                Ok(Some(2))
             }
             _ => Ok(None),
         }
