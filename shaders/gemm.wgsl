@@ -41,6 +41,13 @@
 //                       DOT_WG workgroup per output element; invocation l adds the
 //                       products p = l, l + DOT_WG, ... and the workgroup's sums meet in
 //                       a tree in workgroup memory. Grid: the m*n outputs over x and y.
+//   gemm_columns_bias   a thin Dense layer's weight gradient and its bias gradient in one
+//                       dispatch (n of a few units, k = the batch): invocation o < m*n of a
+//                       COL_WG workgroup computes C[o / n, o % n] walking k in order (for
+//                       dW = x^T·dy neighbouring invocations read neighbouring x), and the
+//                       n invocations from the next workgroup on write db[j] = sum_p opB[p, j]
+//                       (+ db[j] with BIAS_ACCUMULATE) into binding 7: the bias gradient of
+//                       the same dy. No workgroup memory, no barrier.
 //   Register tiles are consts (function-scope arrays need constant sizes) and written
 //   out by hand rather than as loops: llvmpipe does not unroll the longer loops, and it
 //   ends a shader invocation's loops after 65535 iterations in total (all loops
@@ -516,6 +523,45 @@ fn gemm_dot(
     }
     if (lid == 0u) {
         store_c(i, j, dot_sums[0]);
+    }
+}
+
+// ---- gemm_columns_bias -----------------------------------------------------------------
+
+override COL_WG: u32 = 16u;
+// 1: the bias gradient is added to db's old value.
+override BIAS_ACCUMULATE: u32 = 0u;
+
+@group(0) @binding(7) var<storage, read_write> db_cols: array<f32>;
+
+@compute @workgroup_size(COL_WG)
+fn gemm_columns_bias(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let o = gid.x + gid.y * groups.x * COL_WG;
+    let outputs = params.m * params.n;
+    // The bias invocations start at the next workgroup.
+    let first_bias = (outputs + COL_WG - 1u) / COL_WG * COL_WG;
+    if (o < outputs) {
+        let i = o / params.n;
+        let j = o % params.n;
+        var sum = 0.0;
+        for (var p = 0u; p < params.k; p++) {
+            sum += a[i * params.a_stride_m + p * params.a_stride_k]
+                * b[p * params.b_stride_k + j * params.b_stride_n];
+        }
+        store_c(i, j, sum);
+    } else if (o >= first_bias && o < first_bias + params.n) {
+        let j = o - first_bias;
+        var sum = 0.0;
+        for (var p = 0u; p < params.k; p++) {
+            sum += b[p * params.b_stride_k + j * params.b_stride_n];
+        }
+        if (BIAS_ACCUMULATE != 0u) {
+            sum += db_cols[j];
+        }
+        db_cols[j] = sum;
     }
 }
 

@@ -660,3 +660,79 @@ fn gemm_throughput_report() {
         }
     }
 }
+
+/// A thin Dense layer's weight gradient with its bias gradient in one dispatch
+/// (`gemm_weight_and_bias_grad`) against the CPU GEMM and bias gradient: small whole
+/// numbers, so every sum is exact and the results must be equal; k and m around the
+/// workgroup of 16, 0 and 1, the widths and batch at the limits, the discriminator's
+/// 2,304 x 1 x 200, every accumulate flag; and the shapes and aliasing it refuses.
+#[test]
+fn thin_weight_and_bias_gradients_in_one_dispatch_match_the_cpu() {
+    use gan_gpu::kernels::gemm_columns::{MAX_K, MAX_N, gemm_weight_and_bias_grad};
+    let Some(ctx) = test_context("gemm weight + bias grad") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(61);
+    for (m, n, k) in [
+        (2304, 1, 200),
+        (1, 1, 1),
+        (7, 3, 5),
+        (17, MAX_N, MAX_K),
+        (0, 1, 3),
+        (5, 2, 0),
+        (33, 1, 16),
+    ] {
+        for (accumulate, bias_accumulate) in [(false, false), (true, true), (false, true)] {
+            let shape = GemmShape {
+                m,
+                n,
+                k,
+                trans_a: true,
+                trans_b: false,
+                accumulate,
+            };
+            let (x, dy) = (integers(&mut rng, k * m), integers(&mut rng, k * n));
+            let (c0, db0) = (integers(&mut rng, m * n), integers(&mut rng, n));
+            let upload =
+                |v: &[f32]| ctx.upload("operand", if v.is_empty() { &[0.0][..] } else { v });
+            let prefill = |v: &[f32], keep: bool| match keep {
+                true => upload(v),
+                false => ctx.nan_filled("output", v.len().max(1)),
+            };
+            let (xb, dyb) = (upload(&x), upload(&dy));
+            let (c, db) = (prefill(&c0, accumulate), prefill(&db0, bias_accumulate));
+            let d = gemm_weight_and_bias_grad(&ctx, &shape, (&xb, &dyb, &c), &db, bias_accumulate)
+                .unwrap();
+            ctx.run(&[&d], "gemm weight + bias grad").unwrap();
+            let mut want_c = c0.clone();
+            cpu::gemm(m, n, k, &x, true, &dy, false, &mut want_c, accumulate).unwrap();
+            let mut want_db = db0.clone();
+            cpu::bias_grad_into(&dy, k, n, &mut want_db, bias_accumulate).unwrap();
+            let what = format!("{m}x{n}x{k} TN, accumulate {accumulate}/{bias_accumulate}");
+            assert_eq!(ctx.read::<f32>(&c, m * n).unwrap(), want_c, "dw {what}");
+            assert_eq!(ctx.read::<f32>(&db, n).unwrap(), want_db, "db {what}");
+        }
+    }
+    let buffer = |len: usize| ctx.storage("buffer", len as u64 * 4);
+    let refusal = |shape: GemmShape, db: Option<&_>| {
+        let (a, b, c) = (buffer(1024), buffer(1024), buffer(1024));
+        let db = db.cloned().unwrap_or_else(|| buffer(8));
+        match gemm_weight_and_bias_grad(&ctx, &shape, (&a, &b, &c), &db, false) {
+            Ok(_) => panic!("{shape:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let shape = |n, k| GemmShape {
+        m: 2,
+        n,
+        k,
+        trans_a: true,
+        trans_b: false,
+        accumulate: false,
+    };
+    assert!(refusal(shape(MAX_N + 1, 4), None).contains("takes n up to"));
+    assert!(refusal(shape(1, MAX_K + 1), None).contains("takes n up to"));
+    let short = buffer(0);
+    let db_short = refusal(shape(2, 4), Some(&short));
+    assert!(db_short.contains("db holds"), "{db_short}");
+}

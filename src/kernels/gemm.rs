@@ -156,44 +156,7 @@ pub fn gemm(
         op: "gemm",
         message: format!("{describe}: {message}"),
     };
-    let fits_u32 = |x: Option<usize>| x.is_some_and(|x| x <= u32::MAX as usize);
-    if ![
-        Some(m),
-        Some(n),
-        Some(k),
-        m.checked_mul(k),
-        k.checked_mul(n),
-        m.checked_mul(n),
-    ]
-    .into_iter()
-    .all(fits_u32)
-    {
-        return Err(shape_error("dimensions overflow u32 indexing".into()));
-    }
-    check_buffer(ctx, "A", a, m * k).map_err(shape_error)?;
-    check_buffer(ctx, "B", b, k * n).map_err(shape_error)?;
-    check_buffer(ctx, "C", c, m * n).map_err(shape_error)?;
-    if let Some(bias) = bias {
-        check_buffer(ctx, "bias", bias, n).map_err(shape_error)?;
-    }
-
-    let (m32, n32, k32) = (m as u32, n as u32, k as u32);
-    let mut params = GemmParams {
-        m: m32,
-        n: n32,
-        k: k32,
-        accumulate: accumulate as u32,
-        a_stride_m: if trans_a { 1 } else { k32 },
-        a_stride_k: if trans_a { m32 } else { 1 },
-        b_stride_k: if trans_b { 1 } else { n32 },
-        b_stride_n: if trans_b { k32 } else { 1 },
-        c_stride_m: n32,
-        c_stride_n: 1,
-        bias_stride_m: 0,
-        bias_stride_n: 1,
-        has_bias: bias.is_some() as u32,
-        _pad: [0; 3],
-    };
+    let mut params = checked_params(ctx, shape, (a, b, bias, c)).map_err(shape_error)?;
 
     let settings = ctx.kernel_settings();
     let variant = match variant {
@@ -407,6 +370,61 @@ fn gemm_dot(
             flops: gemm_flops(shape),
             bytes: (4 * (m * k + k * n + c_passes * m * n + bias_len)) as f64,
         },
+    })
+}
+
+/// The uniform of `shape` over buffers that were checked to hold it (and to bind whole),
+/// or what is wrong.
+pub(super) fn checked_params(
+    ctx: &GpuContext,
+    shape: &GemmShape,
+    (a, b, bias, c): (&GpuBuffer, &GpuBuffer, Option<&GpuBuffer>, &GpuBuffer),
+) -> std::result::Result<GemmParams, String> {
+    let &GemmShape {
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        accumulate,
+    } = shape;
+    let fits_u32 = |x: Option<usize>| x.is_some_and(|x| x <= u32::MAX as usize);
+    if ![
+        Some(m),
+        Some(n),
+        Some(k),
+        m.checked_mul(k),
+        k.checked_mul(n),
+        m.checked_mul(n),
+    ]
+    .into_iter()
+    .all(fits_u32)
+    {
+        return Err("dimensions overflow u32 indexing".into());
+    }
+    check_buffer(ctx, "A", a, m * k)?;
+    check_buffer(ctx, "B", b, k * n)?;
+    check_buffer(ctx, "C", c, m * n)?;
+    if let Some(bias) = bias {
+        check_buffer(ctx, "bias", bias, n)?;
+    }
+
+    let (m32, n32, k32) = (m as u32, n as u32, k as u32);
+    Ok(GemmParams {
+        m: m32,
+        n: n32,
+        k: k32,
+        accumulate: accumulate as u32,
+        a_stride_m: if trans_a { 1 } else { k32 },
+        a_stride_k: if trans_a { m32 } else { 1 },
+        b_stride_k: if trans_b { 1 } else { n32 },
+        b_stride_n: if trans_b { k32 } else { 1 },
+        c_stride_m: n32,
+        c_stride_n: 1,
+        bias_stride_m: 0,
+        bias_stride_n: 1,
+        has_bias: bias.is_some() as u32,
+        _pad: [0; 3],
     })
 }
 

@@ -11,6 +11,7 @@ pub mod ema;
 pub mod embedding;
 pub mod gather;
 pub mod gemm;
+pub mod gemm_columns;
 pub mod head_grad;
 pub mod noise;
 pub mod softmax_ce;

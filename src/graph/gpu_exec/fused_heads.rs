@@ -1,7 +1,8 @@
 //! Backward runs of a discriminator's thin heads that the wgpu executor records as one
 //! dispatch: the gradient a Dense layer of a few units (and a projection's row dot
 //! product, when the lowering has put its gradient beside the Dense one) sends into the
-//! features, with the activation gradient that follows (`head_grad`).
+//! features, with the activation gradient that follows (`head_grad`); and such a layer's
+//! weight gradient with its bias gradient (`gemm_columns_bias`).
 
 use std::sync::Arc;
 
@@ -9,6 +10,8 @@ use super::{GpuExecutor, Plan};
 use crate::cpu::Activation;
 use crate::error::Result;
 use crate::graph::{Buf, Instr};
+use crate::kernels::gemm::GemmShape;
+use crate::kernels::gemm_columns::{self, gemm_weight_and_bias_grad};
 use crate::kernels::head_grad::{HeadGrad, MAX_K, RowDotTerm, head_grad};
 
 /// The parts of a fusable head-gradient run: the optional row dot term `(dy, other)`,
@@ -86,10 +89,59 @@ fn head_run(instrs: &[Instr]) -> Option<HeadRun<'_>> {
     })
 }
 
+/// A thin Dense layer's weight gradient (TN, n ≤ [`gemm_columns::MAX_N`] units, k ≤
+/// [`gemm_columns::MAX_K`] rows) followed by its bias gradient over the same dy: the GEMM's
+/// shape and operands, and the bias gradient's target and flag.
+fn thin_weight_grad(instrs: &[Instr]) -> Option<(GemmShape, [Buf; 3], Buf, bool)> {
+    let [
+        Instr::Gemm {
+            a,
+            b,
+            c,
+            bias: None,
+            m,
+            n,
+            k,
+            trans_a: true,
+            trans_b: false,
+            accumulate,
+        },
+        Instr::BiasGrad {
+            dy,
+            db,
+            rows,
+            cols,
+            accumulate: bias_accumulate,
+        },
+        ..,
+    ] = *instrs
+    else {
+        return None;
+    };
+    let fits = n <= gemm_columns::MAX_N && k <= gemm_columns::MAX_K;
+    let distinct = ![a, b, c].contains(&db);
+    (fits && distinct && dy == b && (rows, cols) == (k, n)).then_some((
+        GemmShape {
+            m,
+            n,
+            k,
+            trans_a: true,
+            trans_b: false,
+            accumulate,
+        },
+        [a, b, c],
+        db,
+        bias_accumulate,
+    ))
+}
+
 /// How many instructions from the start of `instrs` [`GpuExecutor::compile_fused_head`]
 /// records as one dispatch (0: none).
 pub fn head_run_len(instrs: &[Instr]) -> usize {
-    head_run(instrs).map_or(0, |run| run.len)
+    match thin_weight_grad(instrs) {
+        Some(_) => 2,
+        None => head_run(instrs).map_or(0, |run| run.len),
+    }
 }
 
 impl GpuExecutor {
@@ -100,6 +152,17 @@ impl GpuExecutor {
         instrs: &[Instr],
         plan: &mut Plan,
     ) -> Result<Option<usize>> {
+        if let Some((shape, [a, b, c], db, bias_accumulate)) = thin_weight_grad(instrs) {
+            let [a, b, c, db] = [a, b, c, db].map(|buf| self.buffer(buf));
+            plan.dispatches.push(gemm_weight_and_bias_grad(
+                &self.ctx,
+                &shape,
+                (&a, &b, &c),
+                &db,
+                bias_accumulate,
+            )?);
+            return Ok(Some(2));
+        }
         let Some(run) = head_run(instrs) else {
             return Ok(None);
         };
