@@ -74,7 +74,8 @@ pub fn gemm_weight_and_bias_grad(
         footprint: Footprint::linear(
             WORKGROUP,
             k,
-            gemm_flops(shape) + (k * n) as f64,
+            // The bias sums are counted as bytes, as bias_grad's are.
+            gemm_flops(shape),
             (4 * (m * k + k * n + c_passes * m * n + 2 * n)) as f64,
         ),
     })
