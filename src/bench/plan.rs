@@ -23,7 +23,7 @@ use crate::model::{DEFAULT_EMA_DECAY, ModelConfig, ModelKind, PIXELS};
 /// GPU, so it must have at least [`MIN_WORKGROUPS`] workgroups.
 pub const BIG_BYTES: f64 = 1e6;
 pub const BIG_FLOPS: f64 = 1e6;
-pub const MIN_WORKGROUPS: u64 = 128;
+pub const MIN_WORKGROUPS: u64 = crate::gpu::settings::MIN_WORKGROUPS as u64;
 /// The longest loop one invocation may run before it serialises the dispatch.
 pub const MAX_LOOP: u64 = 512;
 

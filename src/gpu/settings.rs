@@ -21,6 +21,25 @@ pub const KERNELS_ENV: &str = "GAN_GPU_KERNELS";
 /// room for the few loops a count misses.
 pub const LOOP_LIMIT: usize = 65_000;
 
+/// The fewest workgroups a sizeable dispatch should have under the real-GPU settings, so
+/// that it reaches most of a GPU's cores (the plan's width rule; an H100 has 132 SMs).
+pub const MIN_WORKGROUPS: usize = 128;
+
+/// A workgroup size for `invocations` independent invocations (a workgroup that only
+/// groups them, so its size changes no result): `largest`, halved down to `smallest`
+/// while that would leave fewer than [`MIN_WORKGROUPS`] workgroups under the real-GPU
+/// settings; always `largest` under the software ones, whose few cores a handful of
+/// workgroups fill.
+pub fn spread_workgroup(settings: KernelSettings, invocations: usize, largest: u32, smallest: u32) -> u32 {
+    let mut wg = largest;
+    if settings == KernelSettings::Gpu {
+        while wg / 2 >= smallest && invocations.div_ceil(wg as usize) < MIN_WORKGROUPS {
+            wg /= 2;
+        }
+    }
+    wg
+}
+
 /// The kernel settings launchers plan for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

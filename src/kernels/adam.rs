@@ -14,6 +14,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::cpu::adam::AdamConfig;
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
+use crate::gpu::settings::spread_workgroup;
 use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 use crate::kernels::ema::{EmaStep, EmaStepParams};
 use Binding::{Read, ReadWrite, Uniform};
@@ -159,6 +160,10 @@ fn launch(
         }
     }
     let vectorized = len > 0 && len.is_multiple_of(4);
+    let invocations = if vectorized { len32 / 4 } else { len32 };
+    // A small group (a discriminator's 44,161 weights) in narrower workgroups, so that it
+    // still reaches most of a GPU's cores.
+    let wg = spread_workgroup(ctx.kernel_settings(), invocations as usize, WORKGROUP, 64);
     let entry = match (vectorized, average.is_some()) {
         (true, false) => "adam4",
         (false, false) => "adam",
@@ -187,8 +192,7 @@ fn launch(
         bound.extend([ema.uniform(), average]);
     }
     let bind_group = ctx.bind(&kernel, &bound);
-    let invocations = if vectorized { len32 / 4 } else { len32 };
-    let (x, y) = grid_1d(ctx, invocations.div_ceil(WORKGROUP));
+    let (x, y) = grid_1d(ctx, invocations.div_ceil(wg));
     // p, m, v read and written, g read, about 12 operations an element; the average read
     // and written, 3 more.
     let (flops, bytes) = match average {
@@ -199,6 +203,6 @@ fn launch(
         kernel,
         bind_group,
         groups: [x, y, 1],
-        footprint: Footprint::linear(WORKGROUP, 0, flops * len as f64, bytes * len as f64),
+        footprint: Footprint::linear(wg, 0, flops * len as f64, bytes * len as f64),
     })
 }

@@ -25,6 +25,7 @@ use crate::cpu::Activation;
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::gpu::pipeline::grid_1d;
+use crate::gpu::settings::spread_workgroup;
 use crate::gpu::{
     Binding, Dispatch, Footprint, GpuBuffer, GpuContext, Kernel, KernelSettings, KernelSpec, Knobs,
     Shader,
@@ -269,18 +270,22 @@ const NARROW_TILE: (usize, usize) = (16, 4);
 
 /// Workgroup size: llvmpipe runs 8 invocations per SIMD step (8 and 16 measured the
 /// same); 64 (two warps, one wavefront) on real GPUs.
-/// A site's tuned workgroup where it is one of [`WORKGROUPS`], else the settings' own.
-fn workgroup(ctx: &GpuContext, knobs: Knobs) -> usize {
+/// A site's tuned workgroup where it is one of [`WORKGROUPS`], else `default`.
+fn workgroup(knobs: Knobs, default: u32) -> usize {
     match knobs.workgroup {
         Some(wg) if WORKGROUPS.contains(&wg) => wg as usize,
-        _ => default_workgroup(ctx) as usize,
+        _ => default as usize,
     }
 }
 
-fn default_workgroup(ctx: &GpuContext) -> u32 {
+/// 16 on a software adapter; on a real GPU 64, halved (to 16 at least) while it would
+/// leave fewer than [`MIN_WORKGROUPS`](crate::gpu::settings::MIN_WORKGROUPS) workgroups:
+/// a small convolution of large per-invocation tiles then still spreads over most of the
+/// GPU's cores. The workgroup only groups invocations, so it changes no result.
+fn default_workgroup(ctx: &GpuContext, invocations: usize) -> u32 {
     match ctx.kernel_settings() {
         KernelSettings::Software => 16,
-        KernelSettings::Gpu => 64,
+        KernelSettings::Gpu => spread_workgroup(KernelSettings::Gpu, invocations, 64, 16),
     }
 }
 
@@ -300,7 +305,13 @@ const SPLIT_TARGETS: [u32; 5] = [64, 256, 1024, 4096, 16384];
 
 /// The knobs of `entry` at `s`, and what `gan-gpu tune` may try there: each workgroup
 /// size, and for a weight gradient each split target, one knob at a time.
-fn site_knobs(ctx: &GpuContext, entry: &str, s: &ConvShape, split: bool) -> Knobs {
+fn site_knobs(
+    ctx: &GpuContext,
+    entry: &str,
+    s: &ConvShape,
+    split: bool,
+    default_wg: u32,
+) -> Knobs {
     let site = format!(
         "{entry} {}x{}x{}x{} k{}x{} s{}x{} p{},{} -> {}x{}x{}",
         s.batch,
@@ -320,7 +331,7 @@ fn site_knobs(ctx: &GpuContext, entry: &str, s: &ConvShape, split: bool) -> Knob
     ctx.knobs(&site, || {
         let mut candidates: Vec<Knobs> = WORKGROUPS
             .iter()
-            .filter(|&&wg| wg != default_workgroup(ctx))
+            .filter(|&&wg| wg != default_wg)
             .map(|&wg| Knobs {
                 workgroup: Some(wg),
                 ..Knobs::default()
@@ -525,7 +536,9 @@ fn forward(
         return Ok(Vec::new());
     }
     let (entry, tile) = forward_kernel(s, x, w);
-    let wg = workgroup(ctx, site_knobs(ctx, entry, s, false));
+    let invocations = (s.batch * s.out_h * s.out_w).div_ceil(tile.0) * s.out_c.div_ceil(tile.1);
+    let default_wg = default_workgroup(ctx, invocations);
+    let wg = workgroup(site_knobs(ctx, entry, s, false, default_wg), default_wg);
     let taps = s.k_h * s.k_w;
     // The tap loops hold the channel loop (a vec4 of channels per trip).
     let trips = (taps * s.in_c).div_ceil(4);
@@ -578,7 +591,12 @@ fn input_grad(
         return Ok(Vec::new());
     }
     let (entry, tile) = input_grad_kernel(s, dy, w);
-    let wg = workgroup(ctx, site_knobs(ctx, entry, s, false));
+    // The largest phase class sets the row grid; smaller ones leave a tail idle.
+    let class_rows = s.batch * s.in_h.div_ceil(s.stride_h) * s.in_w.div_ceil(s.stride_w);
+    let column_tiles = s.stride_h * s.stride_w * s.in_c.div_ceil(tile.1);
+    let invocations = class_rows.div_ceil(tile.0) * column_tiles;
+    let default_wg = default_workgroup(ctx, invocations);
+    let wg = workgroup(site_knobs(ctx, entry, s, false, default_wg), default_wg);
     let (taps_h, taps_w) = (s.k_h.div_ceil(s.stride_h), s.k_w.div_ceil(s.stride_w));
     let taps = taps_h * taps_w;
     // The valid taps of a phase class hold the channel loop (a vec4 per trip).
@@ -590,10 +608,8 @@ fn input_grad(
     let uniform = ctx.uniform(op, &params);
     let bindings = [&uniform, dy, w, bias.unwrap_or(w), dx, &act_out, saved];
     let bind_group = ctx.bind(&kernel, &bindings);
-    // The largest phase class sets the row grid; smaller ones leave a tail idle.
-    let class_rows = s.batch * s.in_h.div_ceil(s.stride_h) * s.in_w.div_ceil(s.stride_w);
     let (gx, gy) = row_grid(ctx, class_rows, tile.0, wg)?;
-    let gz = grid_dim(ctx, op, s.stride_h * s.stride_w * s.in_c.div_ceil(tile.1))?;
+    let gz = grid_dim(ctx, op, column_tiles)?;
     let bias_len = if bias.is_some() { s.in_c } else { 0 };
     let (a, b, out) = (s.output_len(), s.weight_len(), s.input_len());
     let act_bytes = epilogue_bytes(epilogue, out);
@@ -690,13 +706,16 @@ fn weight_grad(
         };
     }
     let (entry, tile) = weight_grad_kernel(s, x, dy);
-    let knobs = site_knobs(ctx, entry, s, true);
-    let wg = workgroup(ctx, knobs);
+    // One invocation per (row tile, column tile, slice), numbered in that order. The
+    // default workgroup is sized for the default split (a tuned split keeps it).
+    let tiles = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0).max(1) * s.out_c.div_ceil(tile.1).max(1);
+    let (default_slices, _) = weight_grad_split(ctx, op, s, tile, Knobs::default())?;
+    let default_wg = default_workgroup(ctx, tiles * default_slices);
+    let knobs = site_knobs(ctx, entry, s, true, default_wg);
     let (slices, chunk) = weight_grad_split(ctx, op, s, tile, knobs)?;
+    let wg = workgroup(knobs, default_wg);
     let mut params = s.params(flags(false, accumulate), chunk, slices)?;
     let kernel = kernel(ctx, entry, WGRAD_BINDINGS, wg)?;
-    // One invocation per (row tile, column tile, slice), numbered in that order.
-    let tiles = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0).max(1) * s.out_c.div_ceil(tile.1).max(1);
     let weight_groups = (tiles * slices).div_ceil(wg);
     let len = s.weight_len();
     // Each invocation walks its slice's quad rows, each over the output row's pixels.

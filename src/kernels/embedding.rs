@@ -5,6 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::grid_1d;
+use crate::gpu::settings::spread_workgroup;
 use crate::gpu::{Binding, Dispatch, Footprint, GpuBuffer, GpuContext, KernelSpec, Shader};
 use Binding::{Read, ReadWrite, Uniform};
 
@@ -85,15 +86,17 @@ fn launch(
     let buffers = [("labels", labels, batch), input, output];
     let params = checked_params(entry, &buffers, (batch, classes, dim), accumulate)?;
     let outputs = output.2 as u32;
+    // Each invocation writes its own output: a narrower workgroup changes no result.
+    let wg = spread_workgroup(ctx.kernel_settings(), output.2, WORKGROUP, 64);
     let kernel = ctx.kernel(&KernelSpec {
         shader: Shader::Embedding,
         entry,
         bindings: BINDINGS,
-        constants: &[("WG", WORKGROUP as f64)],
+        constants: &[("WG", wg as f64)],
     })?;
     let uniform = ctx.uniform(&format!("{entry} params"), &params);
     let bind_group = ctx.bind(&kernel, &[&uniform, labels, input.1, output.1]);
-    let (x, y) = grid_1d(ctx, outputs.div_ceil(WORKGROUP));
+    let (x, y) = grid_1d(ctx, outputs.div_ceil(wg));
     // The backward pass has one invocation per table entry, walking the whole batch.
     let backward = entry == "embedding_backward";
     let trips = if backward { batch } else { 0 };
@@ -103,7 +106,7 @@ fn launch(
         kernel,
         bind_group,
         groups: [x, y, 1],
-        footprint: Footprint::linear(WORKGROUP, trips, flops as f64, bytes as f64),
+        footprint: Footprint::linear(wg, trips, flops as f64, bytes as f64),
     })
 }
 
