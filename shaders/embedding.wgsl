@@ -137,3 +137,43 @@ fn embedding_row_dot(
         logit[row] = row_addend[row] + partial[0];
     }
 }
+
+// embedding_backward_row_dot: a projection's row dot gradient into the embedding rows
+// and the table gradient that reads it, in one pass. row_grad[b, j] = dy_rows[b]·
+// features[b, j] (+ row_grad with ROW_ACCUMULATE: combine.wgsl's row_dot_grad), written
+// by the invocation of table element (labels[b], j), which adds it into its sum as
+// embedding_backward does (the same values in the same order, so the same bits).
+override ROW_ACCUMULATE: u32 = 0u;
+@group(0) @binding(2) var<storage, read> dy_rows: array<f32>;
+@group(0) @binding(3) var<storage, read_write> table_grad: array<f32>;
+@group(0) @binding(4) var<storage, read> features: array<f32>;
+@group(0) @binding(5) var<storage, read_write> row_grad: array<f32>;
+
+@compute @workgroup_size(WG)
+fn embedding_backward_row_dot(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.x + gid.y * groups.x * WG;
+    if (i >= params.classes * params.dim) {
+        return;
+    }
+    let c = i / params.dim;
+    let j = i % params.dim;
+    var sum = 0.0;
+    for (var b = 0u; b < params.batch; b++) {
+        if (label_of(b) == c) {
+            let at = b * params.dim + j;
+            var g = dy_rows[b] * features[at];
+            if (ROW_ACCUMULATE == 1u) {
+                g = row_grad[at] + g;
+            }
+            row_grad[at] = g;
+            sum += g;
+        }
+    }
+    if (params.accumulate == 1u) {
+        sum = table_grad[i] + sum;
+    }
+    table_grad[i] = sum;
+}

@@ -417,6 +417,83 @@ fn two_concats_in_one_dispatch_match_the_cpu_twin() {
     assert!(err.to_string().contains("must not overlap"), "{err}");
 }
 
+/// `embedding_backward_row_dot` writes the bits that `row_dot_grad` then
+/// `embedding_backward` write, for every embedding shape (out-of-range labels included),
+/// each accumulate flag of either output.
+#[test]
+fn the_projection_gradient_into_the_embedding_matches_the_two_passes() {
+    let Some(ctx) = test_context("embedding backward + row dot grad") else {
+        return;
+    };
+    let bits = |b: &GpuBuffer, len: usize| -> Vec<u32> {
+        let v: Vec<f32> = ctx.read(b, len).unwrap();
+        v.iter().map(|f| f.to_bits()).collect()
+    };
+    for (i, &(batch, classes, dim)) in EMBEDDINGS.iter().enumerate() {
+        let seed = 1300 + 10 * i as u64;
+        let mut ids = labels(batch, classes, seed);
+        if let Some(first) = ids.first_mut() {
+            *first = classes as u32 + 2;
+        }
+        let lb = label_buffer(&ctx, &ids);
+        let n = batch * dim;
+        let upload = |len: usize, seed: u64| ctx.upload("input", &data(len.max(1), seed));
+        let (dy, features) = (upload(batch, seed + 1), upload(n, seed + 2));
+        let (row_prior, table_prior) = (
+            data(n.max(1), seed + 3),
+            data((classes * dim).max(1), seed + 4),
+        );
+        for (row_accumulate, accumulate) in [(false, false), (true, true), (false, true)] {
+            let [row1, row2] = [(); 2].map(|_| ctx.upload("row grad", &row_prior));
+            let [t1, t2] = [(); 2].map(|_| ctx.upload("table grad", &table_prior));
+            let dims = (batch, classes, dim);
+            let separate = [
+                combine::row_dot_grad(&ctx, &dy, &features, &row1, batch, dim, row_accumulate)
+                    .unwrap(),
+                embedding::embedding_backward(&ctx, &row1, &lb, &t1, dims, accumulate).unwrap(),
+            ];
+            let fused = embedding::embedding_backward_row_dot(
+                &ctx,
+                (&dy, &features),
+                (&row2, row_accumulate),
+                &lb,
+                &t2,
+                dims,
+                accumulate,
+            )
+            .unwrap();
+            ctx.run(
+                &separate.iter().collect::<Vec<_>>(),
+                "row dot grad, embedding grad",
+            )
+            .unwrap();
+            run(&ctx, fused, "fused embedding grad");
+            let what =
+                format!("batch {batch}, {classes}x{dim}, accumulate {row_accumulate}/{accumulate}");
+            // Rows whose label is out of range still get their gradient (clamped class).
+            assert_eq!(bits(&row2, n), bits(&row1, n), "row grad, {what}");
+            assert_eq!(
+                bits(&t2, classes * dim),
+                bits(&t1, classes * dim),
+                "table grad, {what}"
+            );
+        }
+    }
+    let x = ctx.upload("x", &[1.0f32; 8]);
+    let Err(err) = embedding::embedding_backward_row_dot(
+        &ctx,
+        (&x, &x),
+        (&x, false),
+        &x,
+        &x,
+        (2, 2, 2),
+        false,
+    ) else {
+        panic!("aliased outputs were accepted");
+    };
+    assert!(err.to_string().contains("must differ"), "{err}");
+}
+
 #[test]
 fn gpu_row_dot_matches_the_cpu_twin() {
     let Some(ctx) = test_context("row dot parity") else {

@@ -269,10 +269,13 @@ pub(super) fn describe_run(graph: &Graph, run: &[Instr]) -> (String, String, Str
             format!("{layer}, {bias}"),
         );
     }
-    // Two independent instructions drawn or copied in one pass.
+    // Two instructions computed in one pass, each with its own shape.
     if let [
         _,
-        second @ (Instr::RandomLabels { .. } | Instr::DataLabels { .. } | Instr::Concat { .. }),
+        second @ (Instr::RandomLabels { .. }
+        | Instr::DataLabels { .. }
+        | Instr::Concat { .. }
+        | Instr::EmbeddingGrad { .. }),
     ] = run
     {
         let (second_what, second_shape) = describe(graph, second);

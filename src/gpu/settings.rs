@@ -30,7 +30,12 @@ pub const MIN_WORKGROUPS: usize = 128;
 /// while that would leave fewer than [`MIN_WORKGROUPS`] workgroups under the real-GPU
 /// settings; always `largest` under the software ones, whose few cores a handful of
 /// workgroups fill.
-pub fn spread_workgroup(settings: KernelSettings, invocations: usize, largest: u32, smallest: u32) -> u32 {
+pub fn spread_workgroup(
+    settings: KernelSettings,
+    invocations: usize,
+    largest: u32,
+    smallest: u32,
+) -> u32 {
     let mut wg = largest;
     if settings == KernelSettings::Gpu {
         while wg / 2 >= smallest && invocations.div_ceil(wg as usize) < MIN_WORKGROUPS {

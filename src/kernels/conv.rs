@@ -305,13 +305,7 @@ const SPLIT_TARGETS: [u32; 5] = [64, 256, 1024, 4096, 16384];
 
 /// The knobs of `entry` at `s`, and what `gan-gpu tune` may try there: each workgroup
 /// size, and for a weight gradient each split target, one knob at a time.
-fn site_knobs(
-    ctx: &GpuContext,
-    entry: &str,
-    s: &ConvShape,
-    split: bool,
-    default_wg: u32,
-) -> Knobs {
+fn site_knobs(ctx: &GpuContext, entry: &str, s: &ConvShape, split: bool, default_wg: u32) -> Knobs {
     let site = format!(
         "{entry} {}x{}x{}x{} k{}x{} s{}x{} p{},{} -> {}x{}x{}",
         s.batch,

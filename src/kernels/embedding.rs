@@ -151,6 +151,64 @@ pub fn embedding_backward(
     )
 }
 
+/// `row_grad [batch, dim]` = `dy [batch]`·`features [batch, dim]` row by row (or += with
+/// `row_accumulate`: `combine::row_dot_grad`), and [`embedding_backward`] of it into
+/// `dtable`, in one dispatch: a projection head's gradient into its label embedding.
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_backward_row_dot(
+    ctx: &GpuContext,
+    (dy, features): (&GpuBuffer, &GpuBuffer),
+    (row_grad, row_accumulate): (&GpuBuffer, bool),
+    labels: &GpuBuffer,
+    dtable: &GpuBuffer,
+    (batch, classes, dim): (usize, usize, usize),
+    accumulate: bool,
+) -> Result<Dispatch> {
+    let entry = "embedding_backward_row_dot";
+    let n = batch * dim;
+    let buffers = [
+        ("labels", labels, batch),
+        ("dy", dy, batch),
+        ("dtable", dtable, classes * dim),
+        ("features", features, n),
+        ("row_grad", row_grad, n),
+    ];
+    let params = checked_params(entry, &buffers, (batch, classes, dim), accumulate)?;
+    let written = [dtable, row_grad];
+    if dtable == row_grad || [labels, dy, features].iter().any(|b| written.contains(b)) {
+        return Err(Error::Shape {
+            op: entry,
+            message: "dtable and row_grad must differ from each other and from the inputs".into(),
+        });
+    }
+    let outputs = classes * dim;
+    let wg = spread_workgroup(ctx.kernel_settings(), outputs, WORKGROUP, 64);
+    let kernel = ctx.kernel(&KernelSpec {
+        shader: Shader::Embedding,
+        entry,
+        bindings: &[Uniform, Read, Read, ReadWrite, Read, ReadWrite],
+        constants: &[
+            ("WG", wg as f64),
+            ("ROW_ACCUMULATE", row_accumulate as u32 as f64),
+        ],
+    })?;
+    let uniform = ctx.uniform("embedding_backward_row_dot params", &params);
+    let bind_group = ctx.bind(&kernel, &[&uniform, labels, dy, dtable, features, row_grad]);
+    let (x, y) = grid_1d(ctx, (outputs as u32).div_ceil(wg));
+    // Every invocation walks the batch; each row element is read (features, and row_grad
+    // when adding) and written once, the table once.
+    let bytes = 4
+        * (batch * (1 + classes)
+            + n * (2 + row_accumulate as usize)
+            + outputs * (1 + accumulate as usize));
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        groups: [x, y, 1],
+        footprint: Footprint::linear(wg, batch, 2.0 * n as f64, bytes as f64),
+    })
+}
+
 /// [`embedding_forward`] (overwriting out) and `sum [batch, dim]` = `addend` + out, in one
 /// dispatch.
 pub fn embedding_add(

@@ -1,8 +1,10 @@
 //! Backward runs of a discriminator's thin heads that the wgpu executor records as one
 //! dispatch: the gradient a Dense layer of a few units (and a projection's row dot
 //! product, when the lowering has put its gradient beside the Dense one) sends into the
-//! features, with the activation gradient that follows (`head_grad`); and such a layer's
-//! weight gradient with its bias gradient (`gemm_columns_bias`).
+//! features, with the activation gradient that follows (`head_grad`); such a layer's
+//! weight gradient with its bias gradient (`gemm_columns_bias`); and the projection's
+//! gradient into its label embedding with the table gradient that reads it
+//! (`embedding_backward_row_dot`).
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use super::{GpuExecutor, Plan};
 use crate::cpu::Activation;
 use crate::error::Result;
 use crate::graph::{Buf, Instr};
+use crate::kernels::embedding::embedding_backward_row_dot;
 use crate::kernels::gemm::GemmShape;
 use crate::kernels::gemm_columns::{self, gemm_weight_and_bias_grad};
 use crate::kernels::head_grad::{HeadGrad, MAX_K, RowDotTerm, head_grad};
@@ -135,13 +138,58 @@ fn thin_weight_grad(instrs: &[Instr]) -> Option<(GemmShape, [Buf; 3], Buf, bool)
     ))
 }
 
+/// A row dot gradient into a label embedding's output followed by the embedding's table
+/// gradient over it: `((dy, features), (row_grad, its flag), labels, (dtable, its flag),
+/// (batch, classes, dim))`.
+type EmbeddingHead = (
+    (Buf, Buf),
+    (Buf, bool),
+    Buf,
+    (Buf, bool),
+    (usize, usize, usize),
+);
+
+fn embedding_head(instrs: &[Instr]) -> Option<EmbeddingHead> {
+    let [
+        Instr::RowDotGrad {
+            dy,
+            other,
+            dx,
+            rows,
+            cols,
+            accumulate: row_accumulate,
+        },
+        Instr::EmbeddingGrad {
+            dy: table_dy,
+            labels,
+            dtable,
+            batch,
+            classes,
+            dim,
+            accumulate,
+        },
+        ..,
+    ] = *instrs
+    else {
+        return None;
+    };
+    let distinct = dtable != dx && ![dy, other, labels].contains(&dtable);
+    (table_dy == dx && (rows, cols) == (batch, dim) && distinct).then_some((
+        (dy, other),
+        (dx, row_accumulate),
+        labels,
+        (dtable, accumulate),
+        (batch, classes, dim),
+    ))
+}
+
 /// How many instructions from the start of `instrs` [`GpuExecutor::compile_fused_head`]
 /// records as one dispatch (0: none).
 pub fn head_run_len(instrs: &[Instr]) -> usize {
-    match thin_weight_grad(instrs) {
-        Some(_) => 2,
-        None => head_run(instrs).map_or(0, |run| run.len),
+    if thin_weight_grad(instrs).is_some() || embedding_head(instrs).is_some() {
+        return 2;
     }
+    head_run(instrs).map_or(0, |run| run.len)
 }
 
 impl GpuExecutor {
@@ -160,6 +208,27 @@ impl GpuExecutor {
                 (&a, &b, &c),
                 &db,
                 bias_accumulate,
+            )?);
+            return Ok(Some(2));
+        }
+        if let Some((
+            (dy, features),
+            (row_grad, row_accumulate),
+            labels,
+            (dtable, accumulate),
+            shape,
+        )) = embedding_head(instrs)
+        {
+            let [dy, features, row_grad, labels, dtable] =
+                [dy, features, row_grad, labels, dtable].map(|buf| self.buffer(buf));
+            plan.dispatches.push(embedding_backward_row_dot(
+                &self.ctx,
+                (&dy, &features),
+                (&row_grad, row_accumulate),
+                &labels,
+                &dtable,
+                shape,
+                accumulate,
             )?);
             return Ok(Some(2));
         }
