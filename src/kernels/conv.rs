@@ -705,7 +705,13 @@ fn weight_grad(
     let tiles = (s.k_h * s.k_w * s.in_c).div_ceil(tile.0).max(1) * s.out_c.div_ceil(tile.1).max(1);
     let (default_slices, _) = weight_grad_split(ctx, op, s, tile, Knobs::default())?;
     let default_wg = default_workgroup(ctx, tiles * default_slices);
-    let knobs = site_knobs(ctx, entry, s, true, default_wg);
+    // With the bias sums riding along the dispatches differ, so the pair is a site of its
+    // own: each is tuned on what it runs.
+    let site = match bias {
+        Some(_) => format!("{entry}+bias"),
+        None => entry.to_string(),
+    };
+    let knobs = site_knobs(ctx, &site, s, true, default_wg);
     let (slices, chunk) = weight_grad_split(ctx, op, s, tile, knobs)?;
     let wg = workgroup(knobs, default_wg);
     let mut params = s.params(flags(false, accumulate), chunk, slices)?;
