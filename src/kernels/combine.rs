@@ -199,7 +199,7 @@ pub struct Concat<'a> {
     pub y: &'a GpuBuffer,
 }
 
-/// Two [`concat`]s in one dispatch (a batch's rows and its labels), each copied bit for
+/// Two [`concat()`]s in one dispatch (a batch's rows and its labels), each copied bit for
 /// bit; no buffer written may be read or written by the other concat.
 pub fn concat_pair(ctx: &GpuContext, first: Concat, second: Concat) -> Result<Dispatch> {
     let shape_error = |message: String| Error::Shape {

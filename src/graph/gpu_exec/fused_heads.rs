@@ -183,8 +183,8 @@ fn embedding_head(instrs: &[Instr]) -> Option<EmbeddingHead> {
     ))
 }
 
-/// How many instructions from the start of `instrs` [`GpuExecutor::compile_fused_head`]
-/// records as one dispatch (0: none).
+/// How many instructions from the start of `instrs` the wgpu executor records as one
+/// head dispatch (0: none).
 pub fn head_run_len(instrs: &[Instr]) -> usize {
     if thin_weight_grad(instrs).is_some() || embedding_head(instrs).is_some() {
         return 2;
