@@ -334,6 +334,7 @@ fn tiny_layers() -> Vec<Layer> {
         convt(true, 2, (3, 3), (2, 2), (4, 4), (2, 2), None),
         convt(false, 2, (3, 3), (2, 2), (3, 2), (2, 3), None),
         convt(true, 2, (3, 2), (2, 2), (3, 5), (2, 3), Some((1, 0))),
+        convt(true, 1, (3, 3), (2, 8), (3, 3), (2, 2), None), // by output phases
     ]
 }
 
@@ -366,6 +367,13 @@ fn layers_match_nested_loops() {
         convt(false, 1, (3, 3), (2, 2), (5, 5), (2, 2), Some((1, 1))),
         convt(true, 2, (4, 4), (2, 2), (5, 3), (2, 2), Some((0, 1))),
         convt(true, 0, (7, 7), (2, 2), (5, 5), (2, 2), None), // zero batch
+        // 8 output channels and more run by output phases (the others by scatter).
+        convt(true, 3, (7, 7), (5, 8), (5, 5), (2, 2), None),
+        convt(true, 2, (5, 4), (3, 9), (5, 4), (3, 3), None),
+        convt(false, 2, (4, 5), (2, 8), (2, 1), (3, 2), None), // phases without taps
+        convt(false, 1, (3, 3), (2, 11), (5, 5), (2, 2), Some((1, 1))),
+        convt(true, 2, (4, 4), (3, 8), (5, 3), (2, 2), Some((0, 1))),
+        convt(true, 2, (6, 5), (1, 8), (4, 4), (1, 1), None), // stride 1: one phase
         Layer::Dense {
             batch: 3,
             in_f: 17,
@@ -406,8 +414,10 @@ fn conv_geometry() -> impl Strategy<Value = Layer> {
 }
 
 fn conv_transpose_geometry() -> impl Strategy<Value = Layer> {
+    // Output channels on both sides of the forward pass's switch to output phases (8).
+    let out_c = prop_oneof![1..4usize, 8..11usize];
     (
-        (0..3usize, 1..7usize, 1..7usize, 1..4usize, 1..4usize),
+        (0..3usize, 1..7usize, 1..7usize, 1..4usize, out_c),
         (1..6usize, 1..6usize, 1..4usize, 1..4usize),
         any::<bool>(),
         prop::option::of((0..3usize, 0..3usize)),

@@ -63,11 +63,7 @@ impl Patches {
         &self,
         images: Range<usize>,
     ) -> impl Iterator<Item = Range<usize>> + use<> {
-        let n = images.len();
-        let per_image = self.rows_per_image() * self.row_len();
-        let most = (COLUMN_CHUNK_FLOATS / per_image.max(1)).clamp(1, n.max(1));
-        let count = n.div_ceil(most);
-        (0..count).map(move |c| c * n / count..(c + 1) * n / count)
+        image_chunks(images, self.rows_per_image() * self.row_len())
     }
 
     /// The column buffer for `images` images, grown if needed.
@@ -154,6 +150,18 @@ impl Patches {
             }
         }
     }
+}
+
+/// `images` cut into chunks whose column matrices (`per_image` floats an image) fit
+/// [`COLUMN_CHUNK_FLOATS`] together, spread evenly; relative to `images.start`.
+pub(super) fn image_chunks(
+    images: Range<usize>,
+    per_image: usize,
+) -> impl Iterator<Item = Range<usize>> + use<> {
+    let n = images.len();
+    let most = (COLUMN_CHUNK_FLOATS / per_image.max(1)).clamp(1, n.max(1));
+    let count = n.div_ceil(most);
+    (0..count).map(move |c| c * n / count..(c + 1) * n / count)
 }
 
 /// Image coordinate of padded position `padded`, if inside [0, size).

@@ -44,6 +44,9 @@ pub fn embedding_forward_into(
     Ok(())
 }
 
+/// Columns of the table gradient summed per pass over the batch, on the stack.
+const SUM_COLUMNS: usize = 256;
+
 /// `dtable [classes, dim]`: `dtable[c, j] = Σ over b with labels[b] = c of dy[b, j]`.
 pub fn embedding_backward(
     dy: &[f32],
@@ -70,15 +73,31 @@ pub fn embedding_backward_into(
     check_len("embedding_backward", "dy", dy.len(), labels.len() * dim)?;
     check_len("embedding_backward", "dtable", dtable.len(), classes * dim)?;
     check_labels("embedding_backward", labels, classes)?;
+    // Column blocks, each summed over the batch in a stack array: dy is read row by row
+    // (contiguous, vectorised) and each element still adds in batch order from zero.
     for c in 0..classes {
-        for j in 0..dim {
-            let sum = labels
+        let rows = || {
+            labels
                 .iter()
-                .enumerate()
-                .filter(|&(_, &l)| l as usize == c)
-                .fold(0.0f32, |s, (b, _)| s + dy[b * dim + j]);
-            let t = &mut dtable[c * dim + j];
-            *t = if accumulate { *t + sum } else { sum };
+                .zip(dy.chunks_exact(dim.max(1)))
+                .filter(move |&(&l, _)| l as usize == c)
+                .map(|(_, row)| row)
+        };
+        let table_row = &mut dtable[c * dim..(c + 1) * dim];
+        for (j0, out) in (0..dim)
+            .step_by(SUM_COLUMNS)
+            .zip(table_row.chunks_mut(SUM_COLUMNS))
+        {
+            let mut sum = [0.0f32; SUM_COLUMNS];
+            let sum = &mut sum[..out.len()];
+            for row in rows() {
+                for (s, &d) in sum.iter_mut().zip(&row[j0..j0 + out.len()]) {
+                    *s += d;
+                }
+            }
+            for (t, &s) in out.iter_mut().zip(sum.iter()) {
+                *t = if accumulate { *t + s } else { s };
+            }
         }
     }
     Ok(())

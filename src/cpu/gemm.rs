@@ -178,6 +178,13 @@ pub fn bias_grad(dy: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
 /// Columns summed per pass over dy: their f64 sums stay on the stack, so nothing is allocated.
 const BIAS_GRAD_COLUMNS: usize = 64;
 
+/// Fixed blocks of dy's rows, summed separately (in parallel when large) and then in block
+/// order, so the bits do not depend on the number of threads.
+const BIAS_GRAD_ROW_BLOCKS: usize = 8;
+
+/// Elements of one column pass from which its row blocks run in parallel.
+const BIAS_GRAD_PARALLEL_FROM: usize = 1 << 16;
+
 /// [`bias_grad`] written into `db` (cols), or added to it when `accumulate`.
 pub fn bias_grad_into(
     dy: &[f32],
@@ -186,18 +193,28 @@ pub fn bias_grad_into(
     db: &mut [f32],
     accumulate: bool,
 ) -> Result<()> {
+    use rayon::prelude::*;
     check_len("bias_grad", "dy", dy.len(), rows.saturating_mul(cols))?;
     check_len("bias_grad", "db", db.len(), cols)?;
     for c0 in (0..cols).step_by(BIAS_GRAD_COLUMNS) {
         let width = BIAS_GRAD_COLUMNS.min(cols - c0);
-        let mut sum = [0.0f64; BIAS_GRAD_COLUMNS];
-        for row in dy.chunks_exact(cols) {
-            for (s, &d) in sum.iter_mut().zip(&row[c0..c0 + width]) {
-                *s += f64::from(d);
+        let block_sum = |(b, sum): (usize, &mut [f64; BIAS_GRAD_COLUMNS])| {
+            let block = b * rows / BIAS_GRAD_ROW_BLOCKS..(b + 1) * rows / BIAS_GRAD_ROW_BLOCKS;
+            for row in dy[block.start * cols..block.end * cols].chunks_exact(cols) {
+                for (s, &d) in sum.iter_mut().zip(&row[c0..c0 + width]) {
+                    *s += f64::from(d);
+                }
             }
+        };
+        let mut sums = [[0.0f64; BIAS_GRAD_COLUMNS]; BIAS_GRAD_ROW_BLOCKS];
+        if rows * width >= BIAS_GRAD_PARALLEL_FROM {
+            sums.par_iter_mut().enumerate().for_each(block_sum);
+        } else {
+            sums.iter_mut().enumerate().for_each(block_sum);
         }
-        for (db, &s) in db[c0..c0 + width].iter_mut().zip(&sum) {
-            *db = if accumulate { *db + s as f32 } else { s as f32 };
+        for (c, db) in db[c0..c0 + width].iter_mut().enumerate() {
+            let s = sums.iter().map(|block| block[c]).sum::<f64>() as f32;
+            *db = if accumulate { *db + s } else { s };
         }
     }
     Ok(())

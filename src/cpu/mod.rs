@@ -34,6 +34,7 @@ pub mod noise;
 mod par;
 pub mod peak;
 pub mod softmax_ce;
+mod subpixel;
 pub mod workspace;
 
 pub use activation::{

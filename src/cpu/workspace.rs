@@ -21,12 +21,14 @@ use crate::error::Result;
 /// the weight gradient's per-slice partial sums stay small.
 pub const SLICES: usize = 8;
 
-/// Scratch of the convolutions: a column-matrix buffer per slice and the weight gradient's
-/// per-slice partial sums, grown to the largest layer's need and then reused.
+/// Scratch of the convolutions: a column-matrix buffer per slice, the weight gradient's
+/// per-slice partial sums and rearranged weights, grown to the largest layer's need and then reused.
 #[derive(Debug, Default)]
 pub struct Workspace {
     cols: [Vec<f32>; SLICES],
     partials: Vec<f32>,
+    /// A layer's weights rearranged for its GEMMs (the transposed convolution's phases).
+    pub(super) packed_weights: Vec<f32>,
 }
 
 /// An activation applied to a layer's output as each chunk of it is finished (while it is in
@@ -148,13 +150,17 @@ pub(super) fn summed_over_slices(
             })
         })?;
     let partials = &*partials;
+    // Partial by partial over the chunk (contiguous, vectorised); each element still adds the
+    // slices in slice order onto its start value.
     super::par::chunks_mut(out, |at, out| {
-        for (i, o) in out.iter_mut().enumerate() {
-            let mut sum = if accumulate { *o } else { 0.0 };
-            for p in partials[at + i..].iter().step_by(len) {
-                sum += p;
+        if !accumulate {
+            out.fill(0.0);
+        }
+        let n = out.len();
+        for partial in partials.chunks_exact(len) {
+            for (o, &p) in out.iter_mut().zip(&partial[at..at + n]) {
+                *o += p;
             }
-            *o = sum;
         }
     });
     Ok(())
