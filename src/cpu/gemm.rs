@@ -182,7 +182,7 @@ const BIAS_GRAD_COLUMNS: usize = 64;
 /// order, so the bits do not depend on the number of threads.
 const BIAS_GRAD_ROW_BLOCKS: usize = 8;
 
-/// Elements of one column pass from which its row blocks run in parallel.
+/// Elements of dy from which the sums run in parallel.
 const BIAS_GRAD_PARALLEL_FROM: usize = 1 << 16;
 
 /// [`bias_grad`] written into `db` (cols), or added to it when `accumulate`.
@@ -196,8 +196,12 @@ pub fn bias_grad_into(
     use rayon::prelude::*;
     check_len("bias_grad", "dy", dy.len(), rows.saturating_mul(cols))?;
     check_len("bias_grad", "db", db.len(), cols)?;
-    for c0 in (0..cols).step_by(BIAS_GRAD_COLUMNS) {
-        let width = BIAS_GRAD_COLUMNS.min(cols - c0);
+    let large = rows * cols >= BIAS_GRAD_PARALLEL_FROM;
+    // Threads split the column blocks when there are several, else the row blocks.
+    let split_columns = large && cols > BIAS_GRAD_COLUMNS;
+    let column_block = |(i, db): (usize, &mut [f32])| {
+        let c0 = i * BIAS_GRAD_COLUMNS;
+        let width = db.len();
         let block_sum = |(b, sum): (usize, &mut [f64; BIAS_GRAD_COLUMNS])| {
             let block = b * rows / BIAS_GRAD_ROW_BLOCKS..(b + 1) * rows / BIAS_GRAD_ROW_BLOCKS;
             for row in dy[block.start * cols..block.end * cols].chunks_exact(cols) {
@@ -207,15 +211,24 @@ pub fn bias_grad_into(
             }
         };
         let mut sums = [[0.0f64; BIAS_GRAD_COLUMNS]; BIAS_GRAD_ROW_BLOCKS];
-        if rows * width >= BIAS_GRAD_PARALLEL_FROM {
+        if large && !split_columns {
             sums.par_iter_mut().enumerate().for_each(block_sum);
         } else {
             sums.iter_mut().enumerate().for_each(block_sum);
         }
-        for (c, db) in db[c0..c0 + width].iter_mut().enumerate() {
+        for (c, db) in db.iter_mut().enumerate() {
             let s = sums.iter().map(|block| block[c]).sum::<f64>() as f32;
             *db = if accumulate { *db + s } else { s };
         }
+    };
+    if split_columns {
+        db.par_chunks_mut(BIAS_GRAD_COLUMNS)
+            .enumerate()
+            .for_each(column_block);
+    } else {
+        db.chunks_mut(BIAS_GRAD_COLUMNS)
+            .enumerate()
+            .for_each(column_block);
     }
     Ok(())
 }
