@@ -247,7 +247,7 @@ fn in_place_convolutions_accumulate_fuse_and_reuse_the_workspace() {
             "convT dx",
             cpu::conv_transpose2d_backward_input(&gt, &dy, &w).unwrap(),
             Box::new(|o, ws| {
-                cpu::conv_transpose2d_backward_input_into(&gt, &dy, &w, o, true, ws).unwrap()
+                cpu::conv_transpose2d_backward_input_into(&gt, &dy, &w, o, true, None, ws).unwrap()
             }),
         ),
         (
@@ -260,7 +260,9 @@ fn in_place_convolutions_accumulate_fuse_and_reuse_the_workspace() {
         (
             "conv dx",
             cpu::conv2d_backward_input(&gc, &dyc, &wc).unwrap(),
-            Box::new(|o, ws| cpu::conv2d_backward_input_into(&gc, &dyc, &wc, o, true, ws).unwrap()),
+            Box::new(|o, ws| {
+                cpu::conv2d_backward_input_into(&gc, &dyc, &wc, o, true, None, ws).unwrap()
+            }),
         ),
         (
             "conv dw",
@@ -287,16 +289,91 @@ fn in_place_convolutions_accumulate_fuse_and_reuse_the_workspace() {
 
 #[test]
 fn bias_grad_matches_an_f64_sum_in_blocks_of_columns() {
-    // 150 columns: three passes of the 64-column stack block, the last one partial.
-    let (rows, cols) = (37, 150);
-    let dy = uniform(11, rows * cols);
-    let mut db = uniform(12, cols);
-    let prior = db.clone();
-    cpu::bias_grad_into(&dy, rows, cols, &mut db, true).unwrap();
-    for c in 0..cols {
-        let sum: f64 = (0..rows).map(|r| f64::from(dy[r * cols + c])).sum();
-        assert_eq!(db[c], prior[c] + sum as f32, "column {c}");
+    // 150 columns: three passes of the 64-column stack block, the last one partial; then a
+    // tall layer whose row blocks run in parallel, and a wide one whose column blocks do.
+    for (rows, cols) in [(37, 150), (3001, 40), (120, 1000)] {
+        let dy = uniform(11, rows * cols);
+        let mut db = uniform(12, cols);
+        let prior = db.clone();
+        cpu::bias_grad_into(&dy, rows, cols, &mut db, true).unwrap();
+        for c in 0..cols {
+            let sum: f64 = (0..rows).map(|r| f64::from(dy[r * cols + c])).sum();
+            assert_eq!(db[c], prior[c] + sum as f32, "{rows}x{cols}, column {c}");
+        }
     }
+}
+
+/// An input gradient with the backward of the activation before it fused in writes the bits
+/// of the two run one after the other (the executor fuses them), accumulating or not.
+#[test]
+fn input_gradients_with_a_fused_activation_gradient_match_the_two_apart() {
+    // Several chunks per slice for the transposed conv; an odd batch for the conv.
+    let gt = ConvTranspose2dGeometry::keras_same(30, 7, 7, 128, 64, 5, 5, 2, 2, None);
+    let gc = Conv2dGeometry::valid(13, 13, 13, 32, 64, 3, 3, 2, 2);
+    let mut ws = Workspace::default();
+    type InputGrad<'a> =
+        Box<dyn Fn(&mut [f32], bool, Option<cpu::FusedActivationGrad<'_>>, &mut Workspace) + 'a>;
+    let (wt, dyt) = (uniform(20, gt.weight_len()), uniform(21, gt.output_len()));
+    let (wc, dyc) = (uniform(22, gc.weight_len()), uniform(23, gc.output_len()));
+    let cases: [(&str, usize, InputGrad); 2] = [
+        (
+            "convT",
+            gt.input_len(),
+            Box::new(|o, acc, f, ws| {
+                cpu::conv_transpose2d_backward_input_into(&gt, &dyt, &wt, o, acc, f, ws).unwrap()
+            }),
+        ),
+        (
+            "conv",
+            gc.input_len(),
+            Box::new(|o, acc, f, ws| {
+                cpu::conv2d_backward_input_into(&gc, &dyc, &wc, o, acc, f, ws).unwrap()
+            }),
+        ),
+    ];
+    for (what, len, input_grad) in cases {
+        let (x, prior, prior_dx) = (uniform(24, len), uniform(25, len), uniform(26, len));
+        for act in [Activation::Relu, Activation::Tanh] {
+            let y = activation_forward(act, &x);
+            for (accumulate, act_accumulate) in [(false, false), (true, true), (false, true)] {
+                let mut apart = prior.clone();
+                input_grad(&mut apart, accumulate, None, &mut ws);
+                let mut apart_dx = prior_dx.clone();
+                cpu::activation_backward_into(act, &x, &y, &apart, &mut apart_dx, act_accumulate)
+                    .unwrap();
+
+                let (mut out, mut dx) = (prior.clone(), prior_dx.clone());
+                let fused = cpu::FusedActivationGrad {
+                    act,
+                    x: &x,
+                    y: &y,
+                    dx: &mut dx,
+                    accumulate: act_accumulate,
+                };
+                input_grad(&mut out, accumulate, Some(fused), &mut ws);
+                let case = format!("{what} {act:?} accumulate {accumulate}/{act_accumulate}");
+                assert_eq!(out, apart, "{case}: the layer's gradient");
+                assert_eq!(dx, apart_dx, "{case}: the activation's input gradient");
+            }
+        }
+    }
+    // A fused gradient of the wrong length is refused, naming it.
+    let (mut out, mut dx) = (vec![0.0; gc.input_len()], vec![0.0; 3]);
+    let x = vec![0.0; gc.input_len()];
+    let fused = cpu::FusedActivationGrad {
+        act: Activation::Relu,
+        x: &x,
+        y: &x,
+        dx: &mut dx,
+        accumulate: false,
+    };
+    let err =
+        cpu::conv2d_backward_input_into(&gc, &dyc, &wc, &mut out, false, Some(fused), &mut ws)
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("activation input gradient"),
+        "{err}"
+    );
 }
 
 /// Three CPU training steps of the GAN (batch 16) on `threads` threads: every parameter after.

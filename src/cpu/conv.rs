@@ -11,7 +11,10 @@ use std::ops::Range;
 
 use super::check_len;
 use super::gemm::{fill_rows, gemm_serial};
-use super::workspace::{FusedActivation, Workspace, check_fused, per_slice, summed_over_slices};
+use super::workspace::{
+    FusedActivation, FusedActivationGrad, Workspace, check_fused, check_fused_grad, per_slice,
+    summed_over_slices,
+};
 use crate::error::Result;
 use crate::geometry::Conv2dGeometry;
 
@@ -240,17 +243,20 @@ pub fn conv2d_forward_into(
 pub fn conv2d_backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     g.validate()?;
     let mut dx = vec![0.0; g.input_len()];
-    conv2d_backward_input_into(g, dy, w, &mut dx, false, &mut Workspace::default())?;
+    conv2d_backward_input_into(g, dy, w, &mut dx, false, None, &mut Workspace::default())?;
     Ok(dx)
 }
 
-/// [`conv2d_backward_input`] into `dx`, or added to it when `accumulate`.
+/// [`conv2d_backward_input`] into `dx`, or added to it when `accumulate`; then `fused`, the
+/// backward of the activation that produced this layer's input, applied to it.
+#[allow(clippy::too_many_arguments)] // the layer's buffers, and the fused activation's
 pub fn conv2d_backward_input_into(
     g: &Conv2dGeometry,
     dy: &[f32],
     w: &[f32],
     dx: &mut [f32],
     accumulate: bool,
+    fused: Option<FusedActivationGrad<'_>>,
     ws: &mut Workspace,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_input";
@@ -260,18 +266,21 @@ pub fn conv2d_backward_input_into(
     check_len(OP, "dx", dx.len(), g.input_len())?;
     let p = patches(g);
     let out_per_image = p.rows_per_image() * g.out_c;
-    per_slice(dx, None, g.batch, p.image_len(), ws, |s| {
+    check_fused_grad(OP, &fused, dx.len())?;
+    per_slice(dx, fused, g.batch, p.image_len(), ws, |mut s| {
         for r in p.chunks(s.images.clone()) {
             let cols = p.cols(s.cols, r.len());
             let first = s.images.start + r.start;
             let dy = &dy[first * out_per_image..][..r.len() * out_per_image];
             let rows = r.len() * p.rows_per_image();
             gemm_serial(rows, p.row_len(), g.out_c, dy, false, w, true, cols, false)?;
-            let dx = &mut s.out[r.start * p.image_len()..r.end * p.image_len()];
+            let out = r.start * p.image_len()..r.end * p.image_len();
+            let dx = &mut s.out[out.clone()];
             if !accumulate {
                 dx.fill(0.0);
             }
             p.col2im_add(cols, dx);
+            s.finish(out)?;
         }
         Ok(())
     })

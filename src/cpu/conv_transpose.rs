@@ -11,7 +11,10 @@ use super::check_len;
 use super::conv::Patches;
 use super::gemm::{fill_rows, gemm_serial};
 use super::subpixel::Phases;
-use super::workspace::{FusedActivation, Workspace, check_fused, per_slice, summed_over_slices};
+use super::workspace::{
+    FusedActivation, FusedActivationGrad, Workspace, check_fused, check_fused_grad, per_slice,
+    summed_over_slices,
+};
 use crate::error::Result;
 use crate::geometry::ConvTranspose2dGeometry;
 
@@ -157,17 +160,28 @@ pub fn conv_transpose2d_backward_input(
 ) -> Result<Vec<f32>> {
     g.validate()?;
     let mut dx = vec![0.0; g.input_len()];
-    conv_transpose2d_backward_input_into(g, dy, w, &mut dx, false, &mut Workspace::default())?;
+    conv_transpose2d_backward_input_into(
+        g,
+        dy,
+        w,
+        &mut dx,
+        false,
+        None,
+        &mut Workspace::default(),
+    )?;
     Ok(dx)
 }
 
-/// [`conv_transpose2d_backward_input`] into `dx`, or added to it when `accumulate`.
+/// [`conv_transpose2d_backward_input`] into `dx`, or added to it when `accumulate`; then `fused`, the
+/// backward of the activation that produced this layer's input, applied to it.
+#[allow(clippy::too_many_arguments)] // the layer's buffers, and the fused activation's
 pub fn conv_transpose2d_backward_input_into(
     g: &ConvTranspose2dGeometry,
     dy: &[f32],
     w: &[f32],
     dx: &mut [f32],
     accumulate: bool,
+    fused: Option<FusedActivationGrad<'_>>,
     ws: &mut Workspace,
 ) -> Result<()> {
     const OP: &str = "conv_transpose2d_backward_input";
@@ -177,7 +191,8 @@ pub fn conv_transpose2d_backward_input_into(
     check_len(OP, "dx", dx.len(), g.input_len())?;
     let p = patches(g);
     let in_per_image = p.rows_per_image() * g.in_c;
-    per_slice(dx, None, g.batch, in_per_image, ws, |s| {
+    check_fused_grad(OP, &fused, dx.len())?;
+    per_slice(dx, fused, g.batch, in_per_image, ws, |mut s| {
         for r in p.chunks(s.images.clone()) {
             let cols = p.cols(s.cols, r.len());
             let first = s.images.start + r.start;
@@ -185,8 +200,9 @@ pub fn conv_transpose2d_backward_input_into(
                 &dy[first * p.image_len()..][..r.len() * p.image_len()],
                 cols,
             );
-            let dx = &mut s.out[r.start * in_per_image..r.end * in_per_image];
+            let out = r.start * in_per_image..r.end * in_per_image;
             let rows = r.len() * p.rows_per_image();
+            let dx = &mut s.out[out.clone()];
             gemm_serial(
                 rows,
                 g.in_c,
@@ -198,6 +214,7 @@ pub fn conv_transpose2d_backward_input_into(
                 dx,
                 accumulate,
             )?;
+            s.finish(out)?;
         }
         Ok(())
     })

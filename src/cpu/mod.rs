@@ -69,7 +69,7 @@ pub use noise::{
     normal_noise, normal_noise_at, normal_noise_into, philox4x32_10, uniform_index, uniform_u32,
 };
 pub use softmax_ce::{SoftmaxCeOutput, softmax_cross_entropy, softmax_rows};
-pub use workspace::{FusedActivation, Workspace};
+pub use workspace::{FusedActivation, FusedActivationGrad, Workspace};
 
 use crate::error::{Error, Result};
 

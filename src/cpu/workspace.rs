@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::activation::{Activation, activation_forward_into};
+use super::activation::{Activation, activation_backward_into, activation_forward_into};
 use super::check_len;
 use crate::error::Result;
 
@@ -35,11 +35,87 @@ pub struct Workspace {
 /// cache): (activation, where its output goes, as long as the layer's output).
 pub type FusedActivation<'a> = Option<(Activation, &'a mut [f32])>;
 
+/// The backward of the activation that a layer's output feeds, applied to the layer's
+/// output gradient (its result: the activation's `dy`) as each chunk of it is finished:
+/// `dx = f'(x)·dy` (or `dx +=` it when `accumulate`), for the activation's input `x` and
+/// output `y`, each as long as the layer's output.
+pub struct FusedActivationGrad<'a> {
+    pub act: Activation,
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub dx: &'a mut [f32],
+    pub accumulate: bool,
+}
+
 /// Checks that a fused activation's output is as long as the layer's.
 pub(super) fn check_fused(op: &'static str, fused: &FusedActivation<'_>, len: usize) -> Result<()> {
     match fused {
         Some((_, out)) => check_len(op, "activation output", out.len(), len),
         None => Ok(()),
+    }
+}
+
+/// Checks that a fused activation gradient's buffers are as long as the layer's output.
+pub(super) fn check_fused_grad(
+    op: &'static str,
+    fused: &Option<FusedActivationGrad<'_>>,
+    len: usize,
+) -> Result<()> {
+    let Some(f) = fused else { return Ok(()) };
+    check_len(op, "activation input", f.x.len(), len)?;
+    check_len(op, "activation output", f.y.len(), len)?;
+    check_len(op, "activation input gradient", f.dx.len(), len)
+}
+
+/// What runs on each finished chunk of a layer's output.
+pub(super) enum Fused<'a> {
+    Nothing,
+    Forward(Activation, &'a mut [f32]),
+    Backward(FusedActivationGrad<'a>),
+}
+
+impl<'a> From<FusedActivation<'a>> for Fused<'a> {
+    fn from(fused: FusedActivation<'a>) -> Self {
+        match fused {
+            Some((act, y)) => Fused::Forward(act, y),
+            None => Fused::Nothing,
+        }
+    }
+}
+
+impl<'a> From<Option<FusedActivationGrad<'a>>> for Fused<'a> {
+    fn from(fused: Option<FusedActivationGrad<'a>>) -> Self {
+        fused.map_or(Fused::Nothing, Fused::Backward)
+    }
+}
+
+impl<'a> Fused<'a> {
+    /// Cut at the slice boundaries, as the layer's output is.
+    fn split(self, batch: usize, per_image: usize) -> [Fused<'a>; SLICES] {
+        let mut parts: [Fused<'a>; SLICES] = std::array::from_fn(|_| Fused::Nothing);
+        match self {
+            Fused::Nothing => {}
+            Fused::Forward(act, y) => {
+                for (part, y) in parts.iter_mut().zip(split_by_slice(y, batch, per_image)) {
+                    *part = Fused::Forward(act, y);
+                }
+            }
+            Fused::Backward(f) => {
+                let dxs = split_by_slice(f.dx, batch, per_image);
+                for (s, (part, dx)) in parts.iter_mut().zip(dxs).enumerate() {
+                    let images = slice_images(batch, s);
+                    let range = images.start * per_image..images.end * per_image;
+                    *part = Fused::Backward(FusedActivationGrad {
+                        act: f.act,
+                        x: &f.x[range.clone()],
+                        y: &f.y[range],
+                        dx,
+                        accumulate: f.accumulate,
+                    });
+                }
+            }
+        }
+        parts
     }
 }
 
@@ -68,41 +144,40 @@ pub(super) struct SliceOut<'a> {
     pub(super) out: &'a mut [f32],
     /// Column-matrix scratch, grown as needed.
     pub(super) cols: &'a mut Vec<f32>,
-    /// Its part of a fused activation's output.
-    fused: Option<(Activation, &'a mut [f32])>,
+    /// Its part of what is fused onto the output.
+    fused: Fused<'a>,
 }
 
 impl SliceOut<'_> {
-    /// Applies the fused activation, if any, to `range` of this slice's output.
+    /// Applies what is fused, if anything, to `range` of this slice's output.
     pub(super) fn finish(&mut self, range: Range<usize>) -> Result<()> {
+        let out = &self.out[range.clone()];
         match &mut self.fused {
-            Some((act, y)) => {
-                activation_forward_into(*act, &self.out[range.clone()], &mut y[range])
+            Fused::Nothing => Ok(()),
+            Fused::Forward(act, y) => activation_forward_into(*act, out, &mut y[range]),
+            Fused::Backward(f) => {
+                let (x, y) = (&f.x[range.clone()], &f.y[range.clone()]);
+                activation_backward_into(f.act, x, y, out, &mut f.dx[range], f.accumulate)
             }
-            None => Ok(()),
         }
     }
 }
 
 /// Runs `job` on every slice in parallel, each with its part of `out` (`per_image` floats per
-/// image) and of the fused activation's output.
-pub(super) fn per_slice(
+/// image) and of what is fused onto it.
+pub(super) fn per_slice<'a>(
     out: &mut [f32],
-    fused: FusedActivation<'_>,
+    fused: impl Into<Fused<'a>>,
     batch: usize,
     per_image: usize,
     ws: &mut Workspace,
     job: impl Fn(SliceOut<'_>) -> Result<()> + Sync,
 ) -> Result<()> {
     let parts = split_by_slice(out, batch, per_image);
-    let act = fused.as_ref().map(|(act, _)| *act);
-    let mut fused_parts: [&mut [f32]; SLICES] = match fused {
-        Some((_, y)) => split_by_slice(y, batch, per_image),
-        None => Default::default(),
-    };
+    let fused_parts = fused.into().split(batch, per_image);
     parts
         .into_par_iter()
-        .zip(fused_parts.par_iter_mut())
+        .zip(fused_parts)
         .zip(ws.cols.par_iter_mut())
         .enumerate()
         .try_for_each(|(s, ((out, fused), cols))| {
@@ -110,7 +185,7 @@ pub(super) fn per_slice(
                 images: slice_images(batch, s),
                 out,
                 cols,
-                fused: act.map(|act| (act, std::mem::take(fused))),
+                fused,
             })
         })
 }
@@ -146,7 +221,7 @@ pub(super) fn summed_over_slices(
                 images,
                 out,
                 cols,
-                fused: None,
+                fused: Fused::Nothing,
             })
         })?;
     let partials = &*partials;

@@ -47,6 +47,56 @@ fn fusable_activation(producer: &Instr, next: Option<&Instr>) -> Option<(cpu::Ac
     }
 }
 
+/// The activation gradient that may be fused into the input gradient before it: it must read
+/// exactly that instruction's result as its `dy`, and write elsewhere.
+struct FusableGrad {
+    act: cpu::Activation,
+    x: Buf,
+    y: Buf,
+    dx: Buf,
+    accumulate: bool,
+}
+
+fn fusable_activation_grad(producer: &Instr, next: Option<&Instr>) -> Option<FusableGrad> {
+    let out = match *producer {
+        Instr::Conv2dInputGrad { dx, .. } | Instr::ConvTranspose2dInputGrad { dx, .. } => dx,
+        _ => return None,
+    };
+    match next {
+        Some(&Instr::ActivationGrad {
+            act,
+            x,
+            y,
+            dy,
+            dx,
+            accumulate,
+            ..
+        }) if dy == out && ![x, y, dx].contains(&out) => Some(FusableGrad {
+            act,
+            x,
+            y,
+            dx,
+            accumulate,
+        }),
+        _ => None,
+    }
+}
+
+/// The fused gradient's arguments: its x and y read from the executor while its dx is lent.
+fn fused_grad_args<'a>(
+    fused: Option<&FusableGrad>,
+    exec: &'a CpuExecutor,
+    dx: Option<&'a mut [f32]>,
+) -> Option<cpu::FusedActivationGrad<'a>> {
+    fused.zip(dx).map(|(f, dx)| cpu::FusedActivationGrad {
+        act: f.act,
+        x: exec.get(f.x),
+        y: exec.get(f.y),
+        dx,
+        accumulate: f.accumulate,
+    })
+}
+
 impl CpuExecutor {
     pub fn new(
         graph: &Graph,
@@ -112,6 +162,8 @@ impl CpuExecutor {
         let fused = fusable_activation(instr, next);
         let act_out = fused.map(|(_, y)| y);
         let act = fused.map(|(act, _)| act);
+        let fused_grad = fusable_activation_grad(instr, next);
+        let grad_out = fused_grad.as_ref().map(|f| f.dx);
         match *instr {
             Instr::Noise { out, len, slot } => {
                 let stream = RandomStreams::noise_stream(iteration, slot);
@@ -287,8 +339,13 @@ impl CpuExecutor {
                 w,
                 dx,
                 accumulate,
-            } => self.write_into(dx, None, |s, dx, _, ws| {
-                cpu::conv2d_backward_input_into(&geom, s.get(dy), s.get(w), dx, accumulate, ws)
+            } => self.write_into(dx, grad_out, |s, dx, grad_dx, ws| {
+                let (dy, w, fused) = (
+                    s.get(dy),
+                    s.get(w),
+                    fused_grad_args(fused_grad.as_ref(), s, grad_dx),
+                );
+                cpu::conv2d_backward_input_into(&geom, dy, w, dx, accumulate, fused, ws)
             })?,
             Instr::Conv2dWeightGrad {
                 geom,
@@ -311,9 +368,13 @@ impl CpuExecutor {
                 w,
                 dx,
                 accumulate,
-            } => self.write_into(dx, None, |s, dx, _, ws| {
-                let (dy, w) = (s.get(dy), s.get(w));
-                cpu::conv_transpose2d_backward_input_into(&geom, dy, w, dx, accumulate, ws)
+            } => self.write_into(dx, grad_out, |s, dx, grad_dx, ws| {
+                let (dy, w, fused) = (
+                    s.get(dy),
+                    s.get(w),
+                    fused_grad_args(fused_grad.as_ref(), s, grad_dx),
+                );
+                cpu::conv_transpose2d_backward_input_into(&geom, dy, w, dx, accumulate, fused, ws)
             })?,
             Instr::ConvTranspose2dWeightGrad {
                 geom,
@@ -467,7 +528,7 @@ impl CpuExecutor {
                 )?;
             }
         }
-        Ok(fused.is_some())
+        Ok(fused.is_some() || fused_grad.is_some())
     }
 }
 
