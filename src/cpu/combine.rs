@@ -1,7 +1,7 @@
 //! Ops that combine two tensors: element-wise sum, and the row-wise dot product a
 //! projection discriminator scores with, with their gradients.
 
-use super::check_len;
+use super::{check_len, par};
 use crate::error::{Error, Result};
 
 /// y = a + b, element-wise. Its gradient passes dy to both inputs unchanged.
@@ -15,22 +15,26 @@ pub fn add(a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
 pub fn add_into(a: &[f32], b: &[f32], y: &mut [f32]) -> Result<()> {
     check_len("add", "b", b.len(), a.len())?;
     check_len("add", "y", y.len(), a.len())?;
-    for ((y, x), z) in y.iter_mut().zip(a).zip(b) {
-        *y = x + z;
-    }
+    par::chunks_mut(y, |at, y| {
+        let n = y.len();
+        for ((y, x), z) in y.iter_mut().zip(&a[at..at + n]).zip(&b[at..at + n]) {
+            *y = x + z;
+        }
+    });
     Ok(())
 }
 
 /// `dst = src`, or `dst += src` with `accumulate`: the gradient a sum passes on.
 pub fn accumulate_into(src: &[f32], dst: &mut [f32], accumulate: bool) -> Result<()> {
     check_len("accumulate", "dst", dst.len(), src.len())?;
-    if accumulate {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d += s;
+    par::chunks_mut(dst, |at, dst| {
+        let src = &src[at..at + dst.len()];
+        if accumulate {
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+        } else {
+            dst.copy_from_slice(src);
         }
-    } else {
-        dst.copy_from_slice(src);
-    }
+    });
     Ok(())
 }
 
