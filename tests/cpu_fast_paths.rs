@@ -377,7 +377,8 @@ fn input_gradients_with_a_fused_activation_gradient_match_the_two_apart() {
 }
 
 /// Three CPU training steps of the GAN (batch 16) on `threads` threads: every parameter after.
-fn train(threads: usize) -> Vec<Vec<f32>> {
+/// With `apart`, each instruction is a plan of its own, so the executor fuses nothing.
+fn train(threads: usize, apart: bool) -> Vec<Vec<f32>> {
     pool(threads).install(|| {
         let gan = SEED.build(&ModelConfig::new(16, 100)).unwrap();
         let plan_instrs = gan.train_step().unwrap();
@@ -394,9 +395,18 @@ fn train(threads: usize) -> Vec<Vec<f32>> {
         for (id, values) in gan.graph.init_params(&mut rng) {
             exec.write(Buf::Value(id), &values).unwrap();
         }
-        let plan = exec.compile(&plan_instrs).unwrap();
+        let plans: Vec<usize> = if apart {
+            plan_instrs
+                .iter()
+                .map(|instr| exec.compile(std::slice::from_ref(instr)).unwrap())
+                .collect()
+        } else {
+            vec![exec.compile(&plan_instrs).unwrap()]
+        };
         for it in 0..3 {
-            exec.run(plan, it).unwrap();
+            for &plan in &plans {
+                exec.run(plan, it).unwrap();
+            }
         }
         gan.params()
             .into_iter()
@@ -407,13 +417,88 @@ fn train(threads: usize) -> Vec<Vec<f32>> {
 
 #[test]
 fn cpu_training_is_bit_identical_on_one_and_two_threads() {
-    let one = train(1);
-    let two = train(2);
+    let one = train(1, false);
+    let two = train(2, false);
     assert_eq!(one.len(), two.len());
     for (p, (a, b)) in one.iter().zip(&two).enumerate() {
         assert!(
             a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
             "parameter {p} differs between 1 and 2 threads"
         );
+    }
+}
+
+/// The executor's fusions (activations into the layers before them, activation gradients
+/// into input gradients, a transposed convolution's two gradients sharing one im2col) change
+/// no bit of training.
+#[test]
+fn cpu_training_is_bit_identical_with_and_without_fusion() {
+    let fused = train(2, false);
+    let apart = train(2, true);
+    for (p, (a, b)) in fused.iter().zip(&apart).enumerate() {
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "parameter {p} differs with and without the executor's fusions"
+        );
+    }
+}
+
+/// A transposed convolution's weight and input gradients computed together equal the two
+/// apart, bit for bit, with and without accumulation and a fused activation gradient.
+#[test]
+fn transposed_convolution_gradients_together_match_the_two_apart() {
+    let g = ConvTranspose2dGeometry::keras_same(30, 7, 7, 128, 64, 5, 5, 2, 2, None);
+    let mut ws = Workspace::default();
+    let (x, w, dy) = (
+        uniform(30, g.input_len()),
+        uniform(31, g.weight_len()),
+        uniform(32, g.output_len()),
+    );
+    let (prior_dw, prior_dx) = (uniform(33, g.weight_len()), uniform(34, g.input_len()));
+    let y = activation_forward(Activation::Relu, &x);
+    for (accumulate, fuse) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut dw = prior_dw.clone();
+        cpu::conv_transpose2d_backward_weight_into(&g, &x, &dy, &mut dw, accumulate, &mut ws)
+            .unwrap();
+        let mut dx = prior_dx.clone();
+        cpu::conv_transpose2d_backward_input_into(&g, &dy, &w, &mut dx, accumulate, None, &mut ws)
+            .unwrap();
+        let mut act_dx = vec![f32::NAN; dx.len()];
+        cpu::activation_backward_into(Activation::Relu, &x, &y, &dx, &mut act_dx, false).unwrap();
+
+        let (mut dw2, mut dx2) = (prior_dw.clone(), prior_dx.clone());
+        let mut act_dx2 = vec![f32::NAN; dx.len()];
+        let fused = fuse.then(|| cpu::FusedActivationGrad {
+            act: Activation::Relu,
+            x: &x,
+            y: &y,
+            dx: &mut act_dx2,
+            accumulate: false,
+        });
+        cpu::conv_transpose2d_backward_into(
+            &g,
+            &x,
+            &dy,
+            &w,
+            (&mut dw2, accumulate),
+            (&mut dx2, accumulate),
+            fused,
+            &mut ws,
+        )
+        .unwrap();
+        assert_eq!(
+            dw2, dw,
+            "weight gradient, accumulate {accumulate}, fused {fuse}"
+        );
+        assert_eq!(
+            dx2, dx,
+            "input gradient, accumulate {accumulate}, fused {fuse}"
+        );
+        if fuse {
+            assert_eq!(
+                act_dx2, act_dx,
+                "activation gradient, accumulate {accumulate}"
+            );
+        }
     }
 }

@@ -13,7 +13,7 @@ use super::gemm::{fill_rows, gemm_serial};
 use super::subpixel::Phases;
 use super::workspace::{
     FusedActivation, FusedActivationGrad, Workspace, check_fused, check_fused_grad, per_slice,
-    summed_over_slices,
+    summed_beside, summed_over_slices,
 };
 use crate::error::Result;
 use crate::geometry::ConvTranspose2dGeometry;
@@ -275,4 +275,73 @@ pub fn conv_transpose2d_backward_weight_into(
         }
         Ok(())
     })
+}
+
+/// [`conv_transpose2d_backward_weight_into`] and [`conv_transpose2d_backward_input_into`]
+/// together, for the same dy: both multiply im2col(dy), which is built once per chunk and
+/// used by both GEMMs while it is in cache. The bits are those of the two apart (the same
+/// GEMMs on the same columns, the weight gradient summed over the same slices).
+#[allow(clippy::too_many_arguments)] // both gradients' buffers and options
+pub fn conv_transpose2d_backward_into(
+    g: &ConvTranspose2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    w: &[f32],
+    (dw, accumulate_dw): (&mut [f32], bool),
+    (dx, accumulate_dx): (&mut [f32], bool),
+    fused: Option<FusedActivationGrad<'_>>,
+    ws: &mut Workspace,
+) -> Result<()> {
+    const OP: &str = "conv_transpose2d_backward";
+    g.validate()?;
+    check_len(OP, "x", x.len(), g.input_len())?;
+    check_len(OP, "dy", dy.len(), g.output_len())?;
+    check_len(OP, "w", w.len(), g.weight_len())?;
+    check_len(OP, "dw", dw.len(), g.weight_len())?;
+    check_len(OP, "dx", dx.len(), g.input_len())?;
+    check_fused_grad(OP, &fused, dx.len())?;
+    if dw.is_empty() {
+        // No weights (no output channels): nothing to share, and dx is still owed.
+        return conv_transpose2d_backward_input_into(g, dy, w, dx, accumulate_dx, fused, ws);
+    }
+    let p = patches(g);
+    let in_per_image = p.rows_per_image() * g.in_c;
+    summed_beside(
+        dw,
+        accumulate_dw,
+        dx,
+        in_per_image,
+        fused,
+        g.batch,
+        ws,
+        |dw, mut s| {
+            // The slice's first chunk overwrites its partial sum; the later ones add.
+            for (i, r) in p.chunks(s.images.clone()).enumerate() {
+                let cols = p.cols(s.cols, r.len());
+                let first = s.images.start + r.start;
+                p.im2col(
+                    &dy[first * p.image_len()..][..r.len() * p.image_len()],
+                    cols,
+                );
+                let x = &x[first * in_per_image..][..r.len() * in_per_image];
+                let rows = r.len() * p.rows_per_image();
+                gemm_serial(p.row_len(), g.in_c, rows, cols, true, x, false, dw, i > 0)?;
+                let out = r.start * in_per_image..r.end * in_per_image;
+                let dx = &mut s.out[out.clone()];
+                gemm_serial(
+                    rows,
+                    g.in_c,
+                    p.row_len(),
+                    cols,
+                    false,
+                    w,
+                    false,
+                    dx,
+                    accumulate_dx,
+                )?;
+                s.finish(out)?;
+            }
+            Ok(())
+        },
+    )
 }

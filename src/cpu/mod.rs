@@ -56,8 +56,8 @@ pub use conv::{
 };
 pub use conv_transpose::{
     conv_transpose2d_backward_input, conv_transpose2d_backward_input_into,
-    conv_transpose2d_backward_weight, conv_transpose2d_backward_weight_into,
-    conv_transpose2d_forward, conv_transpose2d_forward_into,
+    conv_transpose2d_backward_into, conv_transpose2d_backward_weight,
+    conv_transpose2d_backward_weight_into, conv_transpose2d_forward, conv_transpose2d_forward_into,
 };
 pub use dropout::{DropoutMask, dropout_backward_into, dropout_into};
 pub use ema::{ema_step, ema_weights};

@@ -199,6 +199,39 @@ pub(super) fn summed_over_slices(
     ws: &mut Workspace,
     job: impl Fn(SliceOut<'_>) -> Result<()> + Sync,
 ) -> Result<()> {
+    summed_beside(
+        out,
+        accumulate,
+        &mut [],
+        0,
+        Fused::Nothing,
+        batch,
+        ws,
+        |partial, s| {
+            job(SliceOut {
+                images: s.images,
+                out: partial,
+                cols: s.cols,
+                fused: Fused::Nothing,
+            })
+        },
+    )
+}
+
+/// [`summed_over_slices`] with a second output computed beside the sum: each slice's job gets
+/// its partial sum and its part of `beside` (`per_image` floats per image, with its part of
+/// what is fused onto that). `out` must not be empty, or nothing runs.
+#[allow(clippy::too_many_arguments)] // two outputs, each with its own options
+pub(super) fn summed_beside<'a>(
+    out: &mut [f32],
+    accumulate: bool,
+    beside: &mut [f32],
+    per_image: usize,
+    fused: impl Into<Fused<'a>>,
+    batch: usize,
+    ws: &mut Workspace,
+    job: impl Fn(&mut [f32], SliceOut<'_>) -> Result<()> + Sync,
+) -> Result<()> {
     let len = out.len();
     if len == 0 {
         return Ok(());
@@ -207,22 +240,27 @@ pub(super) fn summed_over_slices(
         ws.partials.resize(len * SLICES, 0.0);
     }
     let partials = &mut ws.partials[..len * SLICES];
+    let parts = split_by_slice(beside, batch, per_image);
+    let fused_parts = fused.into().split(batch, per_image);
     partials
         .par_chunks_mut(len)
+        .zip(parts)
+        .zip(fused_parts)
         .zip(ws.cols.par_iter_mut())
         .enumerate()
-        .try_for_each(|(s, (out, cols))| {
+        .try_for_each(|(s, (((partial, out), fused), cols))| {
             let images = slice_images(batch, s);
             if images.is_empty() {
-                out.fill(0.0);
+                partial.fill(0.0);
                 return Ok(());
             }
-            job(SliceOut {
+            let slice = SliceOut {
                 images,
                 out,
                 cols,
-                fused: Fused::Nothing,
-            })
+                fused,
+            };
+            job(partial, slice)
         })?;
     let partials = &*partials;
     // Partial by partial over the chunk (contiguous, vectorised); each element still adds the

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use crate::cpu::{self, AdamConfig, Workspace};
 use crate::error::{Error, Result};
+use crate::geometry::ConvTranspose2dGeometry;
+use crate::graph::schedule::{independent, shared_im2col_partner};
 use crate::graph::{Buf, Executor, Graph, Instr, NodeId, RandomStreams, Snapshot};
 
 pub struct CpuExecutor {
@@ -23,9 +25,83 @@ pub struct CpuExecutor {
     optimizers: Vec<AdamConfig>,
     dataset: Option<Arc<crate::graph::Dataset>>,
     streams: RandomStreams,
-    plans: Vec<Vec<Instr>>,
+    plans: Vec<Plan>,
     snapshots: Vec<Snapshot>,
     workspace: Workspace,
+}
+
+/// A compiled plan: its instructions, and at each transposed convolution's weight gradient
+/// whose input gradient runs with it, the two together.
+#[derive(Default)]
+struct Plan {
+    instrs: Vec<Instr>,
+    together: Vec<Option<TransposeGrads>>,
+}
+
+/// A transposed convolution's weight and input gradients of one dy, computed together
+/// ([`cpu::conv_transpose2d_backward_into`]): the input gradient's index, whether the
+/// activation gradient after it is fused too, and their operands.
+#[derive(Clone, Copy)]
+struct TransposeGrads {
+    input_grad: usize,
+    fuse_next: bool,
+    geom: ConvTranspose2dGeometry,
+    x: Buf,
+    dy: Buf,
+    w: Buf,
+    dw: Buf,
+    accumulate_dw: bool,
+    dx: Buf,
+    accumulate_dx: bool,
+}
+
+impl Plan {
+    fn new(instrs: &[Instr]) -> Self {
+        let together = (0..instrs.len())
+            .map(|i| {
+                let j = shared_im2col_partner(instrs, i)?;
+                let (
+                    &Instr::ConvTranspose2dWeightGrad {
+                        geom,
+                        x,
+                        dy,
+                        dw,
+                        accumulate: accumulate_dw,
+                    },
+                    &Instr::ConvTranspose2dInputGrad {
+                        w,
+                        dx,
+                        accumulate: accumulate_dx,
+                        ..
+                    },
+                ) = (&instrs[i], &instrs[j])
+                else {
+                    return None;
+                };
+                // The fused activation gradient moves up past the instructions between too.
+                let fuse_next = instrs.get(j + 1).is_some_and(|next| {
+                    fusable_activation_grad(&instrs[j], Some(next)).is_some()
+                        && instrs[i..j].iter().all(|before| independent(before, next))
+                });
+                Some(TransposeGrads {
+                    input_grad: j,
+                    fuse_next,
+                    geom,
+                    x,
+                    dy,
+                    w,
+                    dw,
+                    accumulate_dw,
+                    dx,
+                    accumulate_dx,
+                })
+            })
+            .collect();
+        Plan {
+            instrs: instrs.to_vec(),
+            together,
+        }
+    }
 }
 
 /// The activation instruction that may be fused into the instruction before it: it must read
@@ -153,6 +229,60 @@ impl CpuExecutor {
             *self.slot(b) = v;
         }
         *self.slot(out) = dst;
+        result
+    }
+
+    fn run_plan(&mut self, plan: &Plan, iteration: u64) -> Result<()> {
+        let instrs = &plan.instrs;
+        let mut i = 0;
+        while i < instrs.len() {
+            if let Some(t) = plan.together[i] {
+                let next = t.fuse_next.then(|| &instrs[t.input_grad + 1]);
+                self.exec_transpose_grads(&t, next)?;
+                // Independent of the two (checked when compiled), so they may run after.
+                for between in &instrs[i + 1..t.input_grad] {
+                    self.exec(between, None, iteration)?;
+                }
+                i = t.input_grad + 1 + usize::from(t.fuse_next);
+            } else {
+                let fused = self.exec(&instrs[i], instrs.get(i + 1), iteration)?;
+                i += 1 + usize::from(fused);
+            }
+        }
+        Ok(())
+    }
+
+    /// A transposed convolution's weight and input gradients together, with the activation
+    /// gradient `next` fused when given. Their outputs are lent out of the executor meanwhile.
+    fn exec_transpose_grads(&mut self, t: &TransposeGrads, next: Option<&Instr>) -> Result<()> {
+        let input_grad = Instr::ConvTranspose2dInputGrad {
+            geom: t.geom,
+            dy: t.dy,
+            w: t.w,
+            dx: t.dx,
+            accumulate: t.accumulate_dx,
+        };
+        let fused = next.and_then(|next| fusable_activation_grad(&input_grad, Some(next)));
+        let mut dw = take(self.slot(t.dw));
+        let mut dx = take(self.slot(t.dx));
+        let mut act_dx = fused.as_ref().map(|f| take(self.slot(f.dx)));
+        let mut ws = take(&mut self.workspace);
+        let result = cpu::conv_transpose2d_backward_into(
+            &t.geom,
+            self.get(t.x),
+            self.get(t.dy),
+            self.get(t.w),
+            (&mut dw, t.accumulate_dw),
+            (&mut dx, t.accumulate_dx),
+            fused_grad_args(fused.as_ref(), self, act_dx.as_deref_mut()),
+            &mut ws,
+        );
+        self.workspace = ws;
+        if let (Some(f), Some(v)) = (&fused, act_dx) {
+            *self.slot(f.dx) = v;
+        }
+        *self.slot(t.dx) = dx;
+        *self.slot(t.dw) = dw;
         result
     }
 
@@ -548,24 +678,14 @@ pub fn adam_step_number(iteration: u64) -> Result<u32> {
 
 impl Executor for CpuExecutor {
     fn compile(&mut self, instrs: &[Instr]) -> Result<usize> {
-        self.plans.push(instrs.to_vec());
+        self.plans.push(Plan::new(instrs));
         Ok(self.plans.len() - 1)
     }
 
     fn run(&mut self, plan: usize, iteration: u64) -> Result<()> {
-        let instrs = std::mem::take(&mut self.plans[plan]);
-        let mut result = Ok(());
-        let mut i = 0;
-        while i < instrs.len() {
-            match self.exec(&instrs[i], instrs.get(i + 1), iteration) {
-                Ok(fused) => i += 1 + usize::from(fused),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        self.plans[plan] = instrs;
+        let compiled = take(&mut self.plans[plan]);
+        let result = self.run_plan(&compiled, iteration);
+        self.plans[plan] = compiled;
         result
     }
 

@@ -248,3 +248,26 @@ pub fn losses_beside_their_gradients(
         k += 1;
     }
 }
+
+/// How far after a transposed convolution's weight gradient its input gradient is looked for
+/// (the lowering puts the bias gradient between them).
+const PARTNER_REACH: usize = 3;
+
+/// The transposed convolution's input gradient that can run together with the weight
+/// gradient at `i` (the same geometry and dy, so one im2col of dy serves both): the first
+/// within [`PARTNER_REACH`] instructions, if every instruction from `i` to it is independent
+/// of it (it moves up to run with the weight gradient).
+pub fn shared_im2col_partner(instrs: &[Instr], i: usize) -> Option<usize> {
+    let Instr::ConvTranspose2dWeightGrad { geom, dy, .. } = instrs[i] else {
+        return None;
+    };
+    let reach = instrs.len().min(i + 1 + PARTNER_REACH);
+    let j = (i + 1..reach).find(|&j| {
+        matches!(instrs[j], Instr::ConvTranspose2dInputGrad { geom: g, dy: d, .. }
+            if g == geom && d == dy)
+    })?;
+    instrs[i..j]
+        .iter()
+        .all(|before| independent(before, &instrs[j]))
+        .then_some(j)
+}
