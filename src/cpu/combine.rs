@@ -68,7 +68,7 @@ pub fn accumulate_rows_into(
     accumulate_into(part, dst, accumulate)
 }
 
-/// `y [rows]`: `y[r] = Σ_c a[r, c]·b[r, c]`, for a and b `[rows, cols]`, summed as [`dot`]
+/// `y [rows]`: `y[r] = Σ_c a[r, c]·b[r, c]`, for a and b `[rows, cols]`, summed as `dot`
 /// does.
 pub fn row_dot(a: &[f32], b: &[f32], cols: usize) -> Result<Vec<f32>> {
     let mut y = vec![0.0; a.len().checked_div(cols).unwrap_or(0)];

@@ -1,5 +1,5 @@
 //! Conv2DTranspose (TF semantics: scatter, no kernel flip): the forward pass by output phases
-//! ([`super::subpixel`]) or as GEMM + col2im, the gradients as im2col + GEMM.
+//! (`cpu/subpixel.rs`) or as GEMM + col2im, the gradients as im2col + GEMM.
 //!
 //! The scatter and the gradients reuse conv's window map with the roles swapped: the windows
 //! sit on the input x (one per input pixel) and the image is the output y, offset by the crop.
@@ -38,10 +38,10 @@ fn patches(g: &ConvTranspose2dGeometry) -> Patches {
 /// `y[n, p, q, o] = b[o] + Σ x[n, i, j, ci] · w[a, c, o, ci]` over `i·s_h + a = p + crop_top`,
 /// `j·s_w + c = q + crop_left`. As matrices: y = col2im(x · wᵀ) + b, w viewed as (k_h·k_w·out_c, in_c).
 ///
-/// Either way nothing multiplies the zeros that a convolution over a dilated input would: with
-/// [`PHASES_FROM_OUT_C`] output channels or more, per output phase ([`super::subpixel`]), s_h·s_w
-/// ordinary convolutions over x with the taps that reach each phase; with fewer, by scatter,
-/// each input pixel's products added where they land.
+/// Either way nothing multiplies the zeros that a convolution over a dilated input would:
+/// with 8 output channels or more (`PHASES_FROM_OUT_C`), per output phase
+/// (`cpu/subpixel.rs`), s_h·s_w ordinary convolutions over x with the taps that reach each
+/// phase; with fewer, by scatter, each input pixel's products added where they land.
 pub fn conv_transpose2d_forward(
     g: &ConvTranspose2dGeometry,
     x: &[f32],

@@ -22,7 +22,8 @@ use crate::error::Result;
 pub const SLICES: usize = 8;
 
 /// Scratch of the convolutions: a column-matrix buffer per slice, the weight gradient's
-/// per-slice partial sums and rearranged weights, grown to the largest layer's need and then reused.
+/// per-slice partial sums and rearranged weights, grown to the largest layer's need and then
+/// reused.
 #[derive(Debug, Default)]
 pub struct Workspace {
     cols: [Vec<f32>; SLICES],

@@ -255,7 +255,7 @@ const PARTNER_REACH: usize = 3;
 
 /// The transposed convolution's input gradient that can run together with the weight
 /// gradient at `i` (the same geometry and dy, so one im2col of dy serves both): the first
-/// within [`PARTNER_REACH`] instructions, if every instruction from `i` to it is independent
+/// within `PARTNER_REACH` (3) instructions, if every instruction from `i` to it is independent
 /// of it (it moves up to run with the weight gradient).
 pub fn shared_im2col_partner(instrs: &[Instr], i: usize) -> Option<usize> {
     let Instr::ConvTranspose2dWeightGrad { geom, dy, .. } = instrs[i] else {
