@@ -85,7 +85,9 @@ fn page_vs_cpu(name: &str, state: &Value, stored: &StoredGenerator) -> f32 {
         spread > 0.1,
         "{name}: the CPU digits are flat ({spread}); a useless comparison"
     );
-    assert_close("page vs CPU executor", name, &images, &cpu, 1e-5, 1e-4);
+    // The project's tolerance for layers (sums of many products, as for the golden vectors):
+    // the page and the CPU sum each output in their own orders, through three layers.
+    assert_close("page vs CPU executor", name, &images, &cpu, 1e-4, 1e-4);
     images
         .iter()
         .zip(&cpu)
