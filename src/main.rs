@@ -330,10 +330,10 @@ struct TrainArgs {
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<u64>,
     /// FID and class statistics of the generator every N iterations, into loss.csv
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     eval_every: Option<u64>,
-    /// Generated images per --eval-every evaluation
-    #[arg(long, default_value_t = 2_000, value_name = "N")]
+    /// Generated images per --eval-every evaluation (FID needs at least 2)
+    #[arg(long, default_value_t = 2_000, value_name = "N", value_parser = at_least_two)]
     eval_count: usize,
     /// Classifier weights for --eval-every [default: the user's cache folder]
     #[arg(long, value_name = "FILE")]
@@ -663,6 +663,15 @@ fn guarded(runtime: Runtime) -> Runtime {
 /// The names `--model` takes, for its help text.
 fn model_names() -> Vec<&'static str> {
     MODELS.iter().map(|k| k.name).collect()
+}
+
+/// `--eval-count`: an FID needs at least two images for its covariance.
+fn at_least_two(value: &str) -> std::result::Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 2 => Ok(n),
+        Ok(n) => Err(format!("{n} images give no FID; give at least 2")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {

@@ -414,6 +414,20 @@ fn zero_iterations_is_an_error_that_writes_nothing() {
 }
 
 #[test]
+fn evaluating_every_zero_iterations_or_on_one_image_is_an_error_that_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    for (flag, value) in [("--eval-every", "0"), ("--eval-count", "1")] {
+        let out = run_cli(&train_args(&run, &["--eval-every", "5", flag, value]));
+        // clap's usage error: exit status 2, the flag named.
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.starts_with("error: ") && err.contains(flag), "{err}");
+        assert!(!run.exists(), "{flag} {value} created {}", run.display());
+    }
+}
+
+#[test]
 fn a_second_signal_exits_at_once_and_the_last_checkpoint_still_loads() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

@@ -96,6 +96,16 @@ impl InTrainingEval {
         (every, count): (u64, usize),
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(Self, Option<f64>)> {
+        if every == 0 {
+            return Err(Error::InvalidArgument(
+                "--eval-every 0: give the iterations between evaluations, at least 1".into(),
+            ));
+        }
+        if count < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "--eval-count {count}: FID needs at least 2 generated images"
+            )));
+        }
         // Each evaluation holds its images, their features and class probabilities.
         let per_image = (PIXELS + FEATURES + CLASSES) * size_of::<f32>();
         check_memory(
@@ -110,8 +120,8 @@ impl InTrainingEval {
         let test = load_mnist(data_dir, Split::Test)?;
         let reference = crate::eval::quality::reference(&mut runner, &test)?;
         let eval = InTrainingEval {
-            every: every.max(1),
-            count: count.max(2),
+            every,
+            count,
             classifier: runner,
             reference,
         };
