@@ -376,8 +376,9 @@ fn input_gradients_with_a_fused_activation_gradient_match_the_two_apart() {
     );
 }
 
-/// Three CPU training steps of the GAN (batch 16) on `threads` threads: every parameter after.
-/// With `apart`, each instruction is a plan of its own, so the executor fuses nothing.
+/// Three CPU training steps of the GAN (batch 16) on `threads` threads: every parameter and
+/// every moving average after. With `apart`, each instruction is a plan of its own, so the
+/// executor fuses nothing.
 fn train(threads: usize, apart: bool) -> Vec<Vec<f32>> {
     pool(threads).install(|| {
         let gan = SEED.build(&ModelConfig::new(16, 100)).unwrap();
@@ -408,8 +409,15 @@ fn train(threads: usize, apart: bool) -> Vec<Vec<f32>> {
                 exec.run(plan, it).unwrap();
             }
         }
+        let averages = gan
+            .ema
+            .as_ref()
+            .expect("the default moving average")
+            .pairs
+            .iter();
         gan.params()
             .into_iter()
+            .chain(averages.map(|&(_, average)| average))
             .map(|p| exec.read(Buf::Value(p)).unwrap())
             .collect()
     })
@@ -429,8 +437,8 @@ fn cpu_training_is_bit_identical_on_one_and_two_threads() {
 }
 
 /// The executor's fusions (activations into the layers before them, activation gradients
-/// into input gradients, a transposed convolution's two gradients sharing one im2col) change
-/// no bit of training.
+/// into input gradients, a transposed convolution's two gradients sharing one im2col, Adam
+/// with the moving average) change no bit of training.
 #[test]
 fn cpu_training_is_bit_identical_with_and_without_fusion() {
     let fused = train(2, false);
@@ -500,5 +508,49 @@ fn transposed_convolution_gradients_together_match_the_two_apart() {
                 "activation gradient, accumulate {accumulate}"
             );
         }
+    }
+}
+
+/// Adam with the moving average of its parameter in the same pass equals the two steps one
+/// after the other, bit for bit, below and above the size that splits the work.
+#[test]
+fn adam_with_the_moving_average_matches_the_two_steps_apart() {
+    for n in [1, 1000, 100_003] {
+        let (p, g, m) = (uniform(1, n), uniform(2, n), uniform(3, n));
+        let v: Vec<f32> = uniform(4, n).iter().map(|x| x.abs()).collect();
+        let average = uniform(5, n);
+        let cfg = AdamConfig::default();
+        let (t, decay, step) = (7, 0.999, 6);
+
+        let (mut p1, mut m1, mut v1, mut avg1) = (p.clone(), m.clone(), v.clone(), average.clone());
+        cpu::adam_step(&cfg, t, &mut p1, &g, &mut m1, &mut v1).unwrap();
+        cpu::ema_step(decay, step, &p1, &mut avg1).unwrap();
+
+        let (mut p2, mut m2, mut v2, mut avg2) = (p.clone(), m.clone(), v.clone(), average.clone());
+        let ema = Some((decay, step, &mut avg2[..]));
+        cpu::adam_ema_step(&cfg, t, &mut p2, &g, &mut m2, &mut v2, ema).unwrap();
+
+        for (what, a, b) in [
+            ("p", &p1, &p2),
+            ("m", &m1, &m2),
+            ("v", &v1, &v2),
+            ("average", &avg1, &avg2),
+        ] {
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{what} differs at n = {n}"
+            );
+        }
+        let short = &mut avg2[..n - 1];
+        let err = cpu::adam_ema_step(
+            &cfg,
+            t,
+            &mut p2,
+            &g,
+            &mut m2,
+            &mut v2,
+            Some((decay, step, short)),
+        );
+        assert!(err.unwrap_err().to_string().contains("average"), "n = {n}");
     }
 }

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::ema::ema_weights;
 use super::{check_len, par};
 use crate::error::{Error, Result};
 
@@ -69,9 +70,31 @@ pub fn adam_step(
     m: &mut [f32],
     v: &mut [f32],
 ) -> Result<()> {
+    adam_ema_step(cfg, t, p, g, m, v, None)
+}
+
+/// A moving average of the parameters to step with them: (decay, 0-based step, average), as
+/// [`super::ema_step`] takes them.
+pub type EmaOf<'a> = Option<(f32, u64, &'a mut [f32])>;
+
+/// [`adam_step`], then, when `ema` is given, [`super::ema_step`] of the updated p into its
+/// average in the same pass (each element while it is in cache): the same bits as the two
+/// one after the other, from one read of p instead of two.
+pub fn adam_ema_step(
+    cfg: &AdamConfig,
+    t: u32,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    ema: EmaOf<'_>,
+) -> Result<()> {
     check_len("adam_step", "g", g.len(), p.len())?;
     check_len("adam_step", "m", m.len(), p.len())?;
     check_len("adam_step", "v", v.len(), p.len())?;
+    if let Some((_, _, average)) = &ema {
+        check_len("ema", "average", average.len(), p.len())?;
+    }
     if t == 0 {
         return Err(Error::InvalidArgument(
             "adam_step: the step t is 1-based (t = 0 divides by 1 - beta1^0 = 0)".into(),
@@ -80,22 +103,39 @@ pub fn adam_step(
     let alpha = cfg.alpha(t);
     let (one_minus_b1, one_minus_b2) = (cfg.one_minus_beta1(), cfg.one_minus_beta2());
     let epsilon = cfg.epsilon;
-    let update = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+    let (d, rest, average) = match ema {
+        Some((decay, step, average)) => {
+            let (d, rest) = ema_weights(decay, step);
+            (d, rest, average)
+        }
+        None => (0.0, 0.0, &mut [][..]),
+    };
+    let update = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], a: &mut [f32]| {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             *m += (g - *m) * one_minus_b1;
             *v += (g * g - *v) * one_minus_b2;
             *p -= (*m * alpha) / (v.sqrt() + epsilon);
         }
+        for (a, &p) in a.iter_mut().zip(&*p) {
+            *a = d * *a + rest * p;
+        }
     };
     // Element-wise, so any split gives the same bits; split only when threads pay.
     if p.len() < 2 * par::CHUNK {
-        update(p, g, m, v);
+        update(p, g, m, v, average);
+        return Ok(());
+    }
+    let chunks = p
+        .par_chunks_mut(par::CHUNK)
+        .zip(g.par_chunks(par::CHUNK))
+        .zip(m.par_chunks_mut(par::CHUNK))
+        .zip(v.par_chunks_mut(par::CHUNK));
+    if average.is_empty() {
+        chunks.for_each(|(((p, g), m), v)| update(p, g, m, v, &mut []));
     } else {
-        p.par_chunks_mut(par::CHUNK)
-            .zip(g.par_chunks(par::CHUNK))
-            .zip(m.par_chunks_mut(par::CHUNK))
-            .zip(v.par_chunks_mut(par::CHUNK))
-            .for_each(|(((p, g), m), v)| update(p, g, m, v));
+        chunks
+            .zip(average.par_chunks_mut(par::CHUNK))
+            .for_each(|((((p, g), m), v), a)| update(p, g, m, v, a));
     }
     Ok(())
 }

@@ -18,8 +18,10 @@ pub fn ema_weights(decay: f32, t: u64) -> (f32, f32) {
 pub fn ema_step(decay: f32, t: u64, source: &[f32], average: &mut [f32]) -> Result<()> {
     check_len("ema", "average", average.len(), source.len())?;
     let (d, rest) = ema_weights(decay, t);
-    for (a, &s) in average.iter_mut().zip(source) {
-        *a = d * *a + rest * s;
-    }
+    super::par::chunks_mut(average, |at, average| {
+        for (a, &s) in average.iter_mut().zip(&source[at..]) {
+            *a = d * *a + rest * s;
+        }
+    });
     Ok(())
 }

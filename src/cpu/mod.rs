@@ -41,7 +41,7 @@ pub use activation::{
     Activation, activation_backward, activation_backward_into, activation_forward,
     activation_forward_into,
 };
-pub use adam::{AdamConfig, adam_step};
+pub use adam::{AdamConfig, EmaOf, adam_ema_step, adam_step};
 pub use batchnorm::{batch_moments, batch_norm_backward_into, batch_norm_forward_into};
 pub use bce::{
     BceOutput, bce_constant_label, bce_constant_label_rows, bce_elementwise, bce_with_logits,

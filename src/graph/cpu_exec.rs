@@ -93,8 +93,9 @@ impl CpuExecutor {
         result
     }
 
-    /// Runs `instr`, fused with `next` when that is an activation of its output; returns whether
-    /// `next` was consumed.
+    /// Runs `instr`, fused with `next` when that is an activation of its output, the gradient
+    /// of the activation before it, or (after Adam) the moving average of the parameter it
+    /// stepped; returns whether `next` was consumed.
     fn exec(&mut self, instr: &Instr, next: Option<&Instr>, iteration: u64) -> Result<bool> {
         let fused = fusable_activation(instr, next);
         let act_out = fused.map(|(_, y)| y);
@@ -454,15 +455,33 @@ impl CpuExecutor {
             Instr::Adam { param, group, .. } => {
                 let cfg = self.optimizers[group];
                 let t = adam_step_number(iteration)?;
-                let (p, g) = (&mut self.values[param], &self.grads[param]);
-                cpu::adam_step(
+                // When the next step is this parameter's moving average, it runs in the same
+                // pass (lent out of the executor meanwhile).
+                let ema = match next {
+                    Some(&Instr::Ema {
+                        source,
+                        average,
+                        decay,
+                        ..
+                    }) if source == param && average != param => Some((average, decay)),
+                    _ => None,
+                };
+                let mut lent = ema.map(|(average, _)| std::mem::take(&mut self.values[average]));
+                let result = cpu::adam_ema_step(
                     &cfg,
                     t,
-                    p,
-                    g,
+                    &mut self.values[param],
+                    &self.grads[param],
                     &mut self.adam_m[param],
                     &mut self.adam_v[param],
-                )?;
+                    ema.zip(lent.as_deref_mut())
+                        .map(|((_, decay), average)| (decay, iteration, average)),
+                );
+                if let (Some((average, _)), Some(values)) = (ema, lent) {
+                    self.values[average] = values;
+                }
+                result?;
+                return Ok(ema.is_some());
             }
         }
         Ok(fused.is_some() || fused_grad.is_some())

@@ -214,6 +214,26 @@ pub fn contributions_together(instrs: &mut Vec<Instr>) {
     }
 }
 
+/// Moves each moving-average step up to just after the Adam step of its source, when every
+/// instruction it passes is independent of it (the other parameters' steps and averages
+/// are), so that the CPU executor updates a parameter and its average in one pass. The
+/// average reads only its source and itself, so no value changes.
+pub fn averages_beside_their_updates(instrs: &mut [Instr]) {
+    for i in 0..instrs.len() {
+        let Instr::Ema { source, .. } = instrs[i] else {
+            continue;
+        };
+        let update = instrs[..i]
+            .iter()
+            .rposition(|instr| matches!(*instr, Instr::Adam { param, .. } if param == source));
+        if let Some(j) = update
+            && (j + 1..i).all(|k| independent(&instrs[k], &instrs[i]))
+        {
+            instrs[j + 1..=i].rotate_right(1);
+        }
+    }
+}
+
 /// Moves each BCE loss that nothing reads from the forward pass to just before the
 /// gradient of the same logits and rows in the backward pass, so that an executor can
 /// compute the two in one pass over the logits. The loss reads only forward values, and

@@ -1,6 +1,8 @@
 //! What the CPU executor runs together: an activation with the layer before it, an
 //! activation gradient with the input gradient before it, and a transposed convolution's
-//! weight and input gradients of one dy (found when a plan is compiled).
+//! weight and input gradients of one dy (found when a plan is compiled), and an Adam step with
+//! the moving average of its parameter (moved beside it when a plan is compiled; run in
+//! `CpuExecutor::exec`).
 
 use std::mem::take;
 
@@ -8,7 +10,7 @@ use super::CpuExecutor;
 use crate::cpu;
 use crate::error::Result;
 use crate::geometry::ConvTranspose2dGeometry;
-use crate::graph::schedule::{independent, shared_im2col_partner};
+use crate::graph::schedule::{averages_beside_their_updates, independent, shared_im2col_partner};
 use crate::graph::{Buf, Instr};
 
 /// A compiled plan: its instructions, and at each transposed convolution's weight gradient
@@ -38,6 +40,9 @@ pub(super) struct TransposeGrads {
 
 impl Plan {
     pub(super) fn new(instrs: &[Instr]) -> Self {
+        let mut owned = instrs.to_vec();
+        averages_beside_their_updates(&mut owned);
+        let instrs = &owned[..];
         let together = (0..instrs.len())
             .map(|i| {
                 let j = shared_im2col_partner(instrs, i)?;
@@ -79,7 +84,7 @@ impl Plan {
             })
             .collect();
         Plan {
-            instrs: instrs.to_vec(),
+            instrs: owned,
             together,
         }
     }
