@@ -71,9 +71,88 @@ fn gemm_with(
     let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
     // SAFETY: the lengths checked above make every element that the crate addresses,
-    // A[i*rsa + p*csa] for i < m, p < k (likewise B and C), lie inside its slice; C is a unique
-    // borrow, so it aliases neither A nor B. Without `accumulate` (read_dst false), C is never
-    // read. The crate computes dst = alpha·dst + beta·lhs·rhs.
+    // A[i*rsa + p*csa] for i < m, p < k (likewise B and C), lie inside its slice.
+    unsafe {
+        crate_gemm(
+            parallelism,
+            (m, n, k),
+            a,
+            (rsa, csa),
+            b,
+            (rsb, csb),
+            c,
+            accumulate,
+        )
+    };
+    Ok(())
+}
+
+/// C (m, n) = A·B on the calling thread, where A's rows lie `lda` floats apart (lda >= k): a
+/// block of columns of a wider matrix, read in place. B is (k, n) and C (m, n), row-major.
+pub(super) fn gemm_serial_strided_a(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: &mut [f32],
+) -> Result<()> {
+    let a_needs = match m {
+        0 => 0,
+        m => (m - 1).saturating_mul(lda).saturating_add(k),
+    };
+    if k > lda || a.len() < a_needs {
+        return Err(crate::error::Error::Shape {
+            op: "gemm",
+            message: format!(
+                "A has {} elements, fewer than {m} rows of {k} every {lda} need",
+                a.len()
+            ),
+        });
+    }
+    check_len("gemm", "B", b.len(), k.saturating_mul(n))?;
+    check_len("gemm", "C", c.len(), m.saturating_mul(n))?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // SAFETY: A[i*lda + p] for i < m, p < k is at most (m-1)·lda + k - 1 < a.len(), checked
+    // above, as are B's and C's lengths.
+    unsafe {
+        crate_gemm(
+            Parallelism::None,
+            (m, n, k),
+            a,
+            (lda, 1),
+            b,
+            (n, 1),
+            c,
+            false,
+        )
+    };
+    Ok(())
+}
+
+/// The `gemm` crate's C = A·B (+ C when `accumulate`), C row-major and contiguous, A and B
+/// with (row, column) strides.
+///
+/// # Safety
+/// Every A[i*rsa + p*csa], B[p*rsb + j*csb] for i < m, j < n, p < k must lie inside `a` and
+/// `b`, and `c` must hold m·n elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn crate_gemm(
+    parallelism: Parallelism,
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    // C is a unique borrow, so it aliases neither A nor B. Without `accumulate` (read_dst
+    // false), C is never read. The crate computes dst = alpha·dst + beta·lhs·rhs.
+    // SAFETY: the caller's contract; slice lengths fit isize, so the strides do too.
     unsafe {
         gemm::gemm(
             m,
@@ -97,7 +176,6 @@ fn gemm_with(
             parallelism,
         );
     }
-    Ok(())
 }
 
 /// c (rows, cols) = each row of `bias` (cols), or c += it when `accumulate`: the bias written

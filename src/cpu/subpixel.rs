@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use super::conv::image_chunks;
-use super::gemm::gemm_serial;
+use super::gemm::gemm_serial_strided_a;
 use crate::error::Result;
 use crate::geometry::ConvTranspose2dGeometry;
 
@@ -57,6 +57,16 @@ impl AxisPhase {
     /// Kernel tap of column position j (the order of `window_start`).
     fn tap(&self, j: usize, stride: usize) -> usize {
         self.residue + (self.taps - 1 - j) * stride
+    }
+
+    /// The column positions j of output g whose input position lies inside [0, len).
+    fn inside(&self, g: usize, len: usize) -> Range<usize> {
+        let start = self.window_start(g);
+        let first = usize::try_from(-start).unwrap_or(0).min(self.taps);
+        let end = usize::try_from(len as isize - start)
+            .unwrap_or(0)
+            .min(self.taps);
+        first..end.max(first)
     }
 }
 
@@ -148,37 +158,59 @@ impl<'g> Phases<'g> {
             }
             let cols = &mut cols[..rows * k];
             let out = &mut out[..rows * g.out_c];
-            // Without taps (a stride above the kernel) the GEMM's k is 0: it writes zeros.
             if k > 0 {
                 self.im2col(py, px, x, cols);
             }
-            gemm_serial(rows, g.out_c, k, cols, false, phase_w, false, out, false)?;
+            // Rows go by output row gy (then image, then gx), so the rows of the output rows
+            // whose windows hang over the input's top or bottom are blocks of their own: their
+            // GEMMs take only the kernel rows inside, not the zeros of the others. Without taps
+            // (a stride above the kernel) a GEMM's k is 0: it writes zeros.
+            let run = px.taps * g.in_c;
+            let per_gy = images * px.count;
+            let mut gy = 0;
+            while gy < py.count {
+                let inside = py.inside(gy, g.in_h);
+                let end = (gy..py.count)
+                    .find(|&e| py.inside(e, g.in_h) != inside)
+                    .unwrap_or(py.count);
+                let block = gy * per_gy..end * per_gy;
+                gemm_serial_strided_a(
+                    block.len(),
+                    g.out_c,
+                    inside.len() * run,
+                    &cols[block.start * k + inside.start * run..],
+                    k,
+                    &phase_w[inside.start * run * g.out_c..inside.end * run * g.out_c],
+                    &mut out[block.start * g.out_c..block.end * g.out_c],
+                )?;
+                gy = end;
+            }
             self.place(py, px, out, bias, y);
         }
         Ok(())
     }
 
-    /// The column matrix of one phase: a row per (image, output pixel of the phase), its
-    /// taps_h·taps_w·in_c columns the input pixels the taps read (0 outside the input).
+    /// The column matrix of one phase: a row per (output row gy, image, gx) of the phase, its
+    /// taps_h·taps_w·in_c columns the input pixels the taps read (0 outside the input
+    /// horizontally; kernel rows above or below the input are left unwritten, the GEMMs
+    /// skip them).
     fn im2col(&self, py: AxisPhase, px: AxisPhase, x: &[f32], cols: &mut [f32]) {
         let g = self.g;
         let ch = g.in_c;
         let run = px.taps * ch;
         let image_len = g.in_h * g.in_w * ch;
         let mut rows = cols.chunks_exact_mut(py.taps * run);
-        for image in x.chunks_exact(image_len) {
-            for gy in 0..py.count {
+        for gy in 0..py.count {
+            let y0 = py.window_start(gy);
+            let inside = py.inside(gy, g.in_h);
+            for image in x.chunks_exact(image_len) {
                 for gx in 0..px.count {
                     let Some(row) = rows.next() else { return };
                     let x0 = px.window_start(gx);
-                    let y0 = py.window_start(gy);
-                    for (jy, dst) in row.chunks_exact_mut(run).enumerate() {
-                        let iy = y0 + jy as isize;
-                        if !(0..g.in_h as isize).contains(&iy) {
-                            dst.fill(0.0);
-                            continue;
-                        }
-                        let line = &image[iy as usize * g.in_w * ch..][..g.in_w * ch];
+                    for jy in inside.clone() {
+                        let dst = &mut row[jy * run..][..run];
+                        let iy = (y0 + jy as isize) as usize;
+                        let line = &image[iy * g.in_w * ch..][..g.in_w * ch];
                         if x0 >= 0 && x0 as usize + px.taps <= g.in_w {
                             dst.copy_from_slice(&line[x0 as usize * ch..][..run]);
                             continue;
@@ -197,7 +229,7 @@ impl<'g> Phases<'g> {
         }
     }
 
-    /// Copies the phase's GEMM rows (image, gy, gx) to their output pixels, adding the bias.
+    /// Copies the phase's GEMM rows (gy, image, gx) to their output pixels, adding the bias.
     fn place(
         &self,
         py: AxisPhase,
@@ -210,9 +242,9 @@ impl<'g> Phases<'g> {
         let ch = g.out_c;
         let image_len = g.out_h * g.out_w * ch;
         let mut rows = out.chunks_exact(ch.max(1));
-        for image in y.chunks_exact_mut(image_len.max(1)) {
-            for gy in 0..py.count {
-                let p = py.first_out + gy * g.stride_h;
+        for gy in 0..py.count {
+            let p = py.first_out + gy * g.stride_h;
+            for image in y.chunks_exact_mut(image_len.max(1)) {
                 for gx in 0..px.count {
                     let q = px.first_out + gx * g.stride_w;
                     let Some(src) = rows.next() else { return };
