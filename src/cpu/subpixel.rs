@@ -4,10 +4,11 @@
 //! Output row p is reached by input row i through kernel row a where i·s + a = p + crop. So
 //! the rows with (p + crop) mod s = r take only the kernel rows a = r + t·s, from input rows
 //! m - t, where m = (p + crop - r)/s: an ordinary stride-1 convolution over x with those taps.
-//! Each phase is then one GEMM, im2col(x) · (its taps of w), whose rows are exactly its output
-//! pixels: nothing is scattered and added afterwards, and every multiply has a real operand,
-//! as in the scatter formulation (which multiplied in_c-long rows and added the results where
-//! they landed, a GEMM with only in_c for its inner dimension).
+//! Each phase is then im2col(x) · (its taps of w), whose rows are exactly its output pixels:
+//! nothing is scattered and added afterwards (the scatter formulation multiplied in_c-long rows
+//! and added the results where they landed, a GEMM with only in_c for its inner dimension).
+//! The rows are split where windows hang over the input's top or bottom, so that those GEMMs
+//! skip the kernel rows outside; taps beyond the left and right edges multiply zeros.
 
 use std::ops::Range;
 
