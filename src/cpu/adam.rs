@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::ema::ema_weights;
+use super::ema::{average_into, ema_weights};
 use super::{check_len, par};
 use crate::error::{Error, Result};
 
@@ -103,12 +103,9 @@ pub fn adam_ema_step(
     let alpha = cfg.alpha(t);
     let (one_minus_b1, one_minus_b2) = (cfg.one_minus_beta1(), cfg.one_minus_beta2());
     let epsilon = cfg.epsilon;
-    let (d, rest, average) = match ema {
-        Some((decay, step, average)) => {
-            let (d, rest) = ema_weights(decay, step);
-            (d, rest, average)
-        }
-        None => (0.0, 0.0, &mut [][..]),
+    let (weights, average) = match ema {
+        Some((decay, step, average)) => (ema_weights(decay, step), average),
+        None => ((0.0, 0.0), &mut [][..]),
     };
     let update = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], a: &mut [f32]| {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
@@ -116,9 +113,7 @@ pub fn adam_ema_step(
             *v += (g * g - *v) * one_minus_b2;
             *p -= (*m * alpha) / (v.sqrt() + epsilon);
         }
-        for (a, &p) in a.iter_mut().zip(&*p) {
-            *a = d * *a + rest * p;
-        }
+        average_into(a, p, weights);
     };
     // Element-wise, so any split gives the same bits; split only when threads pay.
     if p.len() < 2 * par::CHUNK {

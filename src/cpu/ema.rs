@@ -17,11 +17,18 @@ pub fn ema_weights(decay: f32, t: u64) -> (f32, f32) {
 /// One step: `average = d·average + (1 - d)·source` at step `t`.
 pub fn ema_step(decay: f32, t: u64, source: &[f32], average: &mut [f32]) -> Result<()> {
     check_len("ema", "average", average.len(), source.len())?;
-    let (d, rest) = ema_weights(decay, t);
+    let weights = ema_weights(decay, t);
     super::par::chunks_mut(average, |at, average| {
-        for (a, &s) in average.iter_mut().zip(&source[at..]) {
-            *a = d * *a + rest * s;
-        }
+        average_into(average, &source[at..], weights)
     });
     Ok(())
+}
+
+/// `average = d·average + (1 - d)·source` element by element, with (d, 1 - d) from
+/// [`ema_weights`]: the one update that [`ema_step`] and Adam's fused step share.
+#[inline]
+pub(super) fn average_into(average: &mut [f32], source: &[f32], (d, rest): (f32, f32)) {
+    for (a, &s) in average.iter_mut().zip(source) {
+        *a = d * *a + rest * s;
+    }
 }
